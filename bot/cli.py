@@ -1,0 +1,62 @@
+"""``modelarts-bot`` / ``python -m bot``: serve, doctor, emulator, shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bot.errors import ConfigError
+from bot.settings import load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from bot.flow.roles import load_roles
+    from bot.serve import Server
+
+    settings = load_settings()
+    problems = settings.problems()
+    if problems:
+        raise ConfigError(problems[0])
+    load_roles(settings.ROLES_FILE)
+    Server(settings).run()
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from bot import doctor
+
+    return doctor.run(load_settings())
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from bot.emulator import serve_forever
+
+    serve_forever(host=args.host, port=args.port, seed_path=args.jobs)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="modelarts-bot",
+                                  description="Stop ModelArts training jobs safely from Slack.")
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="serve Slack requests (HTTP, or Socket Mode with SLACK_APP_TOKEN)"
+                   ).set_defaults(run=_serve)
+    sub.add_parser("doctor", help="check settings, Redis, ModelArts, Slack and the roles file"
+                   ).set_defaults(run=_doctor)
+    emu = sub.add_parser("emulator", help="run the ModelArts emulator (for tests and rehearsals)")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8089)
+    emu.add_argument("--jobs", default=None, help="YAML or JSON file of jobs to seed")
+    emu.set_defaults(run=_emulator)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        print(f"modelarts-bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,96 @@
+"""``modelarts-bot doctor``: check each configured part, one line a check, never a secret."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from bot.errors import ConfigError
+from bot.flow.roles import load_roles
+from bot.modelarts.client import build_client
+from bot.modelarts.models import Failure
+from bot.settings import Settings
+from bot.wiring import redis_client, slack_client
+
+Check = tuple[str, Callable[[], str]]
+
+
+class Problem(Exception):
+    """A check failed; the message says what is wrong and how to fix it."""
+
+
+def check_settings(settings: Settings) -> str:
+    problems = settings.problems()
+    if problems:
+        raise Problem("; ".join(problems))
+    auth = "AK/SK signing" if settings.uses_aksk else "IAM password token"
+    return f"complete (ModelArts auth: {auth})"
+
+
+def check_redis(settings: Settings) -> str:
+    try:
+        redis_client(settings.REDIS_URL).ping()
+    except redis.RedisError as exc:
+        raise Problem(f"no answer from REDIS_URL ({type(exc).__name__}): start Redis or fix "
+                      "REDIS_URL") from None
+    return "PING answered"
+
+
+def check_modelarts(settings: Settings) -> str:
+    if not settings.MODELARTS_ENDPOINT or not settings.MODELARTS_PROJECT_ID:
+        raise Problem("not configured: set MODELARTS_ENDPOINT and MODELARTS_PROJECT_ID")
+    client = build_client(settings, redis_client(settings.REDIS_URL), settings.REDIS_KEY_PREFIX)
+    jobs = client.list_jobs(per_page=1)
+    if isinstance(jobs, Failure):
+        status = f" (HTTP {jobs.http_status})" if jobs.http_status else ""
+        raise Problem(f"job list failed: {jobs.error_code}{status}: {jobs.error_msg}; check "
+                      "MODELARTS_ENDPOINT, MODELARTS_PROJECT_ID and the credentials")
+    return "credentials accepted (job list answered)"
+
+
+def check_slack(settings: Settings) -> str:
+    if not settings.SLACK_BOT_TOKEN:
+        raise Problem("SLACK_BOT_TOKEN is missing")
+    from slack_sdk.errors import SlackClientError
+
+    try:
+        resp = slack_client(settings).auth_test()
+    except SlackClientError as exc:
+        error = getattr(exc, "response", {}) or {}
+        raise Problem(f"auth.test failed ({error.get('error', type(exc).__name__)}): "
+                      "check SLACK_BOT_TOKEN and SLACK_API_URL") from None
+    except OSError as exc:
+        raise Problem(f"cannot reach SLACK_API_URL ({type(exc).__name__})") from None
+    return f"token valid (bot user {resp.get('user_id')}, team {resp.get('team')})"
+
+
+def check_roles(settings: Settings) -> str:
+    if not Path(settings.ROLES_FILE).exists():
+        raise Problem(f"ROLES_FILE {settings.ROLES_FILE} does not exist: nobody may stop anything")
+    try:
+        roles = load_roles(settings.ROLES_FILE)
+    except ConfigError as exc:
+        raise Problem(str(exc)) from None
+    return (f"{len(roles.jobs)} roles, {len(roles.users)} users, "
+            f"{len(roles.usergroups)} usergroups")
+
+
+def run(settings: Settings, out=print) -> int:
+    checks: list[Check] = [
+        ("settings", lambda: check_settings(settings)),
+        ("redis", lambda: check_redis(settings)),
+        ("modelarts", lambda: check_modelarts(settings)),
+        ("slack", lambda: check_slack(settings)),
+        ("roles", lambda: check_roles(settings)),
+    ]
+    failed = 0
+    for name, check in checks:
+        try:
+            out(f"OK    {name}: {check()}")
+        except Problem as exc:
+            failed += 1
+            out(f"FAIL  {name}: {exc}")
+    out("all checks passed" if not failed else f"{failed} check(s) failed")
+    return 1 if failed else 0

@@ -1,0 +1,103 @@
+"""Pending stop confirmations in Redis: created once, consumed at most once, across replicas."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+import redis
+
+# Consume a pending confirmation, atomically.
+# KEYS[1] pending record, KEYS[2] done marker (same hash slot: both carry {id})
+# ARGV[1] clicking user, ARGV[2] new state ("confirmed"|"cancelled"), ARGV[3] marker TTL seconds
+# returns {"ok", record} (record deleted, marker set) | {"not_requester", record} (nothing changed)
+#       | {"handled", marker} | {"expired", ""}
+CONSUME = """
+local v = redis.call('GET', KEYS[1])
+if not v then
+  local d = redis.call('GET', KEYS[2])
+  if d then return {'handled', d} end
+  return {'expired', ''}
+end
+if cjson.decode(v)['requester'] ~= ARGV[1] then return {'not_requester', v} end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], cjson.encode({state=ARGV[2], by=ARGV[1]}), 'EX', tonumber(ARGV[3]))
+return {'ok', v}
+"""
+
+DONE_TTL = 7 * 24 * 3600  # how long "already handled" is remembered
+
+
+class Result(StrEnum):
+    OK = "ok"
+    NOT_REQUESTER = "not_requester"
+    HANDLED = "handled"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What a pending confirmation remembers. ``thread_ts`` is where outcome replies go."""
+
+    id: str
+    requester: str
+    channel: str
+    ts: str
+    thread_ts: str
+    job_id: int
+    version_id: int
+    job_name: str
+    version_name: str
+    created_at: float
+    alert_ts: str | None = None
+
+
+@dataclass(frozen=True)
+class Consumed:
+    result: Result
+    confirmation: Confirmation | None = None
+    handled_by: str | None = None
+    handled_as: str | None = None
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class ConfirmationStore:
+    """Every call is one Redis round trip; RedisError propagates to the caller."""
+
+    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.ttl = ttl_seconds
+        self._consume = client.register_script(CONSUME)
+
+    def _keys(self, cid: str) -> list[str]:
+        return [f"{self.prefix}confirm:{{{cid}}}", f"{self.prefix}confirm-done:{{{cid}}}"]
+
+    def create(self, confirmation: Confirmation) -> bool:
+        """Store it for ``ttl`` seconds; False if that id exists already (SET NX EX)."""
+        key = self._keys(confirmation.id)[0]
+        return bool(self.redis.set(key, json.dumps(asdict(confirmation)), nx=True, ex=self.ttl))
+
+    def consume(self, cid: str, user: str, state: str) -> Consumed:
+        if not cid or len(cid) > 64:
+            return Consumed(Result.EXPIRED)
+        kind, raw = self._consume(keys=self._keys(cid), args=[user, state, max(DONE_TTL, self.ttl)])
+        result = Result(kind.decode() if isinstance(kind, bytes) else kind)
+        if result is Result.EXPIRED:
+            return Consumed(result)
+        data = json.loads(raw)
+        if result is Result.HANDLED:
+            return Consumed(result, handled_by=data.get("by"), handled_as=data.get("state"))
+        return Consumed(result, Confirmation(**data))
+
+
+def make_confirmation(**fields: object) -> Confirmation:
+    fields.setdefault("id", new_id())
+    fields.setdefault("created_at", time.time())
+    return Confirmation(**fields)  # type: ignore[arg-type]

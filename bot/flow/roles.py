@@ -1,0 +1,146 @@
+"""Who may stop which jobs: the roles file, and the check against it (deny by default)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+import yaml
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The parsed roles file: role -> job globs, user -> roles, usergroup -> roles."""
+
+    jobs: dict[str, tuple[str, ...]]
+    users: dict[str, tuple[str, ...]]
+    usergroups: dict[str, tuple[str, ...]]
+
+    def roles_allowing(self, job_name: str) -> list[str]:
+        return [role for role, globs in self.jobs.items()
+                if any(fnmatch.fnmatchcase(job_name, g) for g in globs)]
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where} must be a list of strings")
+    return tuple(value)
+
+
+def parse_roles(text: str, source: str = "roles file") -> Roles:
+    """Parse and check a roles file; ConfigError says where it is wrong."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{at}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("roles"), dict):
+        raise ConfigError(f"{source}: needs a 'roles:' mapping")
+    unknown = set(data) - {"roles", "users", "usergroups"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {', '.join(sorted(map(str, unknown)))}")
+    jobs = {}
+    for role, body in data["roles"].items():
+        if not isinstance(body, dict) or "jobs" not in body:
+            raise ConfigError(f"{source}: roles.{role} needs a 'jobs:' list of globs")
+        jobs[str(role)] = _strings(body["jobs"], f"{source}: roles.{role}.jobs")
+    maps = {}
+    for section in ("users", "usergroups"):
+        raw = data.get(section) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: '{section}:' must map ids to lists of roles")
+        maps[section] = {}
+        for who, roles in raw.items():
+            names = _strings(roles, f"{source}: {section}.{who}")
+            for name in names:
+                if name not in jobs:
+                    raise ConfigError(f"{source}: {section}.{who} names role '{name}', "
+                                      "which roles: does not define")
+            maps[section][str(who)] = names
+    return Roles(jobs, maps["users"], maps["usergroups"])
+
+
+def load_roles(path: str) -> Roles:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"ROLES_FILE: cannot read {path} ({exc.strerror})") from None
+    return parse_roles(text, source=path)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    via: str | None           # the role that allows it
+    would_allow: list[str]    # roles that would allow this job
+
+
+class RoleChecker:
+    """Decides whether a Slack user may stop a job, by name. Anyone unmapped may stop nothing.
+
+    Usergroup membership comes from usergroups.users.list, cached in Redis for ``cache_seconds``.
+    """
+
+    def __init__(self, roles: Roles, slack: WebClient, redis_client: redis.Redis, prefix: str,
+                 cache_seconds: int = 60) -> None:
+        self.roles = roles
+        self.slack = slack
+        self.redis = redis_client
+        self.prefix = prefix
+        self.cache_seconds = cache_seconds
+
+    def check(self, user_id: str, job_name: str) -> Verdict:
+        allowing = self.roles.roles_allowing(job_name)
+        for role in self.roles.users.get(user_id, ()):
+            if role in allowing:
+                return Verdict(True, role, allowing)
+        groups = [g for g, roles in self.roles.usergroups.items()
+                  if any(r in allowing for r in roles)]
+        for group, members in zip(groups, self._members(groups), strict=True):
+            if user_id in members:
+                role = next(r for r in self.roles.usergroups[group] if r in allowing)
+                return Verdict(True, role, allowing)
+        return Verdict(False, None, allowing)
+
+    def is_mapped(self, user_id: str) -> bool:
+        """True when the user holds any role, directly or through a usergroup."""
+        if self.roles.users.get(user_id):
+            return True
+        groups = list(self.roles.usergroups)
+        return any(user_id in members for members in self._members(groups))
+
+    def _members(self, groups: list[str]) -> list[set[str]]:
+        """Members of each group: one MGET for all, Slack only for the misses."""
+        if not groups:
+            return []
+        keys = [f"{self.prefix}usergroup:{g}" for g in groups]
+        cached = self.redis.mget(keys) if self.cache_seconds else [None] * len(groups)
+        out = []
+        for group, key, value in zip(groups, keys, cached, strict=True):
+            if value is not None:
+                out.append(set(json.loads(value)))
+                continue
+            members = self._fetch(group)
+            if members is not None and self.cache_seconds:
+                self.redis.set(key, json.dumps(sorted(members)), ex=self.cache_seconds)
+            out.append(members or set())
+        return out
+
+    def _fetch(self, group: str) -> set[str] | None:
+        try:
+            resp = self.slack.usergroups_users_list(usergroup=group)
+        except SlackApiError as exc:
+            log.warning("usergroups.users.list failed for %s: %s", group, exc.response.get("error"))
+            return None
+        return set(resp.get("users") or [])

@@ -1,0 +1,212 @@
+"""The stop flow: look up, check the role, ask to confirm, consume once, stop, report.
+
+Every method runs after the Slack ack. ``notify`` sends an ephemeral message to the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import redis
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.flow.confirmations import Confirmation, ConfirmationStore, Result, new_id
+from bot.flow.roles import RoleChecker
+from bot.logs import decision
+from bot.modelarts.hints import hint_for
+from bot.modelarts.models import Failure, JobVersion, StopOutcome
+from bot.slack import blocks as b
+
+log = logging.getLogger(__name__)
+Notify = Callable[[str], None]
+
+REDIS_DOWN = ("I can't reach my state store (Redis), so I can't keep a confirmation. "
+              "Nothing was stopped. Try again in a moment.")
+INVITE = ("I'm not in this channel, so I can't post the confirmation here. "
+          "Invite me with `/invite @ModelArts Bot` and try again. Nothing was stopped.")
+NOT_IN_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
+
+
+def lookup_failed(job_id: int, version_id: int, failure: Failure) -> str:
+    hint = hint_for(failure.error_code)
+    status = f" (HTTP {failure.http_status})" if failure.http_status else ""
+    text = (f"Could not look up job {job_id} version {version_id}: `{failure.error_code}`{status}: "
+            f"{b.escape(failure.error_msg)}. Nothing was stopped.")
+    return text + (f"\nHint: {hint}" if hint else "")
+
+
+class StopFlow:
+    def __init__(self, slack: WebClient, modelarts, roles: RoleChecker,
+                 store: ConfirmationStore) -> None:
+        self.slack = slack
+        self.modelarts = modelarts
+        self.roles = roles
+        self.store = store
+
+    # -- /modelarts status ------------------------------------------------------------------
+    def status(self, user: str, job_id: int, version_id: int, notify: Notify) -> None:
+        try:
+            mapped = self.roles.is_mapped(user)
+        except redis.RedisError:
+            notify("I can't reach my state store (Redis) to check your role. Try again shortly.")
+            return
+        if not mapped:
+            notify("You have no role in this bot's roles file, so you can't look up jobs. "
+                   "Ask the platform team to map you.")
+            return
+        found = self.modelarts.get_version(job_id, version_id)
+        if isinstance(found, Failure):
+            notify(lookup_failed(job_id, version_id, found))
+        else:
+            notify(b.status_text(found))
+
+    # -- /modelarts stop, and the alert's Stop button ---------------------------------------
+    def request(self, user: str, channel: str, job_id: int, version_id: int, notify: Notify,
+                thread_ts: str | None = None, alert_ts: str | None = None) -> Confirmation | None:
+        """Post a confirmation request, or tell the user why not. Returns what was stored."""
+        where = {"user": user, "channel": channel, "job_id": job_id, "version_id": version_id}
+        found = self.modelarts.get_version(job_id, version_id)
+        if isinstance(found, Failure):
+            decision("failed", **where, outcome="lookup_failed", error_code=found.error_code)
+            notify(lookup_failed(job_id, version_id, found))
+            return None
+        if not found.is_running:
+            decision("refused", **where, outcome="not_running", status=found.status_name)
+            notify(b.not_running_text(found))
+            return None
+        try:
+            verdict = self.roles.check(user, found.job_name)
+        except redis.RedisError:
+            decision("failed", **where, outcome="redis_unavailable")
+            notify(REDIS_DOWN)
+            return None
+        if not verdict.allowed:
+            decision("denied", **where, job_name=found.job_name, outcome="no_role")
+            notify(b.denied_text(found.job_name, job_id, version_id, verdict.would_allow))
+            return None
+        return self._ask(user, channel, found, notify, thread_ts, alert_ts, where)
+
+    def _ask(self, user: str, channel: str, v: JobVersion, notify: Notify,
+             thread_ts: str | None, alert_ts: str | None, where: dict) -> Confirmation | None:
+        cid = new_id()
+        text, blocks = b.request_message(v, user, cid, self.store.ttl)
+        try:
+            posted = self.slack.chat_postMessage(channel=channel, text=text, blocks=blocks,
+                                                 thread_ts=thread_ts)
+        except SlackApiError as exc:
+            error = exc.response.get("error", "unknown_error")
+            decision("failed", **where, outcome="post_failed", error_code=error)
+            notify(INVITE if error in NOT_IN_CHANNEL else
+                   f"Slack refused to post the confirmation (`{error}`). Nothing was stopped.")
+            return None
+        c = Confirmation(cid, user, channel, posted["ts"], thread_ts or posted["ts"], v.job_id,
+                         v.version_id, v.job_name, v.version_name, time.time(), alert_ts)
+        try:
+            self.store.create(c)
+        except redis.RedisError:
+            self._update(c.channel, c.ts, *b.settled(
+                c, "Not recorded: the bot can't reach Redis, so this can't be confirmed. "
+                   "Nothing was stopped."))
+            decision("failed", **where, outcome="redis_unavailable")
+            notify(REDIS_DOWN)
+            return None
+        decision("requested", **where, job_name=v.job_name, confirmation=cid)
+        return c
+
+    # -- the buttons ------------------------------------------------------------------------
+    def confirm(self, user: str, cid: str, channel: str, message_ts: str,
+                message_blocks: list[dict] | None, notify: Notify) -> StopOutcome | None:
+        c = self._consume(user, cid, "confirmed", channel, message_ts, message_blocks, notify)
+        if c is None:
+            return None
+        where = {"user": user, "channel": c.channel, "job_id": c.job_id,
+                 "version_id": c.version_id, "confirmation": cid}
+        try:
+            verdict = self.roles.check(c.requester, c.job_name)
+        except redis.RedisError:
+            verdict = None
+        if verdict is None or not verdict.allowed:
+            why = ("the bot could not check your role (Redis unreachable)" if verdict is None
+                   else f"{b.mention(user)} no longer holds a role that allows it")
+            self._update(c.channel, c.ts, *b.settled(c, f"Not stopped: {why}."))
+            decision("denied", **where, outcome="role_lost" if verdict else "redis_unavailable")
+            return None
+        self._update(c.channel, c.ts, *b.stopping(c, user))
+        decision("confirmed", **where)
+        outcome = self.modelarts.stop_version(c.job_id, c.version_id)
+        self.report(c, user, outcome)
+        return outcome
+
+    def report(self, c: Confirmation, user: str, outcome: StopOutcome) -> None:
+        """The outcome: a reply in the thread, and the request message settled."""
+        hint = None if outcome.is_success else hint_for(outcome.error_code or "")
+        self._post(c.channel, b.outcome_reply(c, outcome, hint), thread_ts=c.thread_ts)
+        line = f"{b.outcome_line(outcome)} Confirmed by {b.mention(user)}."
+        self._update(c.channel, c.ts, *b.settled(c, line))
+        decision("stopped" if outcome.is_success else "failed", user=user, channel=c.channel,
+                 job_id=c.job_id, version_id=c.version_id, confirmation=c.id,
+                 outcome="unknown" if outcome.unknown else
+                 ("stop_requested" if outcome.is_success else "stop_failed"),
+                 error_code=outcome.error_code, http_status=outcome.http_status)
+
+    def cancel(self, user: str, cid: str, channel: str, message_ts: str,
+               message_blocks: list[dict] | None, notify: Notify) -> None:
+        c = self._consume(user, cid, "cancelled", channel, message_ts, message_blocks, notify)
+        if c is None:
+            return
+        self._update(c.channel, c.ts, *b.settled(
+            c, f"Cancelled by {b.mention(user)}. Nothing was stopped."))
+        decision("cancelled", user=user, channel=c.channel, job_id=c.job_id,
+                 version_id=c.version_id, confirmation=cid)
+
+    def _consume(self, user: str, cid: str, state: str, channel: str, message_ts: str,
+                 message_blocks: list[dict] | None, notify: Notify) -> Confirmation | None:
+        verb = "confirm" if state == "confirmed" else "cancel"
+        try:
+            got = self.store.consume(cid, user, state)
+        except redis.RedisError:
+            decision("failed", user=user, channel=channel, confirmation=cid,
+                     outcome="redis_unavailable")
+            notify("I can't reach my state store (Redis), so I can't check this confirmation. "
+                   "Nothing was stopped. Try again in a moment.")
+            return None
+        if got.result is Result.OK:
+            return got.confirmation
+        if got.result is Result.NOT_REQUESTER:
+            requester = got.confirmation.requester if got.confirmation else "the requester"
+            notify(f"Only {b.mention(requester)} can {verb} this request.")
+        elif got.result is Result.HANDLED:
+            by = f" by {b.mention(got.handled_by)}" if got.handled_by else ""
+            notify(f"This request was already handled ({got.handled_as}{by}). Nothing more to do.")
+        else:
+            decision("expired", user=user, channel=channel, confirmation=cid, outcome="expired")
+            notify("This request expired; nothing was stopped. Run `/modelarts stop` again if "
+                   "the job still needs stopping.")
+            if message_ts:
+                self._update(channel, message_ts, "This stop request expired.",
+                             b.strip_buttons(message_blocks, "Expired: nothing was stopped."))
+        return None
+
+    # -- Slack calls that must not break the flow -------------------------------------------
+    def _update(self, channel: str, ts: str, text: str, blocks: list[dict]) -> None:
+        try:
+            self.slack.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        except (SlackClientError, OSError) as exc:
+            log.warning("chat.update failed: %s", _slack_error(exc),
+                        extra={"channel": channel, "ts": ts})
+
+    def _post(self, channel: str, text: str, thread_ts: str | None = None) -> None:
+        try:
+            self.slack.chat_postMessage(channel=channel, text=text, thread_ts=thread_ts)
+        except (SlackClientError, OSError) as exc:
+            log.error("chat.postMessage failed: %s", _slack_error(exc),
+                      extra={"channel": channel, "thread_ts": thread_ts})
+
+
+def _slack_error(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error"))
+    return type(exc).__name__

@@ -1,0 +1,224 @@
+"""The ModelArts v1 training-job client. Every failure comes back as a value, never raised.
+
+A stop is sent once. It is sent again only when the connection was refused (nothing reached the
+server), or once after a 401 token rejection with IAM auth (the gate refused it, nothing ran).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+import requests
+from pydantic import SecretStr
+from urllib3.exceptions import NewConnectionError
+
+from bot.errors import ConfigError
+from bot.modelarts import models, signer
+from bot.modelarts.auth import TOKEN_HEADER, AkSkAuth, AuthError, IamTokenAuth
+from bot.modelarts.hints import GATEWAY_AUTH_CODES, TOKEN_CODES, hint_for
+from bot.modelarts.models import Failure, JobVersion, StopOutcome
+from bot.settings import Settings
+
+__all__ = ["ModelArtsClient", "build_client", "hint_for"]
+
+log = logging.getLogger(__name__)
+
+REFUSED_RETRY_DELAYS = (0.2, 0.5)  # at most two more tries, only when the connect was refused
+
+
+class Auth(Protocol):
+    def headers(
+        self, method: str, url: str, params: signer.QueryItems, body: bytes | None
+    ) -> dict[str, str]: ...
+
+    def invalidate(self, token: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class _Answer:
+    body: dict
+    http_status: int
+    request_id: str | None
+
+
+class ModelArtsClient:
+    def __init__(
+        self, endpoint: str, project_id: str, auth: Auth, session: requests.Session, timeout: float
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.project_id = project_id
+        self._auth = auth
+        self._session = session
+        self._timeout = timeout
+
+    def get_version(self, job_id: object, version_id: object) -> JobVersion | Failure:
+        path = self._version_path(job_id, version_id)
+        answer = self._call("GET", path)
+        if isinstance(answer, Failure):
+            return answer
+        return _job_version(answer)
+
+    def stop_version(self, job_id: object, version_id: object) -> StopOutcome:
+        path = self._version_path(job_id, version_id) + "/stop"
+        answer = self._call("POST", path)
+        if isinstance(answer, Failure):
+            return StopOutcome.from_failure(answer)
+        return StopOutcome(True, http_status=answer.http_status, request_id=answer.request_id)
+
+    def list_jobs(self, per_page: int = 1, page: int = 1) -> list[dict] | Failure:
+        answer = self._call("GET", f"/v1/{self.project_id}/training-jobs",
+                            [("per_page", per_page), ("page", page)])
+        if isinstance(answer, Failure):
+            return answer
+        jobs = answer.body.get("jobs")
+        if not isinstance(jobs, list):
+            return Failure(models.BAD_RESPONSE, "the job list has no jobs field",
+                           answer.http_status, answer.request_id)
+        return jobs
+
+    def _version_path(self, job_id: object, version_id: object) -> str:
+        job = models.validate_id(job_id, "job id")
+        version = models.validate_id(version_id, "version id")
+        return f"/v1/{self.project_id}/training-jobs/{job}/versions/{version}"
+
+    def _call(self, method: str, path: str, params: signer.QueryItems = ()) -> _Answer | Failure:
+        result, sent = self._attempt(method, path, params)
+        if _token_rejected(result) and self._auth.invalidate(sent.get(TOKEN_HEADER, "")):
+            log.info("ModelArts refused the IAM token (%s); fetching a new one once",
+                     result.error_code)
+            result, _ = self._attempt(method, path, params)
+        return result
+
+    def _attempt(
+        self, method: str, path: str, params: signer.QueryItems
+    ) -> tuple[_Answer | Failure, dict[str, str]]:
+        url = self.endpoint + path
+        query = signer.canonical_query(params)
+        try:
+            headers = self._auth.headers(method, url, params, None)
+        except AuthError as exc:
+            return exc.failure, {}
+        full_url = f"{url}?{query}" if query else url
+        return self._send(method, full_url, headers), headers
+
+    def _send(self, method: str, url: str, headers: dict[str, str]) -> _Answer | Failure:
+        for delay in (*REFUSED_RETRY_DELAYS, None):
+            try:
+                resp = self._session.request(method, url, headers=headers, timeout=self._timeout)
+            except requests.ConnectionError as exc:
+                if _refused(exc) and delay is not None:
+                    log.warning("ModelArts refused the connection; trying again in %ss", delay)
+                    time.sleep(delay)
+                    continue
+                return _transport_failure(method, exc)
+            except requests.RequestException as exc:
+                return _transport_failure(method, exc)
+            return _read(resp)
+        raise AssertionError("unreachable")  # the last delay is None, which always returns
+
+
+def _refused(exc: requests.ConnectionError) -> bool:
+    """True when the TCP connect failed, so the request certainly never reached the server."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
+
+
+def _transport_failure(method: str, exc: requests.RequestException) -> Failure:
+    kind = type(exc).__name__
+    if isinstance(exc, requests.ConnectTimeout):
+        return Failure(models.REFUSED, f"could not connect to ModelArts in time ({kind}); "
+                       "the request was not sent")
+    if isinstance(exc, requests.ConnectionError) and _refused(exc):
+        return Failure(models.REFUSED, "ModelArts refused the connection; the request was not sent")
+    if isinstance(exc, requests.Timeout):
+        return Failure(models.TIMEOUT, "ModelArts did not answer in time: outcome unknown, "
+                       "check the status")
+    unknown = ": outcome unknown, check the status" if method != "GET" else ""
+    return Failure(models.TRANSPORT, f"the connection to ModelArts failed ({kind}){unknown}")
+
+
+def _read(resp: requests.Response) -> _Answer | Failure:
+    """Turn any HTTP answer into an _Answer (a successful JSON object) or a Failure."""
+    status = resp.status_code
+    request_id = resp.headers.get("X-Request-Id")
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        what = "an empty body" if not resp.content else "a non-JSON body"
+        return Failure(models.BAD_RESPONSE, f"HTTP {status} with {what}", status, request_id)
+    request_id = request_id or _text(body.get("request_id"))
+    failed = status >= 400 or body.get("is_success") is False or bool(body.get("error_code"))
+    if not failed:
+        return _Answer(body, status, request_id)
+    code = _text(body.get("error_code")) or f"HTTP.{status}"
+    msg = _text(body.get("error_msg")) or _text(body.get("error_message")) or f"HTTP {status}"
+    return Failure(code, msg[:500], status, request_id)
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _token_rejected(result: _Answer | Failure) -> bool:
+    """A 401 saying the token is missing, expired or unreadable (not a wrong signature)."""
+    if not isinstance(result, Failure) or result.http_status != 401:
+        return False
+    if result.error_code in TOKEN_CODES:
+        return True
+    return result.error_code in GATEWAY_AUTH_CODES and "token" in result.error_msg.lower()
+
+
+def _job_version(answer: _Answer) -> JobVersion | Failure:
+    body = answer.body
+    try:
+        return JobVersion(
+            job_id=int(body["job_id"]),
+            version_id=int(body["version_id"]),
+            job_name=str(body.get("job_name") or ""),
+            version_name=str(body.get("version_name") or ""),
+            status=int(body["status"]),
+            duration_ms=_optional_int(body.get("duration")),
+            create_time_ms=_optional_int(body.get("create_time")),
+            start_time_ms=_optional_int(body.get("start_time")),
+        )
+    except (KeyError, TypeError, ValueError):
+        return Failure(models.BAD_RESPONSE, "the version details lack job_id, version_id or status",
+                       answer.http_status, answer.request_id)
+
+
+def _optional_int(value: object) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def build_client(
+    settings: Settings, redis: redis.Redis, key_prefix: str, session: requests.Session | None = None
+) -> ModelArtsClient:
+    """The client the settings describe: AK/SK when MODELARTS_AK is set, else an IAM token."""
+    problems = settings.problems(need_slack=False)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    session = session or requests.Session()
+    timeout = settings.MODELARTS_TIMEOUT_SECONDS
+    project_id = settings.MODELARTS_PROJECT_ID or ""
+    auth: Auth
+    if settings.uses_aksk and settings.MODELARTS_AK and settings.MODELARTS_SK:
+        auth = AkSkAuth(settings.MODELARTS_AK.get_secret_value(), settings.MODELARTS_SK,
+                        project_id)
+    else:
+        auth = IamTokenAuth(
+            settings.MODELARTS_IAM_ENDPOINT or "", settings.MODELARTS_USERNAME or "",
+            settings.MODELARTS_PASSWORD or SecretStr(""), settings.MODELARTS_DOMAIN or "",
+            settings.iam_project_name or "", session, redis, key_prefix, timeout,
+        )
+    return ModelArtsClient(settings.MODELARTS_ENDPOINT or "", project_id, auth, session, timeout)

@@ -1,0 +1,137 @@
+"""The bot's settings: one object read from the environment and `.env`, built once at start-up."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+_REGION = re.compile(r"modelarts\.([a-z0-9-]+)\.")
+
+
+def _check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"{name} is not a valid URL (expected {' or '.join(schemes)}://host...)")
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting the bot reads. Secrets are SecretStr and never printed."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    SLACK_BOT_TOKEN: SecretStr | None = None
+    SLACK_SIGNING_SECRET: SecretStr | None = None
+    SLACK_APP_TOKEN: SecretStr | None = None
+    SLACK_API_URL: str = "https://slack.com/api/"
+
+    MODELARTS_ENDPOINT: str | None = None
+    MODELARTS_PROJECT_ID: str | None = None
+    MODELARTS_AK: SecretStr | None = None
+    MODELARTS_SK: SecretStr | None = None
+    MODELARTS_IAM_ENDPOINT: str | None = None
+    MODELARTS_USERNAME: str | None = None
+    MODELARTS_PASSWORD: SecretStr | None = None
+    MODELARTS_DOMAIN: str | None = None
+    MODELARTS_PROJECT_NAME: str | None = None
+    MODELARTS_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
+
+    REDIS_URL: str = "redis://localhost:6379/0"
+    REDIS_KEY_PREFIX: str = "modelarts-bot:"
+    ROLES_FILE: str = "roles.yml"
+    CONFIRM_TTL_SECONDS: int = Field(default=120, ge=5, le=86400)
+    USERGROUP_CACHE_SECONDS: int = Field(default=60, ge=0, le=86400)
+
+    ALERTS_TOKEN: SecretStr | None = None
+    ALERTS_CHANNEL: str | None = None
+    ALERT_DEDUPE_SECONDS: int = Field(default=600, ge=0, le=86400)
+
+    HOST: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    PORT: int = Field(default=3000, ge=0, le=65535)
+    WEB_CONCURRENCY: int = Field(default=2, ge=1, le=64)
+    WEB_THREADS: int = Field(default=8, ge=1, le=256)
+    LOG_LEVEL: str = "INFO"
+
+    @field_validator("SLACK_API_URL", "MODELARTS_ENDPOINT", "MODELARTS_IAM_ENDPOINT")
+    @classmethod
+    def _http_url(cls, value: str | None, info) -> str | None:
+        return _check_url(info.field_name, value, ("http", "https"))
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: str, info) -> str:
+        return _check_url(info.field_name, value, ("redis", "rediss", "unix"))
+
+    @field_validator("SLACK_API_URL")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if bool(self.MODELARTS_AK) != bool(self.MODELARTS_SK):
+            missing = "MODELARTS_SK" if self.MODELARTS_AK else "MODELARTS_AK"
+            raise ValueError(f"{missing} is missing: MODELARTS_AK and MODELARTS_SK go together")
+        return self
+
+    @property
+    def uses_aksk(self) -> bool:
+        return self.MODELARTS_AK is not None
+
+    @property
+    def iam_project_name(self) -> str | None:
+        """The project scope of the IAM token: MODELARTS_PROJECT_NAME, else the endpoint's region."""
+        if self.MODELARTS_PROJECT_NAME:
+            return self.MODELARTS_PROJECT_NAME
+        match = _REGION.search(self.MODELARTS_ENDPOINT or "")
+        return match.group(1) if match else None
+
+    def problems(self, *, need_slack: bool = True) -> list[str]:
+        """What stops the bot from serving, one line a problem, each naming its variable."""
+        out: list[str] = []
+        if need_slack and not self.SLACK_BOT_TOKEN:
+            out.append("SLACK_BOT_TOKEN is missing: set the bot token (xoxb-...)")
+        if need_slack and not self.SLACK_APP_TOKEN and not self.SLACK_SIGNING_SECRET:
+            out.append("SLACK_SIGNING_SECRET is missing: HTTP mode needs it to verify requests")
+        if not self.MODELARTS_ENDPOINT:
+            out.append("MODELARTS_ENDPOINT is missing: e.g. https://modelarts.cn-north-4.myhuaweicloud.com")
+        if not self.MODELARTS_PROJECT_ID:
+            out.append("MODELARTS_PROJECT_ID is missing: the project id of your region")
+        iam = [self.MODELARTS_IAM_ENDPOINT, self.MODELARTS_USERNAME, self.MODELARTS_PASSWORD,
+               self.MODELARTS_DOMAIN]
+        if not self.uses_aksk:
+            if not any(iam):
+                out.append("MODELARTS_AK/MODELARTS_SK are missing: set them, or the IAM user "
+                           "(MODELARTS_IAM_ENDPOINT, MODELARTS_USERNAME, MODELARTS_PASSWORD, "
+                           "MODELARTS_DOMAIN)")
+            else:
+                names = ["MODELARTS_IAM_ENDPOINT", "MODELARTS_USERNAME", "MODELARTS_PASSWORD",
+                         "MODELARTS_DOMAIN"]
+                out.extend(f"{n} is missing: the IAM token needs it" for n, v in zip(names, iam,
+                           strict=True) if not v)
+                if self.MODELARTS_ENDPOINT and not self.iam_project_name:
+                    out.append("MODELARTS_PROJECT_NAME is missing: the endpoint names no region")
+        elif any(iam[1:3]):
+            out.append("MODELARTS_USERNAME/MODELARTS_PASSWORD are set together with MODELARTS_AK: "
+                       "choose one way to authenticate")
+        return out
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning any validation error into one ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_input=False, include_url=False):
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(msg if not err["loc"] else f"{name}: {msg}")
+        raise ConfigError("; ".join(lines)) from None

@@ -1,0 +1,57 @@
+"""The Bolt app: listeners registered by kind, one error handler."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_sdk import WebClient
+
+from bot.flow.stop import StopFlow
+from bot.slack.listeners import actions, commands
+
+log = logging.getLogger(__name__)
+
+
+def well_formed(body: dict) -> bool:
+    """Interactive payloads must carry a list of action objects with a string action_id."""
+    if body.get("type") not in ("block_actions", "interactive_message"):
+        return True
+    actions = body.get("actions")
+    return (isinstance(actions, list) and len(actions) > 0
+            and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
+            and isinstance(body.get("user"), dict))
+
+
+class GuardedApp(App):
+    """Bolt indexes into ``actions`` before any middleware runs: a malformed payload would be a
+    500. Answer 400 instead, for HTTP and Socket Mode alike."""
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        if not well_formed(req.body):
+            log.warning("rejected a malformed interactive payload")
+            return BoltResponse(status=400, body="malformed interactive payload")
+        return super().dispatch(req)
+
+
+def create_app(flow: StopFlow, client: WebClient, signing_secret: str | None) -> App:
+    """``signing_secret`` None means Socket Mode: requests come over the socket, not HTTP."""
+    app = GuardedApp(
+        client=client,
+        signing_secret=signing_secret or "unused-in-socket-mode",
+        request_verification_enabled=signing_secret is not None,
+        token_verification_enabled=False,
+        ignoring_self_events_enabled=False,
+        logger=logging.getLogger("bot.bolt"),
+    )
+    commands.register(app, flow)
+    actions.register(app, flow)
+
+    @app.error
+    def on_error(error: Exception) -> None:
+        error_id = uuid.uuid4().hex[:12]
+        log.error("unhandled error %s: %s", error_id, type(error).__name__, exc_info=error,
+                  extra={"error_id": error_id})
+
+    return app

@@ -1,0 +1,61 @@
+"""The confirmation buttons. Ack first; the payload's fields are checked, never trusted."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
+
+from bot.flow.stop import StopFlow
+from bot.slack.blocks import CANCEL, CONFIRM
+
+log = logging.getLogger(__name__)
+
+
+def click(body: dict) -> tuple[str, str, str, str, list | None] | None:
+    """(user, value, channel, message_ts, blocks) from a block_actions body, or None if malformed."""
+    try:
+        user = body["user"]["id"]
+        value = body["actions"][0]["value"]
+        channel = body["channel"]["id"]
+        ts = (body.get("container") or {}).get("message_ts") or body["message"]["ts"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    fields = (user, value, channel, ts)
+    if not all(isinstance(f, str) and 0 < len(f) <= 200 for f in fields):
+        return None
+    blocks = (body.get("message") or {}).get("blocks")
+    return user, value, channel, ts, blocks if isinstance(blocks, list) else None
+
+
+def ephemeral(client: WebClient, channel: str, user: str):
+    def notify(text: str) -> None:
+        try:
+            client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except (SlackClientError, OSError) as exc:
+            log.warning("chat.postEphemeral failed: %s", type(exc).__name__)
+    return notify
+
+
+def register(app: App, flow: StopFlow) -> None:
+    @app.action(CONFIRM)
+    def confirm(ack: Ack, body: dict, client: WebClient) -> None:
+        ack()
+        got = click(body)
+        if got is None:
+            log.warning("ignored a malformed %s payload", CONFIRM)
+            return
+        user, cid, channel, ts, blocks = got
+        flow.confirm(user, cid, channel, ts, blocks, ephemeral(client, channel, user))
+
+    @app.action(CANCEL)
+    def cancel(ack: Ack, body: dict, client: WebClient) -> None:
+        ack()
+        got = click(body)
+        if got is None:
+            log.warning("ignored a malformed %s payload", CANCEL)
+            return
+        user, cid, channel, ts, blocks = got
+        flow.cancel(user, cid, channel, ts, blocks, ephemeral(client, channel, user))

@@ -1,0 +1,33 @@
+"""The /modelarts slash command. Parsing is pure and answers in the ack; the rest comes after."""
+
+from __future__ import annotations
+
+from slack_bolt import Ack, App, Respond
+
+from bot.flow.commands import USAGE, Command, parse
+from bot.flow.stop import StopFlow
+from bot.logs import decision
+
+
+def register(app: App, flow: StopFlow) -> None:
+    @app.command("/modelarts")
+    def modelarts(ack: Ack, command: dict, respond: Respond) -> None:
+        parsed = parse(command.get("text"))
+        if not isinstance(parsed, Command):
+            ack(text=parsed.message, response_type="ephemeral")
+            decision("rejected", user=command.get("user_id"), channel=command.get("channel_id"),
+                     outcome="malformed_command")
+            return
+        if parsed.action == "help":
+            ack(text=USAGE, response_type="ephemeral")
+            return
+        ack()
+
+        def notify(text: str) -> None:
+            respond(text=text, response_type="ephemeral", replace_original=False)
+
+        user, channel = command["user_id"], command["channel_id"]
+        if parsed.action == "status":
+            flow.status(user, parsed.job_id, parsed.version_id, notify)
+        else:
+            flow.request(user, channel, parsed.job_id, parsed.version_id, notify)

@@ -1,0 +1,329 @@
+"""The /modelarts stop flow end to end: signed requests to the served app, real Redis,
+the ModelArts emulator and the Slack stand-in over loopback HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bot.slack.blocks import CANCEL, CONFIRM
+from tests.plugins.slack import SIGNING_SECRET, button_value, responses
+
+JOB, VERSION = 182626, 278813          # team-a-resnet, RUNNING
+B_JOB, B_VERSION = 182801, 279100      # team-b-yolo, RUNNING
+
+
+def request_message(slack_api, n: int = 1):
+    """The n-th confirmation request the bot posted (a top-level message with buttons)."""
+    def found():
+        msgs = [m for m in slack_api.messages.values()
+                if any(b.get("type") == "actions" for b in m.blocks or [])
+                or CONFIRM in json.dumps(m.blocks or [])]
+        return msgs[n - 1] if len(msgs) >= n else None
+    return slack_api.wait_for(found)
+
+
+def replies_with(slack_api, user: str, needle: str) -> list[str]:
+    return [t for t in responses(slack_api, user) if needle in t]
+
+
+def wait_reply(slack_api, user: str, needle: str):
+    return slack_api.wait_for(lambda: replies_with(slack_api, user, needle))
+
+
+def has_buttons(message) -> bool:
+    return any(b.get("type") == "actions" for b in message.blocks or [])
+
+
+def settle(seconds: float = 0.5) -> None:
+    """Give work that must NOT happen a moment to show itself."""
+    time.sleep(seconds)
+
+
+class TestHappyPath:
+    def test_confirm_stops_once_and_reports_in_thread(self, make_bot, slack_api, emulator):
+        bot = make_bot()
+        resp = bot.command(f"stop {JOB} {VERSION}")
+        assert resp.status_code == 200
+        msg = request_message(slack_api)
+        assert "<@U0ONCALL>" in msg.text and "team-a-resnet" in msg.text
+        assert str(JOB) in msg.text and str(VERSION) in msg.text and "RUNNING" in msg.text
+        actions = next(b for b in msg.blocks if b["type"] == "actions")["elements"]
+        assert [a["action_id"] for a in actions] == [CONFIRM, CANCEL]
+        assert actions[0]["style"] == "danger"
+        assert emulator.stop_count(JOB, VERSION) == 0
+
+        assert bot.click_button(msg, CONFIRM, "U0ONCALL").status_code == 200
+        replies = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
+        assert "Stop requested" in replies[0].text
+        assert str(JOB) in replies[0].text and "team-a-resnet" in replies[0].text
+        assert emulator.stop_count(JOB, VERSION) == 1
+        slack_api.wait_for(lambda: "Stop requested" in msg.text and not has_buttons(msg))
+        updates = [c.params["text"] for c in slack_api.calls_to("chat.update")]
+        assert any("Stopping... confirmed by <@U0ONCALL>" in t for t in updates)
+
+    def test_ack_comes_before_the_modelarts_lookup(self, make_bot, slack_api, emulator):
+        emulator.set_fault(JOB, "slow", on="get", delay=1.5)
+        bot = make_bot()
+        started = time.monotonic()
+        assert bot.command(f"stop {JOB} {VERSION}").status_code == 200
+        assert time.monotonic() - started < 1.5
+        request_message(slack_api)
+
+    def test_help_and_empty_text_show_usage(self, make_bot, slack_api):
+        bot = make_bot()
+        for text in ("help", ""):
+            resp = bot.command(text)
+            assert resp.status_code == 200 and "Usage" in resp.json()["text"]
+        assert not slack_api.calls_to("chat.postMessage")
+
+    def test_status_is_ephemeral_for_a_mapped_user(self, make_bot, slack_api):
+        bot = make_bot()
+        bot.command(f"status {JOB} {VERSION}", user="U0BOB")
+        text = wait_reply(slack_api, "U0BOB", "RUNNING")[0]
+        assert "team-a-resnet" in text and "running time" in text
+        assert not slack_api.calls_to("chat.postMessage")
+
+    def test_status_refused_to_an_unmapped_user(self, make_bot, slack_api, emulator):
+        make_bot().command(f"status {JOB} {VERSION}", user="U0STRANGER")
+        wait_reply(slack_api, "U0STRANGER", "no role")
+
+
+class TestRefusals:
+    def test_not_running_names_the_status(self, make_bot, slack_api, emulator):
+        make_bot().command("stop 182900 279300")
+        wait_reply(slack_api, "U0ONCALL", "is COMPLETED, not running: nothing to stop")
+        assert not slack_api.calls_to("chat.postMessage")
+        assert emulator.stop_count(182900, 279300) == 0
+
+    @pytest.mark.parametrize("user", ["U0STRANGER", "U0BOB"])
+    def test_denied_user_gets_the_role_that_would_allow(self, make_bot, slack_api, emulator, user):
+        """An unmapped user, and a user whose role glob does not match team-a-*."""
+        make_bot().command(f"stop {JOB} {VERSION}", user=user)
+        text = wait_reply(slack_api, user, "may not stop")[0]
+        assert "team-a-resnet" in text and "`team-a`" in text and "`oncall`" in text
+        settle()
+        assert not slack_api.calls_to("chat.postMessage")
+        assert emulator.stop_count(JOB, VERSION) == 0
+
+    def test_usergroup_member_may_stop(self, make_bot, slack_api, emulator):
+        slack_api.usergroups["S0TEAMA"] = ["U0CAROL"]
+        bot = make_bot()
+        bot.command(f"stop {JOB} {VERSION}", user="U0CAROL")
+        msg = request_message(slack_api)
+        bot.click_button(msg, CONFIRM, "U0CAROL")
+        slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
+        assert emulator.stop_count(JOB, VERSION) == 1
+
+    def test_usergroup_membership_does_not_reach_other_teams(self, make_bot, slack_api, emulator):
+        slack_api.usergroups["S0TEAMA"] = ["U0CAROL"]
+        make_bot().command(f"stop {B_JOB} {B_VERSION}", user="U0CAROL")
+        wait_reply(slack_api, "U0CAROL", "may not stop")
+        assert emulator.stop_count(B_JOB, B_VERSION) == 0
+
+    def test_bot_not_in_channel_asks_for_an_invite(self, make_bot, slack_api, redis_client,
+                                                   key_prefix):
+        slack_api.refused_channels["C0PRIVATE"] = "not_in_channel"
+        make_bot().command(f"stop {JOB} {VERSION}", channel="C0PRIVATE")
+        wait_reply(slack_api, "U0ONCALL", "/invite")
+        assert not list(redis_client.scan_iter(match=key_prefix + "confirm:*"))
+
+
+class TestMalformed:
+    @pytest.mark.parametrize("text,needle", [
+        ("stop", "needs a job id and a version id"),
+        ("stop 182626", "needs a job id and a version id"),
+        ("stop abc 278813", "job_id must be a positive integer"),
+        ("stop 182626 -1", "version_id must be a positive integer"),
+        ("stop 0 278813", "job_id must be a positive integer"),
+        ("stop 182626 278813 now", "exactly two ids"),
+        ("stop " + "9" * 5000, "characters long"),
+        ("stop 182626\x00 278813", "control characters"),
+        ("stop １８２６２６ 278813", "job_id must be a positive integer"),
+        ("restart 182626 278813", "don't know the command"),
+    ])
+    def test_usage_says_what_was_wrong(self, make_bot, slack_api, emulator, text, needle):
+        resp = make_bot().command(text)
+        assert resp.status_code == 200
+        assert needle in resp.json()["text"] and "Usage" in resp.json()["text"]
+        settle(0.2)
+        assert not slack_api.calls_to("chat.postMessage")
+        assert emulator.stop_count(JOB, VERSION) == 0
+
+
+class TestSigning:
+    def test_bad_signature_is_401_and_does_nothing(self, make_bot, slack_api):
+        resp = make_bot().command(f"stop {JOB} {VERSION}", secret="wrong-secret")
+        assert resp.status_code == 401
+        settle()
+        assert not slack_api.calls
+
+    def test_stale_timestamp_is_401(self, make_bot, slack_api):
+        resp = make_bot().command(f"stop {JOB} {VERSION}", timestamp=int(time.time()) - 6 * 60)
+        assert resp.status_code == 401
+        settle()
+        assert not slack_api.calls
+
+    def test_signing_secret_never_in_a_response(self, make_bot):
+        resp = make_bot().command("stop x y")
+        assert SIGNING_SECRET not in resp.text
+
+
+class TestClicks:
+    def test_click_by_another_user_changes_nothing(self, make_bot, slack_api, emulator):
+        bot = make_bot()
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        bot.click_button(msg, CONFIRM, "U0ALICE")
+        wait_reply(slack_api, "U0ALICE", "Only <@U0ONCALL> can confirm")
+        assert has_buttons(msg) and emulator.stop_count(JOB, VERSION) == 0
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
+        assert emulator.stop_count(JOB, VERSION) == 1
+
+    def test_twenty_concurrent_clicks_give_one_stop(self, make_bot, slack_api, emulator):
+        bot = make_bot()
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        with ThreadPoolExecutor(20) as pool:
+            codes = list(pool.map(lambda _: bot.click_button(msg, CONFIRM, "U0ONCALL").status_code,
+                                  range(20)))
+        assert codes == [200] * 20
+        slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
+        slack_api.wait_for(lambda: len(replies_with(slack_api, "U0ONCALL", "already handled")) == 19,
+                          timeout=20)
+        assert emulator.stop_count(JOB, VERSION) == 1
+        assert len(slack_api.thread_replies(msg.channel, msg.ts)) == 1
+
+    def test_slack_retry_of_a_click_stops_nothing_twice(self, make_bot, slack_api, emulator):
+        bot = make_bot()
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        bot.click_button(msg, CONFIRM, "U0ONCALL",
+                         headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+        wait_reply(slack_api, "U0ONCALL", "already handled")
+        slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
+        settle()
+        assert emulator.stop_count(JOB, VERSION) == 1
+        assert len(slack_api.thread_replies(msg.channel, msg.ts)) == 1
+
+    def test_two_replicas_share_one_confirmation(self, make_bot, slack_api, emulator):
+        one, two = make_bot(), make_bot()
+        one.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        with ThreadPoolExecutor(10) as pool:
+            list(pool.map(lambda i: (one, two)[i % 2].click_button(msg, CONFIRM, "U0ONCALL"),
+                          range(10)))
+        slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
+        slack_api.wait_for(lambda: len(replies_with(slack_api, "U0ONCALL", "already handled")) == 9,
+                          timeout=20)
+        assert emulator.stop_count(JOB, VERSION) == 1
+
+    def test_request_on_one_replica_confirm_on_the_other(self, make_bot, slack_api, emulator):
+        one, two = make_bot(), make_bot()
+        one.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        two.click_button(msg, CONFIRM, "U0ONCALL")
+        slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
+        assert emulator.stop_count(JOB, VERSION) == 1
+
+    def test_expired_confirmation_stops_nothing_and_loses_buttons(self, make_bot, slack_api,
+                                                                  emulator):
+        bot = make_bot(CONFIRM_TTL_SECONDS=5)
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        time.sleep(5.5)
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        wait_reply(slack_api, "U0ONCALL", "expired")
+        slack_api.wait_for(lambda: not has_buttons(msg))
+        assert emulator.stop_count(JOB, VERSION) == 0
+
+    def test_cancel_by_requester(self, make_bot, slack_api, emulator):
+        bot = make_bot()
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        value = button_value(msg, CONFIRM)
+        bot.click_button(msg, CANCEL, "U0ALICE")
+        wait_reply(slack_api, "U0ALICE", "Only <@U0ONCALL> can cancel")
+        bot.click_button(msg, CANCEL, "U0ONCALL")
+        slack_api.wait_for(lambda: "Cancelled by <@U0ONCALL>" in msg.text and not has_buttons(msg))
+        bot.click(CONFIRM, value, "U0ONCALL", msg.channel, msg.ts)
+        wait_reply(slack_api, "U0ONCALL", "already handled")
+        assert emulator.stop_count(JOB, VERSION) == 0
+
+    def test_role_is_checked_again_at_confirm(self, make_bot, slack_api, emulator, roles_file):
+        slack_api.usergroups["S0TEAMA"] = ["U0CAROL"]
+        bot = make_bot(USERGROUP_CACHE_SECONDS=0)
+        bot.command(f"stop {JOB} {VERSION}", user="U0CAROL")
+        msg = request_message(slack_api)
+        slack_api.usergroups["S0TEAMA"] = []
+        bot.click_button(msg, CONFIRM, "U0CAROL")
+        slack_api.wait_for(lambda: "no longer holds a role" in msg.text)
+        assert emulator.stop_count(JOB, VERSION) == 0
+
+    @pytest.mark.parametrize("payload", [
+        {}, {"type": "block_actions"}, {"type": "block_actions", "actions": []},
+        {"type": "block_actions", "user": {"id": "U0ONCALL"}, "actions": [{"action_id": CONFIRM}]},
+        {"type": "block_actions", "user": {"id": 5}, "channel": {"id": "C"},
+         "container": {"message_ts": "1.2"}, "actions": [{"action_id": CONFIRM, "value": 7}]},
+    ])
+    def test_malformed_click_payloads_stop_nothing(self, make_bot, slack_api, emulator, payload):
+        from urllib.parse import urlencode
+
+        resp = make_bot().post(urlencode({"payload": json.dumps(payload)}))
+        assert resp.status_code < 500
+        settle(0.2)
+        assert emulator.stop_count(JOB, VERSION) == 0
+
+    def test_forged_confirmation_id_stops_nothing(self, make_bot, slack_api, emulator):
+        bot = make_bot()
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        bot.click(CONFIRM, "forged-id", "U0ONCALL", msg.channel, msg.ts, msg.blocks)
+        wait_reply(slack_api, "U0ONCALL", "expired")
+        assert emulator.stop_count(JOB, VERSION) == 0
+
+
+class TestModelArtsFailures:
+    @pytest.mark.parametrize("field", ["error_msg", "error_message"])
+    def test_error_code_and_message_reach_the_thread(self, make_bot, slack_api, emulator, field):
+        bot = make_bot()
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        emulator.set_fault(JOB, "failure", error_code="ModelArts.0105", error_msg="Error string",
+                           field=field, http_status=400)
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        reply = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))[0]
+        assert "ModelArts.0105" in reply.text and "Error string" in reply.text
+        slack_api.wait_for(lambda: "Stop failed: ModelArts.0105" in msg.text)
+
+    def test_500_with_html(self, make_bot, slack_api, emulator):
+        bot = make_bot()
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        emulator.set_fault(JOB, "html_500")
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        reply = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))[0]
+        assert "HTTP 500" in reply.text and "Stop failed" in reply.text
+
+    def test_timeout_is_outcome_unknown_never_a_second_stop(self, make_bot, slack_api, emulator):
+        bot = make_bot(MODELARTS_TIMEOUT_SECONDS=0.5)
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        emulator.set_fault(JOB, "slow", delay=1.5, when="after")
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        reply = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))[0]
+        assert "Outcome unknown" in reply.text
+        slack_api.wait_for(lambda: emulator.stop_count(JOB, VERSION) == 1)
+        settle(1.5)
+        assert emulator.stop_count(JOB, VERSION) == 1
+
+    def test_lookup_failure_is_reported_and_nothing_pending(self, make_bot, slack_api, emulator):
+        emulator.set_fault(JOB, "html_500", on="get")
+        make_bot().command(f"stop {JOB} {VERSION}")
+        wait_reply(slack_api, "U0ONCALL", "Could not look up")
+        assert not slack_api.calls_to("chat.postMessage")
