@@ -33,13 +33,18 @@ class Server(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        import atexit
+
+        from bot.alerts.intake import routes
         from bot.logs import setup
         from bot.web import create_wsgi
         from bot.wiring import create_bot
 
         setup(self.settings.LOG_LEVEL, secret_values(self.settings))
         bot = create_bot(self.settings)
-        return create_wsgi(bot)
+        bot.start_background()   # load() runs in each worker after the fork: threads are its own
+        atexit.register(bot.close)
+        return create_wsgi(bot, routes(bot))
 
 
 def secret_values(settings: Settings) -> list[str]:

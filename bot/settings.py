@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     ALERTS_TOKEN: SecretStr | None = None
     ALERTS_CHANNEL: str | None = None
     ALERT_DEDUPE_SECONDS: int = Field(default=600, ge=0, le=86400)
+    # Gap the alert dispatcher keeps between two posts to one channel (Slack: about 1/s).
+    ALERT_POST_INTERVAL_SECONDS: float = Field(default=1.0, ge=0, le=60)
 
     HOST: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
     PORT: int = Field(default=3000, ge=0, le=65535)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 import requests
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -13,6 +15,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
+from bot.alerts.dispatcher import Dispatcher
+from bot.alerts.messages import AlertMessages
+from bot.alerts.queue import AlertQueue
 from bot.flow.confirmations import ConfirmationStore
 from bot.flow.roles import RoleChecker, Roles, load_roles
 from bot.flow.stop import StopFlow
@@ -29,11 +34,24 @@ class Bot:
     redis: redis.Redis
     modelarts: ModelArtsClient
     flow: StopFlow
+    alerts: AlertQueue | None = None
+    dispatcher: Dispatcher | None = None
+
+    def start_background(self) -> None:
+        """Start the alert dispatcher threads (once per process; gunicorn: per worker)."""
+        if self.dispatcher:
+            self.dispatcher.start()
+
+    def close(self) -> None:
+        if self.dispatcher:
+            self.dispatcher.stop()
 
 
 def redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=2,
-                                health_check_interval=30)
+    """Short timeouts and one quick retry: a dead Redis must cost a user seconds, not tens."""
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1,
+                                health_check_interval=30,
+                                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1))
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -43,9 +61,16 @@ def slack_client(settings: Settings) -> WebClient:
                                      RateLimitErrorRetryHandler(max_retry_count=2)])
 
 
+def alert_slack_client(settings: Settings) -> WebClient:
+    """For the alert dispatcher: no retry handlers, so it sees each 429 and its Retry-After."""
+    token = settings.SLACK_BOT_TOKEN.get_secret_value() if settings.SLACK_BOT_TOKEN else None
+    return WebClient(token=token, base_url=settings.SLACK_API_URL, timeout=10)
+
+
 def create_bot(settings: Settings, *, slack: WebClient | None = None,
                redis: redis.Redis | None = None, modelarts: ModelArtsClient | None = None,
-               roles: Roles | None = None, session: requests.Session | None = None) -> Bot:
+               roles: Roles | None = None, session: requests.Session | None = None,
+               alert_slack: WebClient | None = None) -> Bot:
     slack = slack or slack_client(settings)
     redis = redis or redis_client(settings.REDIS_URL)
     prefix = settings.REDIS_KEY_PREFIX
@@ -53,8 +78,13 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     roles = roles or load_roles(settings.ROLES_FILE)
     checker = RoleChecker(roles, slack, redis, prefix, settings.USERGROUP_CACHE_SECONDS)
     store = ConfirmationStore(redis, prefix, settings.CONFIRM_TTL_SECONDS)
-    flow = StopFlow(slack, modelarts, checker, store)
+    alerts = AlertQueue(redis, prefix, settings.ALERT_DEDUPE_SECONDS)
+    messages = AlertMessages(alerts, slack)
+    dispatcher = Dispatcher(alerts, alert_slack or alert_slack_client(settings),
+                            pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
+    flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported)
     secret = settings.SLACK_SIGNING_SECRET
     socket_mode = settings.SLACK_APP_TOKEN is not None
-    app = create_app(flow, slack, None if socket_mode or not secret else secret.get_secret_value())
-    return Bot(settings, app, slack, redis, modelarts, flow)
+    app = create_app(flow, slack, None if socket_mode or not secret else secret.get_secret_value(),
+                     alert_ids=messages.ids)
+    return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher)

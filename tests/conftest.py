@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-pytest_plugins = ["tests.plugins.emulator", "tests.plugins.slack"]
+pytest_plugins = ["tests.plugins.emulator", "tests.plugins.slack", "tests.plugins.alerts"]
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +39,52 @@ def redis_client(redis_url: str, key_prefix: str):
     client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     yield client
     client.close()
+
+
+class OwnRedis:
+    """A redis-server of the test's own on a free port, which the test may stop and start."""
+
+    def __init__(self, tmp_path) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.dir = tmp_path
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    import shutil
+
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -16,13 +16,12 @@ JOB, VERSION = 182626, 278813          # team-a-resnet, RUNNING
 B_JOB, B_VERSION = 182801, 279100      # team-b-yolo, RUNNING
 
 
-def request_message(slack_api, n: int = 1):
-    """The n-th confirmation request the bot posted (a top-level message with buttons)."""
+def request_message(slack_api, exclude: tuple[str, ...] = ()):
+    """The first confirmation request (a message with a confirm button) not in ``exclude``."""
     def found():
         msgs = [m for m in slack_api.messages.values()
-                if any(b.get("type") == "actions" for b in m.blocks or [])
-                or CONFIRM in json.dumps(m.blocks or [])]
-        return msgs[n - 1] if len(msgs) >= n else None
+                if CONFIRM in json.dumps(m.blocks or []) and m.ts not in exclude]
+        return msgs[0] if msgs else None
     return slack_api.wait_for(found)
 
 
@@ -188,9 +187,11 @@ class TestClicks:
         bot = make_bot()
         bot.command(f"stop {JOB} {VERSION}")
         msg = request_message(slack_api)
+        value, blocks = button_value(msg, CONFIRM), msg.blocks
         with ThreadPoolExecutor(20) as pool:
-            codes = list(pool.map(lambda _: bot.click_button(msg, CONFIRM, "U0ONCALL").status_code,
-                                  range(20)))
+            codes = list(pool.map(
+                lambda _: bot.click(CONFIRM, value, "U0ONCALL", msg.channel, msg.ts,
+                                    blocks).status_code, range(20)))
         assert codes == [200] * 20
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
         slack_api.wait_for(lambda: len(replies_with(slack_api, "U0ONCALL", "already handled")) == 19,
@@ -202,9 +203,10 @@ class TestClicks:
         bot = make_bot()
         bot.command(f"stop {JOB} {VERSION}")
         msg = request_message(slack_api)
-        bot.click_button(msg, CONFIRM, "U0ONCALL")
-        bot.click_button(msg, CONFIRM, "U0ONCALL",
-                         headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+        value, blocks = button_value(msg, CONFIRM), msg.blocks
+        bot.click(CONFIRM, value, "U0ONCALL", msg.channel, msg.ts, blocks)
+        bot.click(CONFIRM, value, "U0ONCALL", msg.channel, msg.ts, blocks,
+                  headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
         wait_reply(slack_api, "U0ONCALL", "already handled")
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
         settle()
@@ -215,8 +217,10 @@ class TestClicks:
         one, two = make_bot(), make_bot()
         one.command(f"stop {JOB} {VERSION}")
         msg = request_message(slack_api)
+        value, blocks = button_value(msg, CONFIRM), msg.blocks
         with ThreadPoolExecutor(10) as pool:
-            list(pool.map(lambda i: (one, two)[i % 2].click_button(msg, CONFIRM, "U0ONCALL"),
+            list(pool.map(lambda i: (one, two)[i % 2].click(CONFIRM, value, "U0ONCALL",
+                                                            msg.channel, msg.ts, blocks),
                           range(10)))
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
         slack_api.wait_for(lambda: len(replies_with(slack_api, "U0ONCALL", "already handled")) == 9,
@@ -327,3 +331,62 @@ class TestModelArtsFailures:
         make_bot().command(f"stop {JOB} {VERSION}")
         wait_reply(slack_api, "U0ONCALL", "Could not look up")
         assert not slack_api.calls_to("chat.postMessage")
+
+
+class TestRedisDown:
+    def test_redis_down_before_the_click_then_back(self, make_bot, slack_api, emulator,
+                                                   own_redis):
+        bot = make_bot(REDIS_URL=own_redis.url)
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        own_redis.stop()
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        wait_reply(slack_api, "U0ONCALL", "can't reach my state store (Redis)")
+        assert emulator.stop_count(JOB, VERSION) == 0
+        assert bot.http.get(bot.url + "/healthz", timeout=5).status_code == 200
+
+        own_redis.start()  # empty again: the confirmation is gone, so the click is expired
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        wait_reply(slack_api, "U0ONCALL", "expired")
+        bot.command(f"stop {JOB} {VERSION}")
+        fresh = request_message(slack_api, exclude=(msg.ts,))
+        bot.click_button(fresh, CONFIRM, "U0ONCALL")
+        slack_api.wait_for(lambda: slack_api.thread_replies(fresh.channel, fresh.ts))
+        assert emulator.stop_count(JOB, VERSION) == 1
+
+    def test_redis_down_at_request_tells_the_user_and_keeps_nothing(self, make_bot, slack_api,
+                                                                    emulator, own_redis):
+        bot = make_bot(REDIS_URL=own_redis.url)
+        own_redis.stop()
+        bot.command(f"stop {JOB} {VERSION}")
+        wait_reply(slack_api, "U0ONCALL", "Nothing was stopped")
+        posted = slack_api.calls_to("chat.postMessage")
+        if posted:  # the request was posted before Redis failed: it must say it can't be confirmed
+            msg = next(iter(slack_api.messages.values()))
+            slack_api.wait_for(lambda: not has_buttons(msg) and "Not recorded" in msg.text)
+        assert emulator.stop_count(JOB, VERSION) == 0
+
+
+class TestDecisionLog:
+    def test_one_json_line_per_decision_without_secrets(self, make_bot, slack_api, emulator,
+                                                        caplog):
+        import logging
+
+        from bot.logs import JsonFormatter
+
+        caplog.set_level(logging.INFO, logger="bot.decision")
+        bot = make_bot()
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        slack_api.wait_for(lambda: "Stop requested" in msg.text)
+        lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records
+                 if r.name == "bot.decision"]
+        events = [line["event"] for line in lines]
+        assert events == ["requested", "confirmed", "stopped"]
+        stopped = lines[-1]
+        assert stopped["user"] == "U0ONCALL" and stopped["channel"] == msg.channel
+        assert stopped["job_id"] == JOB and stopped["version_id"] == VERSION
+        assert stopped["outcome"] == "stop_requested" and "error_code" in stopped
+        text = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+        assert SIGNING_SECRET not in text and "emulator-sk" not in text

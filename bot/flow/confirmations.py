@@ -28,6 +28,19 @@ redis.call('SET', KEYS[2], cjson.encode({state=ARGV[2], by=ARGV[1]}), 'EX', tonu
 return {'ok', v}
 """
 
+# Fill in the request message's ts once it is posted (the record is stored before posting).
+# KEYS[1] pending record; ARGV[1] message ts
+# returns 1 if filled, 0 if the record is gone (consumed or expired); the TTL is kept
+SET_TS = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local rec = cjson.decode(v)
+rec['ts'] = ARGV[1]
+if rec['thread_ts'] == '' then rec['thread_ts'] = ARGV[1] end
+redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
+return 1
+"""
+
 DONE_TTL = 7 * 24 * 3600  # how long "already handled" is remembered
 
 
@@ -40,7 +53,11 @@ class Result(StrEnum):
 
 @dataclass(frozen=True)
 class Confirmation:
-    """What a pending confirmation remembers. ``thread_ts`` is where outcome replies go."""
+    """What a pending confirmation remembers. ``thread_ts`` is where outcome replies go.
+
+    It is stored before the request message is posted, so ``ts`` (and a ``thread_ts`` that
+    defaults to it) may still be empty when a very fast click consumes it.
+    """
 
     id: str
     requester: str
@@ -75,6 +92,7 @@ class ConfirmationStore:
         self.prefix = prefix
         self.ttl = ttl_seconds
         self._consume = client.register_script(CONSUME)
+        self._set_ts = client.register_script(SET_TS)
 
     def _keys(self, cid: str) -> list[str]:
         return [f"{self.prefix}confirm:{{{cid}}}", f"{self.prefix}confirm-done:{{{cid}}}"]
@@ -83,6 +101,12 @@ class ConfirmationStore:
         """Store it for ``ttl`` seconds; False if that id exists already (SET NX EX)."""
         key = self._keys(confirmation.id)[0]
         return bool(self.redis.set(key, json.dumps(asdict(confirmation)), nx=True, ex=self.ttl))
+
+    def set_ts(self, cid: str, ts: str) -> bool:
+        return bool(self._set_ts(keys=self._keys(cid)[:1], args=[ts]))
+
+    def discard(self, cid: str) -> None:
+        self.redis.delete(self._keys(cid)[0])
 
     def consume(self, cid: str, user: str, state: str) -> Consumed:
         if not cid or len(cid) > 64:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import redis
 from slack_sdk import WebClient
@@ -22,6 +23,7 @@ from bot.slack import blocks as b
 
 log = logging.getLogger(__name__)
 Notify = Callable[[str], None]
+AlertOutcome = Callable[[Confirmation, str, StopOutcome], None]
 
 REDIS_DOWN = ("I can't reach my state store (Redis), so I can't keep a confirmation. "
               "Nothing was stopped. Try again in a moment.")
@@ -40,11 +42,13 @@ def lookup_failed(job_id: int, version_id: int, failure: Failure) -> str:
 
 class StopFlow:
     def __init__(self, slack: WebClient, modelarts, roles: RoleChecker,
-                 store: ConfirmationStore) -> None:
+                 store: ConfirmationStore, alert_outcome: AlertOutcome | None = None) -> None:
+        """``alert_outcome`` runs after ``report`` for a stop that began at an alert's button."""
         self.slack = slack
         self.modelarts = modelarts
         self.roles = roles
         self.store = store
+        self.alert_outcome = alert_outcome
 
     # -- /modelarts status ------------------------------------------------------------------
     def status(self, user: str, job_id: int, version_id: int, notify: Notify) -> None:
@@ -91,30 +95,40 @@ class StopFlow:
 
     def _ask(self, user: str, channel: str, v: JobVersion, notify: Notify,
              thread_ts: str | None, alert_ts: str | None, where: dict) -> Confirmation | None:
-        cid = new_id()
-        text, blocks = b.request_message(v, user, cid, self.store.ttl)
+        """Store the confirmation, then post the request: no button exists before its state."""
+        c = Confirmation(new_id(), user, channel, "", thread_ts or "", v.job_id, v.version_id,
+                         v.job_name, v.version_name, time.time(), alert_ts)
+        try:
+            self.store.create(c)
+        except redis.RedisError:
+            decision("failed", **where, outcome="redis_unavailable")
+            notify(REDIS_DOWN)
+            return None
+        text, blocks = b.request_message(v, user, c.id, self.store.ttl)
         try:
             posted = self.slack.chat_postMessage(channel=channel, text=text, blocks=blocks,
                                                  thread_ts=thread_ts)
-        except SlackApiError as exc:
-            error = exc.response.get("error", "unknown_error")
+        except (SlackClientError, OSError) as exc:
+            error = _slack_error(exc)
+            self._discard(c.id)
             decision("failed", **where, outcome="post_failed", error_code=error)
             notify(INVITE if error in NOT_IN_CHANNEL else
                    f"Slack refused to post the confirmation (`{error}`). Nothing was stopped.")
             return None
-        c = Confirmation(cid, user, channel, posted["ts"], thread_ts or posted["ts"], v.job_id,
-                         v.version_id, v.job_name, v.version_name, time.time(), alert_ts)
+        c = replace(c, ts=posted["ts"], thread_ts=thread_ts or posted["ts"])
         try:
-            self.store.create(c)
+            self.store.set_ts(c.id, c.ts)
         except redis.RedisError:
-            self._update(c.channel, c.ts, *b.settled(
-                c, "Not recorded: the bot can't reach Redis, so this can't be confirmed. "
-                   "Nothing was stopped."))
-            decision("failed", **where, outcome="redis_unavailable")
-            notify(REDIS_DOWN)
-            return None
-        decision("requested", **where, job_name=v.job_name, confirmation=cid)
+            log.warning("could not record the request's ts; a click will supply it",
+                        extra={"confirmation": c.id})
+        decision("requested", **where, job_name=v.job_name, confirmation=c.id)
         return c
+
+    def _discard(self, cid: str) -> None:
+        try:
+            self.store.discard(cid)
+        except redis.RedisError:
+            log.warning("could not discard confirmation %s; it expires by itself", cid)
 
     # -- the buttons ------------------------------------------------------------------------
     def confirm(self, user: str, cid: str, channel: str, message_ts: str,
@@ -143,14 +157,16 @@ class StopFlow:
     def report(self, c: Confirmation, user: str, outcome: StopOutcome) -> None:
         """The outcome: a reply in the thread, and the request message settled."""
         hint = None if outcome.is_success else hint_for(outcome.error_code or "")
-        self._post(c.channel, b.outcome_reply(c, outcome, hint), thread_ts=c.thread_ts)
-        line = f"{b.outcome_line(outcome)} Confirmed by {b.mention(user)}."
-        self._update(c.channel, c.ts, *b.settled(c, line))
         decision("stopped" if outcome.is_success else "failed", user=user, channel=c.channel,
                  job_id=c.job_id, version_id=c.version_id, confirmation=c.id,
                  outcome="unknown" if outcome.unknown else
                  ("stop_requested" if outcome.is_success else "stop_failed"),
                  error_code=outcome.error_code, http_status=outcome.http_status)
+        self._post(c.channel, b.outcome_reply(c, outcome, hint), thread_ts=c.thread_ts)
+        line = f"{b.outcome_line(outcome)} Confirmed by {b.mention(user)}."
+        self._update(c.channel, c.ts, *b.settled(c, line))
+        if c.alert_ts and self.alert_outcome:
+            self.alert_outcome(c, user, outcome)
 
     def cancel(self, user: str, cid: str, channel: str, message_ts: str,
                message_blocks: list[dict] | None, notify: Notify) -> None:
@@ -174,7 +190,13 @@ class StopFlow:
                    "Nothing was stopped. Try again in a moment.")
             return None
         if got.result is Result.OK:
-            return got.confirmation
+            c = got.confirmation
+            if c.channel != channel:
+                log.warning("a confirmation was clicked in another channel",
+                            extra={"confirmation": cid, "channel": channel})
+                notify("This button doesn't belong to this channel. Nothing was stopped.")
+                return None
+            return replace(c, ts=c.ts or message_ts, thread_ts=c.thread_ts or message_ts)
         if got.result is Result.NOT_REQUESTER:
             requester = got.confirmation.requester if got.confirmation else "the requester"
             notify(f"Only {b.mention(requester)} can {verb} this request.")

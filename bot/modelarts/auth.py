@@ -138,7 +138,7 @@ class IamTokenAuth:
         while True:
             cached = self._redis.get(self.key)
             if cached:
-                return cached.decode()
+                return cached if isinstance(cached, str) else cached.decode()
             if self._redis.set(self._lock_key, owner, nx=True, px=self._lock_ms):
                 try:
                     return self._fetch_and_store()

@@ -88,7 +88,8 @@ class StopOutcome:
 
     @property
     def unknown(self) -> bool:
-        return self.error_code == TIMEOUT
+        """The stop may have been carried out: the answer was lost after sending."""
+        return self.error_code in (TIMEOUT, TRANSPORT)
 
     @classmethod
     def from_failure(cls, failure: Failure) -> StopOutcome:

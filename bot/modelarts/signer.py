@@ -36,11 +36,12 @@ def canonical_uri(path: str) -> str:
 
 
 def canonical_query(params: QueryItems) -> str:
-    pairs: list[tuple[str, str]] = []
-    for key, value in params:
-        values = value if isinstance(value, list | tuple) else [value]
-        pairs.extend((_encode(str(key)), _encode(_query_value(v))) for v in values)
-    return "&".join(f"{k}={v}" for k, v in sorted(pairs))
+    """Sorted as the SDK sorts: raw (key, value) pairs first, list values among themselves."""
+    out: list[str] = []
+    for key, value in sorted(params):
+        values = sorted(value) if isinstance(value, list | tuple) else [value]
+        out.extend(f"{_encode(str(key))}={_encode(_query_value(v))}" for v in values)
+    return "&".join(out)
 
 
 def signed_header_names(headers: Mapping[str, str]) -> list[str]:
@@ -111,7 +112,8 @@ def sign(
     canonical = canonical_request(method, urlsplit(url).path, params, signed, body)
     sig = signature(secret_key, string_to_sign(canonical, sdk_date))
     names = ";".join(signed_header_names(signed))
-    signed["Authorization"] = f"{ALGORITHM} Access={access_key}, SignedHeaders={names}, Signature={sig}"
+    signed["Authorization"] = (
+        f"{ALGORITHM} Access={access_key}, SignedHeaders={names}, Signature={sig}")
     return signed
 
 

@@ -9,7 +9,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
 from bot.flow.stop import StopFlow
-from bot.slack.listeners import actions, commands
+from bot.slack.listeners import actions, alerts, commands
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ class GuardedApp(App):
         return super().dispatch(req)
 
 
-def create_app(flow: StopFlow, client: WebClient, signing_secret: str | None) -> App:
+def create_app(flow: StopFlow, client: WebClient, signing_secret: str | None, *,
+               alert_ids: alerts.Lookup | None = None) -> App:
     """``signing_secret`` None means Socket Mode: requests come over the socket, not HTTP."""
     app = GuardedApp(
         client=client,
@@ -47,6 +48,7 @@ def create_app(flow: StopFlow, client: WebClient, signing_secret: str | None) ->
     )
     commands.register(app, flow)
     actions.register(app, flow)
+    alerts.register(app, flow, alert_ids)
 
     @app.error
     def on_error(error: Exception) -> None:

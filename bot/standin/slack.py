@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ class Call:
     at: float
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    answer_headers: dict[str, str] = field(default_factory=dict)  # e.g. Retry-After on a 429
 
 
 @dataclass
@@ -51,6 +53,9 @@ class SlackStandIn:
         self.usergroups: dict[str, list[str]] = {}
         self.refused_channels: dict[str, str] = {}   # channel -> error (not_in_channel...)
         self.channel_interval: float | None = None   # seconds between posts per channel
+        # Retry-After granularity. Slack sends whole seconds (the default); tests may set e.g.
+        # 0.05 to get fractional Retry-After values and keep rate-limit tests short.
+        self.retry_after_unit: float = 1.0
         self.failures: dict[str, list[tuple[int, dict]]] = {}  # method -> queued answers
         self.on_call: Callable[[Call], None] | None = None
         self._last_post: dict[str, float] = {}
@@ -121,6 +126,7 @@ class SlackStandIn:
         with self._lock:
             status, body, extra = self._answer(method, params, headers, now)
             call.status = status
+            call.answer_headers = dict(extra)
             self.calls.append(call)
             self._lock.notify_all()
         if self.on_call:
@@ -150,9 +156,15 @@ class SlackStandIn:
         until = self._retry_until.get(channel, 0.0)
         if now < until or now - self._last_post.get(channel, -1e9) < self.channel_interval:
             wait = max(until - now, self.channel_interval - (now - self._last_post.get(channel, 0)))
-            retry_after = max(1, int(wait + 0.999))
+            unit = self.retry_after_unit
+            if unit >= 1:
+                retry_after: float = max(1, int(wait + 0.999))
+                header = str(retry_after)
+            else:
+                retry_after = max(1, math.ceil(wait / unit - 1e-9)) * unit
+                header = f"{retry_after:.3f}"
             self._retry_until[channel] = now + retry_after
-            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": header}
         self._last_post[channel] = now
         return None
 

@@ -1,0 +1,1 @@
+"""Benchmarks and load runs; each module runs with ``python -m bench.<name>``."""

@@ -1,0 +1,80 @@
+"""The alert message: pure builders from an alert record to Slack text and Block Kit."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from bot.alerts.parse import Alert
+from bot.slack.blocks import context, escape, mention, section
+
+STOP_REQUEST = "modelarts_stop_request"
+SEVERITY_EMOJI = {"critical": ":red_circle:", "error": ":red_circle:", "warning": ":warning:",
+                  "info": ":information_source:"}
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What an alert message shows besides the alert: how often seen, and how it ended."""
+
+    count: int = 1
+    first_at: float | None = None
+    outcome: str | None = None      # "Stopped by <@U> at 03:12 UTC", "Stop failed: ..."
+    resolved_at: float | None = None
+
+    @property
+    def stoppable(self) -> bool:
+        return self.outcome is None and self.resolved_at is None
+
+
+def hhmm(epoch: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(epoch)) + " UTC"
+
+
+def button_value(alert: Alert) -> str:
+    return f"{alert.job_id}:{alert.version_id}"
+
+
+def title(alert: Alert) -> str:
+    name = f"*{escape(alert.job_name)}*" if alert.job_name else "*a training job*"
+    return f"{name} (job_id {alert.job_id}, version {alert.version_id})"
+
+
+def alert_message(alert: Alert, shown: Shown) -> tuple[str, list[dict]]:
+    severity = (alert.severity or "").lower()
+    icon = ":white_check_mark:" if shown.resolved_at else SEVERITY_EMOJI.get(severity, ":bell:")
+    head = f"{icon} Alert: {title(alert)}: {escape(alert.summary)}"
+    facts = [f"*Status:* {escape(alert.status)}"]
+    if alert.severity:
+        facts.append(f"*Severity:* {escape(alert.severity)}")
+    if alert.url:
+        facts.append(f"<{alert.url}|Open the alert source>")
+    blocks = [section(head), context("   ".join(facts))]
+    if alert.description:
+        blocks.append(section(escape(alert.description)))
+    if shown.stoppable:
+        blocks.append({"type": "actions", "block_id": "modelarts_alert", "elements": [
+            {"type": "button", "action_id": STOP_REQUEST, "style": "danger",
+             "value": button_value(alert), "text": {"type": "plain_text", "text": "Stop"}}]})
+    notes = []
+    if shown.count > 1:
+        since = f" since {hhmm(shown.first_at)}" if shown.first_at else ""
+        notes.append(f"Seen {shown.count} times{since}.")
+    if shown.outcome:
+        notes.append(shown.outcome)
+    if shown.resolved_at:
+        notes.append(f"Resolved at {hhmm(shown.resolved_at)}.")
+    if notes:
+        blocks.append(context(" ".join(notes)))
+    text = f"{head} ({alert.status})" + (f" {' '.join(notes)}" if notes else "")
+    return text, blocks
+
+
+def stopped_line(user: str, at: float) -> str:
+    return f"Stopped by {mention(user)} at {hhmm(at)}."
+
+
+def stop_failed_line(error_code: str | None, unknown: bool) -> str:
+    if unknown:
+        return "Stop outcome unknown: ModelArts did not answer in time. Check the status."
+    return f"Stop failed: {error_code}"

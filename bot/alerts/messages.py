@@ -1,0 +1,56 @@
+"""Alert messages after they are posted: the stop outcome shown on them, the ids behind a click."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
+
+from bot.alerts import blocks as ab
+from bot.alerts.queue import AlertQueue
+from bot.flow.confirmations import Confirmation
+from bot.modelarts.models import StopOutcome
+from bot.slack.blocks import section
+
+log = logging.getLogger(__name__)
+
+
+class AlertMessages:
+    def __init__(self, queue: AlertQueue, slack: WebClient) -> None:
+        self.queue = queue
+        self.slack = slack
+
+    def ids(self, channel: str, ts: str) -> tuple[int, int] | None:
+        """The job and version the bot posted on this alert message, or None if unknown."""
+        try:
+            found = self.queue.message(channel, ts)
+        except redis.RedisError:
+            return None
+        return (found[0].job_id, found[0].version_id) if found else None
+
+    def stop_reported(self, c: Confirmation, user: str, outcome: StopOutcome) -> None:
+        """StopFlow calls this once a stop confirmed from an alert has an outcome."""
+        if not c.alert_ts:
+            return
+        line = (ab.stopped_line(user, time.time()) if outcome.is_success
+                else ab.stop_failed_line(outcome.error_code, outcome.unknown))
+        try:
+            self.queue.mark(c.channel, c.alert_ts, outcome=line)
+            found = self.queue.message(c.channel, c.alert_ts)
+        except redis.RedisError:
+            log.warning("could not record the stop on the alert message",
+                        extra={"channel": c.channel, "ts": c.alert_ts})
+            found = None
+        if found is None:  # no record (Redis down, or expired): still take the button away
+            text = f"{line} Job {c.job_id}, version {c.version_id}."
+            blocks = [section(text)]
+        else:
+            text, blocks = ab.alert_message(*found)
+        try:
+            self.slack.chat_update(channel=c.channel, ts=c.alert_ts, text=text, blocks=blocks)
+        except (SlackClientError, OSError) as exc:
+            log.warning("chat.update of the alert failed: %s", type(exc).__name__,
+                        extra={"channel": c.channel, "ts": c.alert_ts})

@@ -1,0 +1,279 @@
+"""The alert queue in Redis: one list per channel, a sorted set of channels with work, a lease per
+channel, and a "not before" time per channel. Every replica's dispatcher drains the same queue.
+
+Keys, all under ``{prefix}alerts:``
+  q:{channel}          list of queued items (JSON), oldest first: the channel's order
+  ready                zset channel -> earliest time (Redis ms) it may be worked on
+  lease:{channel}      the dispatcher thread working on the channel (SET NX PX, token value)
+  nb:{channel}         "not before" (Redis ms): Retry-After, or the pacing after a post
+  dup:{identity}       dedupe window (hash: id of the first item, count, bump flag), EX window
+  posted:{item id}     the ts Slack gave a posted item, written before the item leaves the queue
+  msg:{channel}:{ts}   what an alert message shows (hash), kept RECORD_TTL
+  last:{identity}      "{channel} {ts}" of the latest message for an alert identity, RECORD_TTL
+  dead                 items Slack refused for good (channel_not_found...), newest last, capped
+
+Times come from Redis (``TIME``) inside scripts, so replicas with skewed clocks still agree on
+when a channel may be called again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from bot.alerts.blocks import Shown
+from bot.alerts.parse import Alert
+
+RECORD_TTL = 7 * 24 * 3600
+POSTED_TTL = 24 * 3600
+DEAD_KEEP = 1000
+
+_NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+# Accept one alert.
+# KEYS[1] dup:{identity}, KEYS[2] q:{channel}, KEYS[3] ready
+# ARGV[1] kind ("post"|"resolve"), ARGV[2] item, ARGV[3] bump item, ARGV[4] window seconds,
+# ARGV[5] item id, ARGV[6] channel
+# returns {"queued", count, id} | {"duplicate", count, id of the first item}
+ENQUEUE = _NOW + """
+if ARGV[1] == 'resolve' then
+  redis.call('DEL', KEYS[1])
+elseif tonumber(ARGV[4]) > 0 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
+    if redis.call('HSETNX', KEYS[1], 'bump', 1) == 1 then
+      redis.call('RPUSH', KEYS[2], ARGV[3])
+      redis.call('ZADD', KEYS[3], 'NX', now, ARGV[6])
+    end
+    return {'duplicate', count, redis.call('HGET', KEYS[1], 'id')}
+  end
+  redis.call('HSET', KEYS[1], 'id', ARGV[5], 'count', 1, 'first_at', now)
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], 'NX', now, ARGV[6])
+return {'queued', 1, ARGV[5]}
+"""
+
+# Channels whose time has come.
+# KEYS[1] ready; ARGV[1] how many
+# returns {channels..., ms until the next channel is due (-1 when none)} as the last element
+DUE = _NOW + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = -1
+if first[2] then wait = math.max(0, tonumber(first[2]) - now) end
+table.insert(due, tostring(wait))
+return due
+"""
+
+# Take a channel's head item under its lease.
+# KEYS[1] lease, KEYS[2] nb, KEYS[3] q, KEYS[4] ready; ARGV[1] token, ARGV[2] lease ms,
+# ARGV[3] channel
+# returns {"busy", ""} another holder | {"wait", ms} not before | {"empty", ""} | {"item", raw}
+CLAIM = _NOW + """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return {'busy', ''} end
+local nb = tonumber(redis.call('GET', KEYS[2]) or '0')
+if nb > now then
+  redis.call('ZADD', KEYS[4], 'XX', nb, ARGV[3])
+  if owner then redis.call('DEL', KEYS[1]) end
+  return {'wait', tostring(nb - now)}
+end
+local item = redis.call('LINDEX', KEYS[3], 0)
+if not item then
+  redis.call('ZREM', KEYS[4], ARGV[3])
+  if owner then redis.call('DEL', KEYS[1]) end
+  return {'empty', ''}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return {'item', item}
+"""
+
+# The head item is done (posted, updated or dropped): remove it, pace the channel, free the lease.
+# KEYS[1] lease, KEYS[2] nb, KEYS[3] q, KEYS[4] ready
+# ARGV[1] token, ARGV[2] raw item, ARGV[3] pacing ms (0: none), ARGV[4] channel
+# returns the number of items left in the channel's queue
+FINISH = _NOW + """
+if redis.call('LINDEX', KEYS[3], 0) == ARGV[2] then redis.call('LPOP', KEYS[3]) end
+local pace = tonumber(ARGV[3])
+if pace > 0 then
+  local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if cur < now + pace then redis.call('SET', KEYS[2], now + pace, 'PX', pace) end
+end
+local left = redis.call('LLEN', KEYS[3])
+if left == 0 then redis.call('ZREM', KEYS[4], ARGV[4])
+else redis.call('ZADD', KEYS[4], now + pace, ARGV[4]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return left
+"""
+
+# Slack said wait (429 Retry-After) or failed for now: keep the item, call again no sooner.
+# KEYS[1] lease, KEYS[2] nb, KEYS[3] ready; ARGV[1] token, ARGV[2] delay ms, ARGV[3] channel
+# returns the Redis ms before which the channel will not be called
+DEFER = _NOW + """
+local later = now + tonumber(ARGV[2])
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+if cur < later then redis.call('SET', KEYS[2], later, 'PX', tonumber(ARGV[2])) end
+redis.call('ZADD', KEYS[3], math.max(cur, later), ARGV[3])
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return math.max(cur, later)
+"""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    status: str          # "queued" | "duplicate"
+    id: str              # this item's id, or the first item's for a duplicate
+    count: int
+
+
+@dataclass(frozen=True)
+class Item:
+    raw: str
+    id: str
+    kind: str            # "post" | "bump" | "resolve"
+    identity: str
+    alert: Alert | None
+
+    @classmethod
+    def load(cls, raw: str) -> Item:
+        data = json.loads(raw)
+        alert = Alert(**data["alert"]) if data.get("alert") else None
+        return cls(raw, data["id"], data["kind"], data["identity"], alert)
+
+
+def _item(kind: str, identity: str, alert: Alert | None) -> tuple[str, str]:
+    item_id = uuid.uuid4().hex
+    body = {"id": item_id, "kind": kind, "identity": identity,
+            "alert": json.loads(alert.to_json()) if alert else None}
+    return item_id, json.dumps(body, separators=(",", ":"))
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class AlertQueue:
+    """Every method is a few Redis round trips; RedisError propagates to the caller."""
+
+    def __init__(self, client: redis.Redis, prefix: str, dedupe_seconds: int) -> None:
+        self.redis = client
+        self.prefix = prefix + "alerts:"
+        self.dedupe_seconds = dedupe_seconds
+        self._enqueue = client.register_script(ENQUEUE)
+        self._due = client.register_script(DUE)
+        self._claim = client.register_script(CLAIM)
+        self._finish = client.register_script(FINISH)
+        self._defer = client.register_script(DEFER)
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _channel_keys(self, channel: str) -> list[str]:
+        return [self.key("lease", channel), self.key("nb", channel), self.key("q", channel)]
+
+    # -- intake ------------------------------------------------------------------------------
+    def enqueue(self, alert: Alert) -> Accepted:
+        kind = "resolve" if alert.resolved else "post"
+        item_id, item = _item(kind, alert.identity, alert)
+        _, bump = _item("bump", alert.identity, None)
+        status, count, first = self._enqueue(
+            keys=[self.key("dup", alert.identity), self.key("q", alert.channel), self.key("ready")],
+            args=[kind, item, bump, self.dedupe_seconds, item_id, alert.channel])
+        return Accepted(_text(status) or "", _text(first) or "", int(count))
+
+    # -- the dispatcher's steps ----------------------------------------------------------------
+    def due(self, limit: int = 16) -> tuple[list[str], float | None]:
+        """Channels that may be worked on now, and seconds until the next one is due."""
+        got = [_text(v) or "" for v in self._due(keys=[self.key("ready")], args=[limit])]
+        wait = int(got.pop())
+        return got, None if wait < 0 else wait / 1000
+
+    def claim(self, channel: str, token: str, lease_ms: int) -> tuple[str, str]:
+        kind, value = self._claim(keys=[*self._channel_keys(channel), self.key("ready")],
+                                  args=[token, lease_ms, channel])
+        return _text(kind) or "", _text(value) or ""
+
+    def finish(self, channel: str, token: str, raw: str, pace_ms: int = 0) -> int:
+        return int(self._finish(keys=[*self._channel_keys(channel), self.key("ready")],
+                                args=[token, raw, pace_ms, channel]))
+
+    def defer(self, channel: str, token: str, delay_ms: int) -> None:
+        lease, nb, _ = self._channel_keys(channel)
+        self._defer(keys=[lease, nb, self.key("ready")], args=[token, delay_ms, channel])
+
+    def bury(self, channel: str, token: str, item: Item, error: str) -> None:
+        """Slack refused the item for good: keep it in ``dead`` for inspection, move on."""
+        record = json.dumps({"channel": channel, "error": error, "item": json.loads(item.raw),
+                             "at": time.time()})
+        with self.redis.pipeline() as pipe:
+            pipe.rpush(self.key("dead"), record).ltrim(self.key("dead"), -DEAD_KEEP, -1).execute()
+        self.finish(channel, token, item.raw)
+
+    # -- what was posted -----------------------------------------------------------------------
+    def posted_ts(self, item_id: str) -> str | None:
+        return _text(self.redis.get(self.key("posted", item_id)))
+
+    def first_seen(self, identity: str, item_id: str) -> tuple[int, float | None]:
+        """(count, first seen) for the item that opened the dedupe window; (1, None) otherwise."""
+        got = self.redis.hmget(self.key("dup", identity), ["id", "count", "first_at"])
+        if _text(got[0]) != item_id:
+            return 1, None
+        return int(got[1] or 1), int(got[2]) / 1000 if got[2] else None
+
+    def record_post(self, item: Item, channel: str, ts: str, count: int,
+                    first_at: float | None) -> None:
+        """Write what was posted in one transaction, before the item leaves the queue."""
+        msg = self.key("msg", channel, ts)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.key("posted", item.id), f"{channel} {ts}", ex=POSTED_TTL)
+            pipe.hset(msg, mapping={"alert": item.alert.to_json() if item.alert else "{}",
+                                    "count": count, "first_at": first_at or time.time()})
+            pipe.expire(msg, RECORD_TTL)
+            pipe.set(self.key("last", item.identity), f"{channel} {ts}", ex=RECORD_TTL)
+            pipe.execute()
+
+    def take_bump(self, identity: str) -> int | None:
+        """Clear the bump flag (so later duplicates queue a new bump) and read the count."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            _, count = pipe.hdel(self.key("dup", identity), "bump").hget(
+                self.key("dup", identity), "count").execute()
+        return int(count) if count else None
+
+    def last(self, identity: str) -> tuple[str, str] | None:
+        got = _text(self.redis.get(self.key("last", identity)))
+        if not got:
+            return None
+        channel, ts = got.split(" ", 1)
+        return channel, ts
+
+    def message(self, channel: str, ts: str) -> tuple[Alert, Shown] | None:
+        data = {_text(k): _text(v) for k, v in
+                self.redis.hgetall(self.key("msg", channel, ts)).items()}
+        if not data.get("alert") or data["alert"] == "{}":
+            return None
+        shown = Shown(int(data.get("count") or 1),
+                      float(data["first_at"]) if data.get("first_at") else None,
+                      data.get("outcome") or None,
+                      float(data["resolved_at"]) if data.get("resolved_at") else None)
+        return Alert.from_json(data["alert"]), shown
+
+    def mark(self, channel: str, ts: str, **fields: str | int | float) -> None:
+        """Set fields of a message record (count, outcome, resolved_at)."""
+        self.redis.hset(self.key("msg", channel, ts), mapping=fields)
+
+    # -- for people and tests ------------------------------------------------------------------
+    def backlog(self) -> int:
+        channels = [_text(c) or "" for c in self.redis.zrange(self.key("ready"), 0, -1)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for channel in channels:
+                pipe.llen(self.key("q", channel))
+            return sum(pipe.execute())
+
+    def dead(self) -> list[dict]:
+        return [json.loads(v) for v in self.redis.lrange(self.key("dead"), 0, -1)]

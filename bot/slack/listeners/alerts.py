@@ -1,0 +1,50 @@
+"""The alert message's Stop button: treated exactly like ``/modelarts stop`` typed by the clicker.
+
+Which job: the one the bot recorded for this message (channel and ts come from Slack's payload,
+not from the button); the button's value is used only when no record is left. Either way
+``flow.request`` runs the status check and the clicker's role check, so a forged value can stop
+nothing the clicker could not stop by typing the command.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.alerts.blocks import STOP_REQUEST
+from bot.errors import InvalidIdError
+from bot.flow.stop import StopFlow
+from bot.modelarts.models import validate_id
+from bot.slack.listeners.actions import click, ephemeral
+
+log = logging.getLogger(__name__)
+Lookup = Callable[[str, str], "tuple[int, int] | None"]
+
+
+def ids_from_value(value: str) -> tuple[int, int] | None:
+    job, _, version = value.partition(":")
+    try:
+        return validate_id(job, "job_id"), validate_id(version, "version_id")
+    except InvalidIdError:
+        return None
+
+
+def register(app: App, flow: StopFlow, lookup: Lookup | None = None) -> None:
+    @app.action(STOP_REQUEST)
+    def stop_request(ack: Ack, body: dict, client: WebClient) -> None:
+        ack()
+        got = click(body)
+        if got is None:
+            log.warning("ignored a malformed %s payload", STOP_REQUEST)
+            return
+        user, value, channel, ts, _ = got
+        notify = ephemeral(client, channel, user)
+        ids = (lookup(channel, ts) if lookup else None) or ids_from_value(value)
+        if ids is None:
+            notify("This alert does not say which job to stop. Use `/modelarts stop "
+                   "<job_id> <version_id>`.")
+            return
+        flow.request(user, channel, ids[0], ids[1], notify, thread_ts=ts, alert_ts=ts)
