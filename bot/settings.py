@@ -89,7 +89,7 @@ class Settings(BaseSettings):
 
     @property
     def iam_project_name(self) -> str | None:
-        """The project scope of the IAM token: MODELARTS_PROJECT_NAME, else the endpoint's region."""
+        """The IAM token's project scope: MODELARTS_PROJECT_NAME, else the endpoint's region."""
         if self.MODELARTS_PROJECT_NAME:
             return self.MODELARTS_PROJECT_NAME
         match = _REGION.search(self.MODELARTS_ENDPOINT or "")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+import requests
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-import requests
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (

@@ -194,8 +194,8 @@ class TestClicks:
                                     blocks).status_code, range(20)))
         assert codes == [200] * 20
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
-        slack_api.wait_for(lambda: len(replies_with(slack_api, "U0ONCALL", "already handled")) == 19,
-                          timeout=20)
+        slack_api.wait_for(
+            lambda: len(replies_with(slack_api, "U0ONCALL", "already handled")) == 19, timeout=20)
         assert emulator.stop_count(JOB, VERSION) == 1
         assert len(slack_api.thread_replies(msg.channel, msg.ts)) == 1
 

@@ -93,7 +93,8 @@ class SlackStandIn:
     # -- what tests look at ----------------------------------------------------------------
     def calls_to(self, method: str, ok_only: bool = False) -> list[Call]:
         with self._lock:
-            return [c for c in self.calls if c.method == method and (not ok_only or c.status == 200)]
+            return [c for c in self.calls
+                    if c.method == method and (not ok_only or c.status == 200)]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Wait until ``predicate()`` is truthy (re-checked on every call); return its value."""

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def click(body: dict) -> tuple[str, str, str, str, list | None] | None:
-    """(user, value, channel, message_ts, blocks) from a block_actions body, or None if malformed."""
+    """(user, value, channel, message_ts, blocks) of a block_actions body; None if malformed."""
     try:
         user = body["user"]["id"]
         value = body["actions"][0]["value"]

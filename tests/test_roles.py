@@ -1,0 +1,60 @@
+"""The roles file and the role check: deny by default, globs on job names, usergroups."""
+
+from __future__ import annotations
+
+import pytest
+from slack_sdk import WebClient
+
+from bot.errors import ConfigError
+from bot.flow.roles import RoleChecker, parse_roles
+from bot.standin.slack import BOT_TOKEN
+from tests.plugins.slack import ROLES
+
+
+class TestParse:
+    def test_example_parses(self):
+        roles = parse_roles(ROLES)
+        assert roles.jobs["team-a"] == ("team-a-*",) and roles.users["U0ONCALL"] == ("oncall",)
+        assert roles.usergroups == {"S0TEAMA": ("team-a",)}
+
+    @pytest.mark.parametrize("text,needle", [
+        ("roles: [", "not valid YAML at line"),
+        ("users: {}", "needs a 'roles:' mapping"),
+        ("roles:\n  a: {}\n", "roles.a needs a 'jobs:' list"),
+        ("roles:\n  a: {jobs: '*'}\n", "roles.a.jobs must be a list of strings"),
+        ("roles:\n  a: {jobs: ['*']}\nusers:\n  U1: [b]\n", "users.U1 names role 'b'"),
+        ("roles:\n  a: {jobs: ['*']}\nusergroups:\n  S1: [b]\n", "usergroups.S1 names role 'b'"),
+        ("roles:\n  a: {jobs: ['*']}\nadmins: {}\n", "unknown section(s) admins"),
+    ])
+    def test_errors_say_where(self, text, needle):
+        with pytest.raises(ConfigError) as err:
+            parse_roles(text, source="roles.yml")
+        assert needle in str(err.value) and str(err.value).startswith("roles.yml")
+
+
+class TestCheck:
+    @pytest.fixture
+    def checker(self, slack_api, redis_client, key_prefix):
+        client = WebClient(token=BOT_TOKEN, base_url=slack_api.api_url)
+        return RoleChecker(parse_roles(ROLES), client, redis_client, key_prefix, cache_seconds=30)
+
+    def test_unmapped_user_is_denied_with_the_roles_that_would_allow(self, checker):
+        verdict = checker.check("U0NOBODY", "team-a-resnet")
+        assert not verdict.allowed and verdict.would_allow == ["oncall", "team-a"]
+
+    def test_glob_must_match_the_job_name(self, checker):
+        assert checker.check("U0ALICE", "team-a-resnet").allowed
+        assert not checker.check("U0ALICE", "team-b-yolo").allowed
+        assert not checker.check("U0ALICE", "xteam-a-resnet").allowed
+
+    def test_usergroup_membership_is_cached_in_redis(self, checker, slack_api, redis_client,
+                                                     key_prefix):
+        slack_api.usergroups["S0TEAMA"] = ["U0CAROL"]
+        assert checker.check("U0CAROL", "team-a-x").allowed
+        assert checker.check("U0CAROL", "team-a-y").allowed
+        assert len(slack_api.calls_to("usergroups.users.list")) == 1
+        assert redis_client.ttl(f"{key_prefix}usergroup:S0TEAMA") > 0
+
+    def test_failing_usergroup_lookup_denies(self, checker, slack_api):
+        slack_api.fail_next("usergroups.users.list", body={"error": "missing_scope"})
+        assert not checker.check("U0CAROL", "team-a-x").allowed

@@ -1,0 +1,120 @@
+"""The real command line against the stand-ins: `doctor`, and `serve` under gunicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from bot.emulator import defaults
+from bot.slack.blocks import CONFIRM
+from bot.standin.signing import slack_headers
+from bot.standin.slack import BOT_TOKEN
+from tests.plugins.slack import SIGNING_SECRET, button_value
+
+
+@pytest.fixture
+def env(emulator, slack_api, redis_url, key_prefix, roles_file) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return {
+        **keep,
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack_api.api_url, "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": key_prefix, "ROLES_FILE": str(roles_file),
+        "MODELARTS_ENDPOINT": emulator.base_url,
+        "MODELARTS_PROJECT_ID": defaults.EMULATOR_PROJECT_ID,
+        "MODELARTS_AK": defaults.EMULATOR_AK, "MODELARTS_SK": defaults.EMULATOR_SK,
+    }
+
+
+def doctor(env: dict[str, str], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot", "doctor"], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+class TestDoctor:
+    def test_all_checks_ok_against_the_stand_ins(self, env, tmp_path):
+        done = doctor(env, tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.strip().splitlines()
+        assert [line.split()[0] for line in lines[:5]] == ["OK"] * 5
+        assert [line.split()[1] for line in lines[:5]] == [
+            "settings:", "redis:", "modelarts:", "slack:", "roles:"]
+
+    def test_wrong_sk_names_the_failing_check_without_the_secret(self, env, tmp_path):
+        wrong = "wrong-sk-3b9c7d1e"
+        done = doctor({**env, "MODELARTS_SK": wrong}, tmp_path)
+        assert done.returncode == 1
+        failing = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
+        assert len(failing) == 1 and failing[0].startswith("FAIL  modelarts:")
+        assert "APIGW.0301" in failing[0]
+        assert wrong not in done.stdout + done.stderr
+
+    def test_bad_slack_token_and_dead_redis_are_named(self, env, tmp_path):
+        done = doctor({**env, "SLACK_BOT_TOKEN": "xoxb-wrong-token",
+                       "REDIS_URL": "redis://127.0.0.1:1/0"}, tmp_path)
+        assert done.returncode == 1
+        assert "FAIL  slack: auth.test failed (invalid_auth)" in done.stdout
+        assert "FAIL  redis:" in done.stdout and "xoxb-wrong-token" not in done.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+class TestServe:
+    def test_gunicorn_serves_a_full_stop(self, env, tmp_path, slack_api, emulator):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve"], cwd=tmp_path,
+            env={**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2"},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+                time.sleep(0.1)
+            body = urlencode({"command": "/modelarts", "text": "stop 182626 278813",
+                              "user_id": "U0ONCALL", "channel_id": "C0INCIDENT",
+                              "team_id": "T0STANDIN",
+                              "response_url": slack_api.response_url("serve")})
+            resp = requests.post(base + "/slack/events", data=body,
+                                 headers=slack_headers(SIGNING_SECRET, body), timeout=5)
+            assert resp.status_code == 200
+            msg = slack_api.wait_for(lambda: next(iter(slack_api.messages.values()), None))
+            import json
+
+            payload = {"type": "block_actions", "user": {"id": "U0ONCALL"},
+                       "team": {"id": "T0STANDIN"}, "channel": {"id": msg.channel},
+                       "container": {"message_ts": msg.ts}, "message": {"ts": msg.ts},
+                       "actions": [{"action_id": CONFIRM, "value": button_value(msg, CONFIRM)}]}
+            body = urlencode({"payload": json.dumps(payload)})
+            resp = requests.post(base + "/slack/events", data=body,
+                                 headers=slack_headers(SIGNING_SECRET, body), timeout=5)
+            assert resp.status_code == 200
+            slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
+            assert emulator.stop_count(182626, 278813) == 1
+            bad = requests.post(base + "/slack/events", data=body,
+                                headers=slack_headers("forged", body), timeout=5)
+            assert bad.status_code == 401
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out = proc.communicate(timeout=30)[0]
+        assert SIGNING_SECRET not in out and defaults.EMULATOR_SK not in out
+        assert "Booting worker" in out

@@ -1,0 +1,88 @@
+"""Settings and the command line: a wrong setting stops start-up with one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.settings import load_settings
+
+SECRET = "sk-very-distinctive-9f8e7d"  # noqa: S105
+
+
+def run_cli(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return subprocess.run([sys.executable, "-m", "bot", *args], env={**keep, **env}, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+class TestSettings:
+    def test_defaults(self, tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        for name in ("REDIS_URL", "PORT", "HOST", "SLACK_API_URL"):
+            monkeypatch.delenv(name, raising=False)
+        s = load_settings()
+        assert s.REDIS_URL == "redis://localhost:6379/0" and s.PORT == 3000
+        assert s.CONFIRM_TTL_SECONDS == 120 and s.ROLES_FILE == "roles.yml"
+        assert s.SLACK_API_URL == "https://slack.com/api/" and s.MODELARTS_TIMEOUT_SECONDS == 10
+
+    def test_ak_without_sk_names_the_variable(self):
+        with pytest.raises(ConfigError, match="MODELARTS_SK is missing"):
+            load_settings(MODELARTS_AK="AK123")
+
+    def test_malformed_url_names_the_variable(self):
+        with pytest.raises(ConfigError, match="MODELARTS_ENDPOINT") as err:
+            load_settings(MODELARTS_ENDPOINT="modelarts.example.com")
+        assert "\n" not in str(err.value)
+
+    def test_secrets_are_secretstr_and_never_printed(self):
+        s = load_settings(MODELARTS_AK="AK1", MODELARTS_SK=SECRET, SLACK_BOT_TOKEN=SECRET)
+        assert SECRET not in repr(s) and SECRET not in str(s.model_dump())
+        assert s.MODELARTS_SK.get_secret_value() == SECRET
+
+    def test_no_credentials_at_all_is_a_problem(self):
+        s = load_settings(MODELARTS_ENDPOINT="https://modelarts.cn-north-4.myhuaweicloud.com",
+                          MODELARTS_PROJECT_ID="p")
+        problems = s.problems(need_slack=False)
+        assert any("MODELARTS_AK/MODELARTS_SK are missing" in p for p in problems)
+
+    def test_iam_project_defaults_to_the_endpoint_region(self):
+        s = load_settings(MODELARTS_ENDPOINT="https://modelarts.cn-north-4.myhuaweicloud.com",
+                          MODELARTS_PROJECT_ID="p", MODELARTS_IAM_ENDPOINT="https://iam.example.com",
+                          MODELARTS_USERNAME="u", MODELARTS_PASSWORD=SECRET, MODELARTS_DOMAIN="d")
+        assert s.iam_project_name == "cn-north-4" and s.problems(need_slack=False) == []
+
+    def test_aksk_and_iam_user_together_is_contradictory(self):
+        s = load_settings(MODELARTS_ENDPOINT="https://modelarts.cn-north-4.myhuaweicloud.com",
+                          MODELARTS_PROJECT_ID="p", MODELARTS_AK="a", MODELARTS_SK=SECRET,
+                          MODELARTS_USERNAME="u", MODELARTS_PASSWORD=SECRET)
+        assert any("choose one" in p for p in s.problems(need_slack=False))
+
+
+class TestStartUp:
+    def test_serve_with_ak_but_no_sk_stops_with_one_line(self, tmp_path):
+        done = run_cli("serve", env={"MODELARTS_AK": SECRET}, cwd=tmp_path)
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "MODELARTS_SK is missing" in lines[0]
+        assert "Traceback" not in done.stderr and SECRET not in done.stderr + done.stdout
+
+    def test_serve_without_slack_token_names_it(self, tmp_path):
+        done = run_cli("serve", env={}, cwd=tmp_path)
+        assert done.returncode == 2 and "SLACK_BOT_TOKEN is missing" in done.stderr
+        assert "Traceback" not in done.stderr
+
+    def test_serve_with_a_broken_roles_file_says_where(self, tmp_path):
+        (tmp_path / "roles.yml").write_text("roles:\n  oncall:\n    jobs: ['*']\n"
+                                            "users:\n  U1: [nope]\n")
+        env = {"SLACK_BOT_TOKEN": SECRET, "SLACK_SIGNING_SECRET": SECRET,
+               "MODELARTS_ENDPOINT": "https://modelarts.cn-north-4.myhuaweicloud.com",
+               "MODELARTS_PROJECT_ID": "p", "MODELARTS_AK": "a", "MODELARTS_SK": SECRET}
+        done = run_cli("serve", env=env, cwd=tmp_path)
+        assert done.returncode == 2
+        assert "roles.yml" in done.stderr and "users.U1" in done.stderr and "'nope'" in done.stderr
+        assert SECRET not in done.stderr + done.stdout and "Traceback" not in done.stderr
