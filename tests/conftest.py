@@ -7,6 +7,11 @@ import uuid
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
+
+# The machines are shared and noisy: no per-example deadline, no "generation is slow" failure.
+settings.register_profile("shared", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared")
 
 pytest_plugins = ["tests.plugins.emulator", "tests.plugins.slack", "tests.plugins.alerts"]
 
