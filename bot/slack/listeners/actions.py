@@ -39,23 +39,19 @@ def ephemeral(client: WebClient, channel: str, user: str):
     return notify
 
 
-def register(app: App, flow: StopFlow) -> None:
-    @app.action(CONFIRM)
-    def confirm(ack: Ack, body: dict, client: WebClient) -> None:
+def listener(action_id: str, handle):
+    """A button listener: ack, check the payload, hand the click to ``handle``."""
+    def on_click(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
         got = click(body)
         if got is None:
-            log.warning("ignored a malformed %s payload", CONFIRM)
+            log.warning("ignored a malformed %s payload", action_id)
             return
-        user, cid, channel, ts, blocks = got
-        flow.confirm(user, cid, channel, ts, blocks, ephemeral(client, channel, user))
+        user, value, channel, ts, blocks = got
+        handle(user, value, channel, ts, blocks, ephemeral(client, channel, user))
+    return on_click
 
-    @app.action(CANCEL)
-    def cancel(ack: Ack, body: dict, client: WebClient) -> None:
-        ack()
-        got = click(body)
-        if got is None:
-            log.warning("ignored a malformed %s payload", CANCEL)
-            return
-        user, cid, channel, ts, blocks = got
-        flow.cancel(user, cid, channel, ts, blocks, ephemeral(client, channel, user))
+
+def register(app: App, flow: StopFlow) -> None:
+    app.action(CONFIRM)(listener(CONFIRM, flow.confirm))
+    app.action(CANCEL)(listener(CANCEL, flow.cancel))
