@@ -17,6 +17,9 @@ install: $(STAMP)
 test: $(STAMP)
 	PYTHON=$(PY) scripts/with-redis $(PY) -m pytest $(PYTEST_ARGS)
 
+shell: $(STAMP)
+	$(VENV)/bin/modelarts-bot shell
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

@@ -18,6 +18,11 @@ def _serve(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems[0])
     load_roles(settings.ROLES_FILE)
+    if settings.SLACK_APP_TOKEN:
+        from bot.socket_mode import SocketModeServer
+
+        SocketModeServer(settings).run()
+        return 0
     Server(settings).run()
     return 0
 
@@ -35,6 +40,12 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shell(args: argparse.Namespace) -> int:
+    from bot.shell.repl import main
+
+    return main(args.user, args.channel, args.log_level)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="modelarts-bot",
                                   description="Stop ModelArts training jobs safely from Slack.")
@@ -48,6 +59,12 @@ def parser() -> argparse.ArgumentParser:
     emu.add_argument("--port", type=int, default=8089)
     emu.add_argument("--jobs", default=None, help="YAML or JSON file of jobs to seed")
     emu.set_defaults(run=_emulator)
+    shell = sub.add_parser("shell", help="try the bot in a terminal: Slack stood in, ModelArts "
+                           "emulated unless MODELARTS_ENDPOINT is set")
+    shell.add_argument("--user", default="U0YOU", help="the Slack user you start as")
+    shell.add_argument("--channel", default="C0SHELL", help="the channel you type in")
+    shell.add_argument("--log-level", default="ERROR", help="the bot's log lines on stderr")
+    shell.set_defaults(run=_shell)
     return top
 
 

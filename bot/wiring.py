@@ -19,6 +19,7 @@ from bot.alerts.dispatcher import Dispatcher
 from bot.alerts.messages import AlertMessages
 from bot.alerts.queue import AlertQueue
 from bot.flow.confirmations import ConfirmationStore
+from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker, Roles, load_roles
 from bot.flow.stop import StopFlow
 from bot.modelarts.client import ModelArtsClient, build_client
@@ -36,15 +37,21 @@ class Bot:
     flow: StopFlow
     alerts: AlertQueue | None = None
     dispatcher: Dispatcher | None = None
+    owed: OwedReplies | None = None
 
     def start_background(self) -> None:
-        """Start the alert dispatcher threads (once per process; gunicorn: per worker)."""
+        """Start the alert dispatcher threads and the owed-replies recovery (once per process;
+        gunicorn: per worker)."""
         if self.dispatcher:
             self.dispatcher.start()
+        if self.owed:
+            self.owed.start()
 
     def close(self) -> None:
         if self.dispatcher:
             self.dispatcher.stop()
+        if self.owed:
+            self.owed.stop()
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -83,8 +90,11 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     dispatcher = Dispatcher(alerts, alert_slack or alert_slack_client(settings),
                             pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
     flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported)
+    # A living replica goes from "stop sent" to its outcome within this; after it, any replica
+    # posts "Outcome unknown" in its place (the chat.update before the stop may take 2 x 10 s).
+    flow.owed = OwedReplies(redis, prefix, slack, 2 * settings.MODELARTS_TIMEOUT_SECONDS + 30)
     secret = settings.SLACK_SIGNING_SECRET
     socket_mode = settings.SLACK_APP_TOKEN is not None
     app = create_app(flow, slack, None if socket_mode or not secret else secret.get_secret_value(),
                      alert_ids=messages.ids)
-    return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher)
+    return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, flow.owed)

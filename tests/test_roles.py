@@ -55,6 +55,16 @@ class TestCheck:
         assert len(slack_api.calls_to("usergroups.users.list")) == 1
         assert redis_client.ttl(f"{key_prefix}usergroup:S0TEAMA") > 0
 
+    def test_prefetched_cache_is_used_without_reading_redis(self, checker, slack_api,
+                                                            key_prefix):
+        """What the confirm click fetched with its consume is enough: no second round trip."""
+        keys = checker.cache_keys("U0CAROL")
+        assert keys == [f"{key_prefix}usergroup:S0TEAMA"] and checker.cache_keys("U0ALICE") == []
+        checker.redis = None   # any Redis call would fail now
+        assert checker.check("U0CAROL", "team-a-x", {keys[0]: b'["U0CAROL"]'}).allowed
+        assert not checker.check("U0DAVE", "team-a-x", {keys[0]: b'["U0CAROL"]'}).allowed
+        assert slack_api.calls_to("usergroups.users.list") == []
+
     def test_failing_usergroup_lookup_denies(self, checker, slack_api):
         slack_api.fail_next("usergroups.users.list", body={"error": "missing_scope"})
         assert not checker.check("U0CAROL", "team-a-x").allowed

@@ -269,6 +269,19 @@ class TestClicks:
         slack_api.wait_for(lambda: "no longer holds a role" in msg.text)
         assert emulator.stop_count(JOB, VERSION) == 0
 
+    def test_confirm_reads_the_cached_usergroup_with_its_consume(
+            self, make_bot, slack_api, emulator, redis_client, key_prefix):
+        """The re-check's cache read rides in the consume's round trip, and is still honoured."""
+        slack_api.usergroups["S0TEAMA"] = ["U0CAROL"]
+        bot = make_bot(USERGROUP_CACHE_SECONDS=300)
+        bot.command(f"stop {JOB} {VERSION}", user="U0CAROL")
+        msg = request_message(slack_api)
+        redis_client.set(f"{key_prefix}usergroup:S0TEAMA", "[]", ex=300)
+        bot.click_button(msg, CONFIRM, "U0CAROL")
+        slack_api.wait_for(lambda: "no longer holds a role" in msg.text)
+        assert emulator.stop_count(JOB, VERSION) == 0
+        assert len(slack_api.calls_to("usergroups.users.list")) == 1
+
     @pytest.mark.parametrize("payload", [
         {}, {"type": "block_actions"}, {"type": "block_actions", "actions": []},
         {"type": "block_actions", "user": {"id": "U0ONCALL"}, "actions": [{"action_id": CONFIRM}]},

@@ -11,9 +11,9 @@ from bot.modelarts.models import validate_id
 MAX_TEXT = 200
 USAGE = (
     "Usage:\n"
-    "• `/modelarts stop <job_id> <version_id>`: stop a running training job version "
+    "• `/modelarts stop &lt;job_id&gt; &lt;version_id&gt;`: stop a running training job version "
     "(asks you to confirm)\n"
-    "• `/modelarts status <job_id> <version_id>`: show a version's status\n"
+    "• `/modelarts status &lt;job_id&gt; &lt;version_id&gt;`: show a version's status\n"
     "• `/modelarts help`: this message"
 )
 

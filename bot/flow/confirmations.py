@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 import redis
+from redis.exceptions import NoScriptError
 
 # Consume a pending confirmation, atomically.
 # KEYS[1] pending record, KEYS[2] done marker (same hash slot: both carry {id})
@@ -78,6 +80,7 @@ class Consumed:
     confirmation: Confirmation | None = None
     handled_by: str | None = None
     handled_as: str | None = None
+    fetched: dict[str, bytes | None] = field(default_factory=dict)  # ``also_get``'s values
 
 
 def new_id() -> str:
@@ -108,17 +111,36 @@ class ConfirmationStore:
     def discard(self, cid: str) -> None:
         self.redis.delete(self._keys(cid)[0])
 
-    def consume(self, cid: str, user: str, state: str) -> Consumed:
+    def consume(self, cid: str, user: str, state: str, also_get: Sequence[str] = ()) -> Consumed:
+        """Consume atomically. ``also_get``: keys read in the same round trip (a pipeline), such
+        as the usergroup cache the role re-check reads next; their values are in ``fetched``."""
         if not cid or len(cid) > 64:
             return Consumed(Result.EXPIRED)
-        kind, raw = self._consume(keys=self._keys(cid), args=[user, state, max(DONE_TTL, self.ttl)])
+        keys, args = self._keys(cid), [user, state, max(DONE_TTL, self.ttl)]
+        if also_get:
+            (kind, raw), fetched = self._consume_and_get(keys, args, list(also_get))
+        else:
+            (kind, raw), fetched = self._consume(keys=keys, args=args), {}
         result = Result(kind.decode() if isinstance(kind, bytes) else kind)
         if result is Result.EXPIRED:
-            return Consumed(result)
+            return Consumed(result, fetched=fetched)
         data = json.loads(raw)
         if result is Result.HANDLED:
-            return Consumed(result, handled_by=data.get("by"), handled_as=data.get("state"))
-        return Consumed(result, Confirmation(**data))
+            return Consumed(result, handled_by=data.get("by"), handled_as=data.get("state"),
+                            fetched=fetched)
+        return Consumed(result, Confirmation(**data), fetched=fetched)
+
+    def _consume_and_get(self, keys: list[str], args: list, also: list[str]):
+        """EVALSHA and MGET in one pipeline. Not through ``Script`` with ``client=pipe``: that
+        adds a SCRIPT EXISTS round trip to every call. On NOSCRIPT nothing ran: load it, retry."""
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._consume.sha, len(keys), *keys, *args)
+                pipe.mget(also)
+                consumed, values = pipe.execute()
+        except NoScriptError:
+            consumed, values = self._consume(keys=keys, args=args), self.redis.mget(also)
+        return consumed, dict(zip(also, values, strict=True))
 
 
 def make_confirmation(**fields: object) -> Confirmation:

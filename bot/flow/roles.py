@@ -100,14 +100,23 @@ class RoleChecker:
         self.prefix = prefix
         self.cache_seconds = cache_seconds
 
-    def check(self, user_id: str, job_name: str) -> Verdict:
+    def cache_keys(self, user_id: str) -> list[str]:
+        """The cache keys ``check`` may read for this user: none when the user holds a role
+        directly (a caller may fetch them beforehand, in a round trip it makes anyway)."""
+        if not self.cache_seconds or self.roles.users.get(user_id):
+            return []
+        return [self._key(g) for g in self.roles.usergroups]
+
+    def check(self, user_id: str, job_name: str,
+              cached: dict[str, bytes | None] | None = None) -> Verdict:
+        """``cached``: cache values already fetched (``cache_keys``); others are read here."""
         allowing = self.roles.roles_allowing(job_name)
         for role in self.roles.users.get(user_id, ()):
             if role in allowing:
                 return Verdict(True, role, allowing)
         groups = [g for g, roles in self.roles.usergroups.items()
                   if any(r in allowing for r in roles)]
-        for group, members in zip(groups, self._members(groups), strict=True):
+        for group, members in zip(groups, self._members(groups, cached), strict=True):
             if user_id in members:
                 role = next(r for r in self.roles.usergroups[group] if r in allowing)
                 return Verdict(True, role, allowing)
@@ -120,12 +129,22 @@ class RoleChecker:
         groups = list(self.roles.usergroups)
         return any(user_id in members for members in self._members(groups))
 
-    def _members(self, groups: list[str]) -> list[set[str]]:
-        """Members of each group: one MGET for all, Slack only for the misses."""
+    def _key(self, group: str) -> str:
+        return f"{self.prefix}usergroup:{group}"
+
+    def _members(self, groups: list[str],
+                 fetched: dict[str, bytes | None] | None = None) -> list[set[str]]:
+        """Members of each group: one MGET for all (none if ``fetched`` has them all), Slack
+        only for the misses."""
         if not groups:
             return []
-        keys = [f"{self.prefix}usergroup:{g}" for g in groups]
-        cached = self.redis.mget(keys) if self.cache_seconds else [None] * len(groups)
+        keys = [self._key(g) for g in groups]
+        if not self.cache_seconds:
+            cached: list = [None] * len(groups)
+        elif fetched is not None and all(k in fetched for k in keys):
+            cached = [fetched[k] for k in keys]
+        else:
+            cached = self.redis.mget(keys)
         out = []
         for group, key, value in zip(groups, keys, cached, strict=True):
             if value is not None:

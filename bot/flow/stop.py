@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import redis
@@ -15,6 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.flow.confirmations import Confirmation, ConfirmationStore, Result, new_id
+from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker
 from bot.logs import decision
 from bot.modelarts.hints import hint_for
@@ -49,6 +50,7 @@ class StopFlow:
         self.roles = roles
         self.store = store
         self.alert_outcome = alert_outcome
+        self.owed: OwedReplies | None = None  # set by create_bot: replies survive crashes
 
     # -- /modelarts status ------------------------------------------------------------------
     def status(self, user: str, job_id: int, version_id: int, notify: Notify) -> None:
@@ -133,13 +135,16 @@ class StopFlow:
     # -- the buttons ------------------------------------------------------------------------
     def confirm(self, user: str, cid: str, channel: str, message_ts: str,
                 message_blocks: list[dict] | None, notify: Notify) -> StopOutcome | None:
-        c = self._consume(user, cid, "confirmed", channel, message_ts, message_blocks, notify)
-        if c is None:
+        # The role re-check's cache (usergroups) is read in the consume's round trip.
+        got = self._consume(user, cid, "confirmed", channel, message_ts, message_blocks, notify,
+                            self.roles.cache_keys(user))
+        if got is None:
             return None
+        c, fetched = got
         where = {"user": user, "channel": c.channel, "job_id": c.job_id,
                  "version_id": c.version_id, "confirmation": cid}
         try:
-            verdict = self.roles.check(c.requester, c.job_name)
+            verdict = self.roles.check(c.requester, c.job_name, fetched)
         except redis.RedisError:
             verdict = None
         if verdict is None or not verdict.allowed:
@@ -148,13 +153,20 @@ class StopFlow:
             self._update(c.channel, c.ts, *b.settled(c, f"Not stopped: {why}."))
             decision("denied", **where, outcome="role_lost" if verdict else "redis_unavailable")
             return None
+        owner = self.owed.open(c, user) if self.owed else None
+        if self.owed and owner is None:   # no record of a stop in flight: send none
+            self._update(c.channel, c.ts, *b.settled(
+                c, "Not stopped: the bot could not record the stop (Redis unreachable)."))
+            decision("failed", **where, outcome="redis_unavailable")
+            return None
         self._update(c.channel, c.ts, *b.stopping(c, user))
         decision("confirmed", **where)
         outcome = self.modelarts.stop_version(c.job_id, c.version_id)
-        self.report(c, user, outcome)
+        self.report(c, user, outcome, owner)
         return outcome
 
-    def report(self, c: Confirmation, user: str, outcome: StopOutcome) -> None:
+    def report(self, c: Confirmation, user: str, outcome: StopOutcome,
+               owner: str | None = None) -> None:
         """The outcome: a reply in the thread, and the request message settled."""
         hint = None if outcome.is_success else hint_for(outcome.error_code or "")
         decision("stopped" if outcome.is_success else "failed", user=user, channel=c.channel,
@@ -162,7 +174,10 @@ class StopFlow:
                  outcome="unknown" if outcome.unknown else
                  ("stop_requested" if outcome.is_success else "stop_failed"),
                  error_code=outcome.error_code, http_status=outcome.http_status)
-        self._post(c.channel, b.outcome_reply(c, outcome, hint), thread_ts=c.thread_ts)
+        if self.owed and owner:   # retried until it lands, by this replica or another
+            self.owed.deliver(c, owner, b.outcome_reply(c, outcome, hint))
+        else:
+            self._post(c.channel, b.outcome_reply(c, outcome, hint), thread_ts=c.thread_ts)
         line = f"{b.outcome_line(outcome)} Confirmed by {b.mention(user)}."
         self._update(c.channel, c.ts, *b.settled(c, line))
         if c.alert_ts and self.alert_outcome:
@@ -170,19 +185,22 @@ class StopFlow:
 
     def cancel(self, user: str, cid: str, channel: str, message_ts: str,
                message_blocks: list[dict] | None, notify: Notify) -> None:
-        c = self._consume(user, cid, "cancelled", channel, message_ts, message_blocks, notify)
-        if c is None:
+        got = self._consume(user, cid, "cancelled", channel, message_ts, message_blocks, notify)
+        if got is None:
             return
+        c = got[0]
         self._update(c.channel, c.ts, *b.settled(
             c, f"Cancelled by {b.mention(user)}. Nothing was stopped."))
         decision("cancelled", user=user, channel=c.channel, job_id=c.job_id,
                  version_id=c.version_id, confirmation=cid)
 
     def _consume(self, user: str, cid: str, state: str, channel: str, message_ts: str,
-                 message_blocks: list[dict] | None, notify: Notify) -> Confirmation | None:
+                 message_blocks: list[dict] | None, notify: Notify, also_get: Sequence[str] = ()
+                 ) -> tuple[Confirmation, dict] | None:
+        """The consumed confirmation and the values of ``also_get``, or None (user told why)."""
         verb = "confirm" if state == "confirmed" else "cancel"
         try:
-            got = self.store.consume(cid, user, state)
+            got = self.store.consume(cid, user, state, also_get)
         except redis.RedisError:
             decision("failed", user=user, channel=channel, confirmation=cid,
                      outcome="redis_unavailable")
@@ -196,7 +214,8 @@ class StopFlow:
                             extra={"confirmation": cid, "channel": channel})
                 notify("This button doesn't belong to this channel. Nothing was stopped.")
                 return None
-            return replace(c, ts=c.ts or message_ts, thread_ts=c.thread_ts or message_ts)
+            return (replace(c, ts=c.ts or message_ts, thread_ts=c.thread_ts or message_ts),
+                    got.fetched)
         if got.result is Result.NOT_REQUESTER:
             requester = got.confirmation.requester if got.confirmation else "the requester"
             notify(f"Only {b.mention(requester)} can {verb} this request.")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
 from bot.flow.stop import StopFlow
+from bot.slack.later import Later, report_error
 from bot.slack.listeners import actions, alerts, commands
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,15 @@ def create_app(flow: StopFlow, client: WebClient, signing_secret: str | None, *,
         token_verification_enabled=False,
         ignoring_self_events_enabled=False,
         logger=logging.getLogger("bot.bolt"),
+        process_before_response=True,   # ack from the request thread; work: later.py
     )
-    commands.register(app, flow)
-    actions.register(app, flow)
-    alerts.register(app, flow, alert_ids)
+    later = Later()
+    commands.register(app, flow, later)
+    actions.register(app, flow, later)
+    alerts.register(app, flow, later, alert_ids)
 
     @app.error
     def on_error(error: Exception) -> None:
-        error_id = uuid.uuid4().hex[:12]
-        log.error("unhandled error %s: %s", error_id, type(error).__name__, exc_info=error,
-                  extra={"error_id": error_id})
+        report_error(error)
 
     return app

@@ -118,6 +118,14 @@ def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None) -> st
     return text
 
 
+def interrupted_reply(c: Confirmation) -> str:
+    """The owed reply for a stop whose answer the bot never saw (the replica died meanwhile)."""
+    return (f":warning: Outcome unknown for "
+            f"{job_ref(c.job_name, c.job_id, c.version_id, c.version_name)}: the bot was "
+            f"interrupted after sending the stop, so it never saw ModelArts' answer. Check with "
+            f"`/modelarts status {c.job_id} {c.version_id}` before trying again.")
+
+
 def strip_buttons(blocks: list[dict] | None, line: str) -> list[dict]:
     """The message's blocks without its buttons, with ``line`` as a context note."""
     kept = [b for b in (blocks or []) if isinstance(b, dict) and b.get("type") != "actions"]

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 BOT_USER_ID = "UBOT0000"
 BOT_TOKEN = "xoxb-standin-token"  # noqa: S105 - the stand-in's own fake token
+APP_TOKEN = "xapp-standin-token"  # noqa: S105 - for apps.connections.open (Socket Mode)
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Call:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     answer_headers: dict[str, str] = field(default_factory=dict)  # e.g. Retry-After on a 429
+    answer: dict[str, Any] = field(default_factory=dict)  # the JSON body it answered
 
 
 @dataclass
@@ -48,6 +50,9 @@ class SlackStandIn:
 
     def __init__(self, tokens: tuple[str, ...] = (BOT_TOKEN,)) -> None:
         self.tokens = set(tokens)
+        self.app_tokens = {APP_TOKEN}
+        # What apps.connections.open answers: the ws:// URL of a Socket Mode stand-in.
+        self.socket_url: str | None = None
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], Message] = {}
         self.usergroups: dict[str, list[str]] = {}
@@ -128,6 +133,7 @@ class SlackStandIn:
             status, body, extra = self._answer(method, params, headers, now)
             call.status = status
             call.answer_headers = dict(extra)
+            call.answer = body
             self.calls.append(call)
             self._lock.notify_all()
         if self.on_call:
@@ -139,7 +145,7 @@ class SlackStandIn:
             return 200, {"ok": True}, {}
         token = headers.get("authorization", "").removeprefix("Bearer ").strip()
         token = token or str(params.get("token", ""))
-        if token not in self.tokens:
+        if token not in (self.app_tokens if method == "apps.connections.open" else self.tokens):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         queued = self.failures.get(method)
         if queued:
@@ -168,6 +174,11 @@ class SlackStandIn:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": header}
         self._last_post[channel] = now
         return None
+
+    def _m_apps_connections_open(self, params, now):
+        if not self.socket_url:
+            return 200, {"ok": False, "error": "socket_mode_not_enabled"}, {}
+        return 200, {"ok": True, "url": self.socket_url}, {}
 
     def _m_auth_test(self, params, now):
         return 200, {"ok": True, "user_id": BOT_USER_ID, "team": "Stand-in", "team_id": "T0STANDIN",

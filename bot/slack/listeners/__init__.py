@@ -1,1 +1,1 @@
-"""Bolt listeners, one module per kind; each has ``register(app, flow)``."""
+"""Bolt listeners, one module per kind; each has ``register(app, flow, later)``."""

@@ -10,6 +10,7 @@ from slack_sdk.errors import SlackClientError
 
 from bot.flow.stop import StopFlow
 from bot.slack.blocks import CANCEL, CONFIRM
+from bot.slack.later import Later
 
 log = logging.getLogger(__name__)
 
@@ -20,14 +21,20 @@ def click(body: dict) -> tuple[str, str, str, str, list | None] | None:
         user = body["user"]["id"]
         value = body["actions"][0]["value"]
         channel = body["channel"]["id"]
-        ts = (body.get("container") or {}).get("message_ts") or body["message"]["ts"]
+        container, message = _dict(body.get("container")), _dict(body.get("message"))
+        ts = container.get("message_ts") or message["ts"]
     except (KeyError, IndexError, TypeError):
         return None
     fields = (user, value, channel, ts)
     if not all(isinstance(f, str) and 0 < len(f) <= 200 for f in fields):
         return None
-    blocks = (body.get("message") or {}).get("blocks")
+    blocks = message.get("blocks")
     return user, value, channel, ts, blocks if isinstance(blocks, list) else None
+
+
+def _dict(value: object) -> dict:
+    """A payload part that should be an object; anything else (true, a list...) counts as none."""
+    return value if isinstance(value, dict) else {}
 
 
 def ephemeral(client: WebClient, channel: str, user: str):
@@ -39,8 +46,8 @@ def ephemeral(client: WebClient, channel: str, user: str):
     return notify
 
 
-def listener(action_id: str, handle):
-    """A button listener: ack, check the payload, hand the click to ``handle``."""
+def listener(action_id: str, handle, later: Later):
+    """A button listener: ack, check the payload, hand the click to ``handle`` after the ack."""
     def on_click(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
         got = click(body)
@@ -48,10 +55,10 @@ def listener(action_id: str, handle):
             log.warning("ignored a malformed %s payload", action_id)
             return
         user, value, channel, ts, blocks = got
-        handle(user, value, channel, ts, blocks, ephemeral(client, channel, user))
+        later(handle, user, value, channel, ts, blocks, ephemeral(client, channel, user))
     return on_click
 
 
-def register(app: App, flow: StopFlow) -> None:
-    app.action(CONFIRM)(listener(CONFIRM, flow.confirm))
-    app.action(CANCEL)(listener(CANCEL, flow.cancel))
+def register(app: App, flow: StopFlow, later: Later) -> None:
+    app.action(CONFIRM)(listener(CONFIRM, flow.confirm, later))
+    app.action(CANCEL)(listener(CANCEL, flow.cancel, later))

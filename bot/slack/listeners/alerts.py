@@ -18,6 +18,7 @@ from bot.alerts.blocks import STOP_REQUEST
 from bot.errors import InvalidIdError
 from bot.flow.stop import StopFlow
 from bot.modelarts.models import validate_id
+from bot.slack.later import Later
 from bot.slack.listeners.actions import click, ephemeral
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def ids_from_value(value: str) -> tuple[int, int] | None:
         return None
 
 
-def register(app: App, flow: StopFlow, lookup: Lookup | None = None) -> None:
+def register(app: App, flow: StopFlow, later: Later, lookup: Lookup | None = None) -> None:
     @app.action(STOP_REQUEST)
     def stop_request(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
@@ -41,10 +42,16 @@ def register(app: App, flow: StopFlow, lookup: Lookup | None = None) -> None:
             log.warning("ignored a malformed %s payload", STOP_REQUEST)
             return
         user, value, channel, ts, _ = got
-        notify = ephemeral(client, channel, user)
-        ids = (lookup(channel, ts) if lookup else None) or ids_from_value(value)
-        if ids is None:
-            notify("This alert does not say which job to stop. Use `/modelarts stop "
-                   "<job_id> <version_id>`.")
-            return
-        flow.request(user, channel, ids[0], ids[1], notify, thread_ts=ts, alert_ts=ts)
+        later(request_stop, flow, lookup, user, value, channel, ts,
+              ephemeral(client, channel, user))
+
+
+def request_stop(flow: StopFlow, lookup: Lookup | None, user: str, value: str, channel: str,
+                 ts: str, notify: Callable[[str], None]) -> None:
+    """After the ack: which job (a Redis read), then the same request as the command's."""
+    ids = (lookup(channel, ts) if lookup else None) or ids_from_value(value)
+    if ids is None:
+        notify("This alert does not say which job to stop. Use `/modelarts stop "
+               "<job_id> <version_id>`.")
+        return
+    flow.request(user, channel, ids[0], ids[1], notify, thread_ts=ts, alert_ts=ts)

@@ -1,4 +1,4 @@
-"""The /modelarts slash command. Parsing is pure and answers in the ack; the rest comes after."""
+"""The /modelarts slash command. Parsing is pure and answers in the ack; the rest comes later."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from slack_bolt import Ack, App, Respond
 from bot.flow.commands import USAGE, Command, parse
 from bot.flow.stop import StopFlow
 from bot.logs import decision
+from bot.slack.later import Later
 
 
-def register(app: App, flow: StopFlow) -> None:
+def register(app: App, flow: StopFlow, later: Later) -> None:
     @app.command("/modelarts")
     def modelarts(ack: Ack, command: dict, respond: Respond) -> None:
         parsed = parse(command.get("text"))
@@ -28,6 +29,6 @@ def register(app: App, flow: StopFlow) -> None:
 
         user, channel = command["user_id"], command["channel_id"]
         if parsed.action == "status":
-            flow.status(user, parsed.job_id, parsed.version_id, notify)
+            later(flow.status, user, parsed.job_id, parsed.version_id, notify)
         else:
-            flow.request(user, channel, parsed.job_id, parsed.version_id, notify)
+            later(flow.request, user, channel, parsed.job_id, parsed.version_id, notify)

@@ -1,0 +1,123 @@
+"""One table for people, the targets checked, and the JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TARGETS = {
+    "ack_p99_at_50_ms": 50.0,
+    "ack_p50_ratio_to_baseline": 1.3,
+    "idle_ack_p50_ratio_to_baseline": 1.3,
+    "click_to_stop_p50_ms": 5.0,
+    "answer_to_reply_p50_ms": 5.0,
+    "redis_round_trips_per_flow": 4,
+    "rss_mb_per_worker": 120.0,
+    "startup_seconds": 2.0,
+}
+
+
+def targets(r: dict) -> dict[str, dict]:
+    """Each target: the measured value and whether it is met."""
+    top = max(r["levels"])
+    acks = [r["acks"][kind][str(top)]["bot"]["p99"] for kind in ("command", "confirm")]
+    ratios = [lvl["ratio_p50"] for kind in ("command", "confirm")
+              for lvl in r["acks"][kind].values()]
+    seq = r["flows"]["direct"]["added"]
+    flow = r["flows"]["direct"]
+    idle = [flow["ack_idle"][kind]["p50"] / flow["baseline_ack_idle"][kind]["p50"]
+            for kind in ("command", "confirm")]
+    got = {
+        "ack_p99_at_50_ms": max(acks),
+        "ack_p50_ratio_to_baseline": max(ratios),
+        "idle_ack_p50_ratio_to_baseline": round(max(idle), 2),
+        "click_to_stop_p50_ms": seq["click_to_stop"]["p50"],
+        "answer_to_reply_p50_ms": seq["answer_to_reply"]["p50"],
+        "redis_round_trips_per_flow": max(f["redis"]["total_per_flow"]
+                                          for f in r["flows"].values()),
+        "rss_mb_per_worker": max(v for k, v in r["rss_mb"].items() if k != "master"),
+        "startup_seconds": r["startup_seconds"]["bot"],
+    }
+    return {k: {"value": v, "target": TARGETS[k], "met": v <= TARGETS[k]} for k, v in got.items()}
+
+
+def _row(name: str, c: str, lvl: dict) -> str:
+    bot, base, dflt = lvl["bot"], lvl["baseline"], lvl["bolt_default"]
+    return (f"{name:<16}{c:>4} | {bot['p50']:>7.2f} {bot['p95']:>7.2f} {bot['p99']:>7.2f} | "
+            f"{base['p50']:>7.2f} {base['p95']:>7.2f} {base['p99']:>7.2f} | "
+            f"{lvl['ratio_p50']:>5.2f} | {bot['per_second']:>6.0f} {base['per_second']:>6.0f} | "
+            f"{dflt['p50']:>7.2f} {dflt['p99']:>7.2f}")
+
+
+def table(r: dict) -> str:
+    m = r["machine"]
+    lines = [
+        f"modelarts-bot benchmark: {m['nproc']} cores ({m['cpu']}), Python {m['python']}, "
+        f"gunicorn gthread {r['server']['workers']} workers x {r['server']['threads']} threads"
+        f"{' (quick)' if r['quick'] else ''}; load average before "
+        f"{m['load_before'][0]:.2f}, after {m['load_after'][0]:.2f}; {r['seconds']} s",
+        "",
+        f"{'ack latency, ms':<16}{'c':>4} | {'bot p50':>7} {'p95':>7} {'p99':>7} | "
+        f"{'base p50':>7} {'p95':>7} {'p99':>7} | {'ratio':>5} | {'bot/s':>6} {'base/s':>6} | "
+        f"{'dflt p50':>7} {'p99':>7}",
+    ]
+    for kind, name in (("command", "/modelarts stop"), ("confirm", "confirm click")):
+        for c, lvl in r["acks"][kind].items():
+            lines.append(_row(name, c, lvl))
+    flow = r["flows"]["direct"]
+    for kind, name in (("command", "/modelarts stop"), ("confirm", "confirm click")):
+        idle, base = flow["ack_idle"][kind], flow["baseline_ack_idle"][kind]
+        lines.append(f"{name:<16}{'idle':>4} | {idle['p50']:>7.2f} {idle['p95']:>7.2f} "
+                     f"{idle['p99']:>7.2f} | {base['p50']:>7.2f} {base['p95']:>7.2f} "
+                     f"{base['p99']:>7.2f} | {idle['p50'] / base['p50']:>5.2f} |")
+    lines.append("  (c: concurrent clients, each sending as soon as it has its answer; idle: one "
+                 "request at a time on a new connection, the bot otherwise idle)")
+    lines += ["", f"{'added by the bot, ms':<36}{'p50':>8} {'p99':>8}"]
+    for who, f in r["flows"].items():
+        for key, label in (("click_to_stop", "click -> stop request"),
+                           ("answer_to_reply", "ModelArts answer -> thread reply")):
+            s = f["added"][key]
+            lines.append(f"{label + f' ({who}, c=1)':<36}{s['p50']:>8.2f} {s['p99']:>8.2f}")
+    for c, lvl in r["acks"]["confirm"].items():
+        a = lvl["added"]
+        lines.append(f"{f'click -> stop request (c={c})':<36}{a['click_to_stop']['p50']:>8.2f} "
+                     f"{a['click_to_stop']['p99']:>8.2f}")
+    lines.append("")
+    for who, f in r["flows"].items():
+        steps = ", ".join(f"{k} {v:g}" for k, v in f["redis"]["commands_per_flow"].items())
+        lines.append(f"per flow ({who} role): Redis round trips {f['redis']['total_per_flow']:g},"
+                     f" commands {f['redis']['commands_total_per_flow']:g}: {steps}")
+        lines.append(f"  ModelArts calls {sum(f['modelarts_calls'].values()):g} "
+                     f"({_kv(f['modelarts_calls'])}); Slack calls "
+                     f"{sum(f['slack_calls'].values()):g} ({_kv(f['slack_calls'])})")
+    for who, f in r["flows"].items():
+        lines.append(f"  CPU per flow ({who}), ms: {_kv(f['cpu_ms_per_flow'])} "
+                     "(bot includes its background polling)")
+    bg = r["flows"]["direct"]["redis"]["background_per_second"]
+    lines.append(f"  background polling, all workers (alert dispatcher, owed replies): {bg} Redis "
+                 "round trips/s")
+    rss = ", ".join(f"{k} {v:g}" for k, v in r["rss_mb"].items())
+    base_rss = ", ".join(f"{k} {v:g}" for k, v in r["baseline_rss_mb"].items())
+    lines += ["", f"peak RSS, MB: bot {rss}; baseline {base_rss}",
+              f"start-up to first /healthz 200, s: bot {r['startup_seconds']['bot']} "
+              f"(runs {r['startup_seconds']['bot_runs']}), "
+              f"baseline {r['startup_seconds']['baseline']}"]
+    a, s = r["alerts"]["intake"], r["alerts"]["storm"]
+    lines += [f"alerts: {a['accepted_per_second']:.0f} accepted/s ({a['alerts']} alerts, "
+              f"c={a['concurrency']}, p99 {a['latency_ms']['p99']} ms); storm of {s['alerts']} "
+              f"on {s['channels']} channels at 1 post/s/channel drained in "
+              f"{s['time_to_drain_seconds']} s (ideal {s['ideal_drain_seconds']} s, "
+              f"{s['429s_met']} 429s)", "", "targets:"]
+    for k, t in r["targets"].items():
+        lines.append(f"  {'met   ' if t['met'] else 'MISSED'} {k}: {t['value']:g} "
+                     f"(target <= {t['target']:g})")
+    return "\n".join(lines)
+
+
+def _kv(d: dict) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in d.items())
+
+
+def write(r: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(r, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,239 @@
+"""Outcome replies owed, kept in Redis: every stop the bot may have sent gets exactly one reply in
+its thread, even when the replica dies right after sending it, or Slack refuses for a while.
+
+    confirm, role held ──OPEN──▶ owed: stage "stopping", owner = this call, due = now + budget
+        ──▶ stop_version ──SET (owner only): stage "outcome", the reply text──▶ chat.postMessage
+        ──▶ accepted: DONE (owner only) │ refused (429, 5xx, network): SET owner "", due later
+    recovery, a thread in every replica: CLAIM the oldest due entry (it becomes the owner) ──▶
+        post its reply text, or "Outcome unknown" when the stop's answer was never known
+        ──▶ DONE │ refused: due later, at most MAX_TRIES times. Recovery never calls ModelArts.
+
+Keys: {prefix}confirm-inflight      zset  cid -> due (Redis ms)
+      {prefix}confirm-inflight:rec  hash  cid -> JSON {c: record JSON, user, owner, stage, text,
+                                                       tries}
+An owner that was too slow (its entry claimed) posts nothing: the claimer posts. What remains is
+Slack's: a reply it accepted but whose answer was lost is posted again (no idempotency key).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+
+import redis
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.flow.confirmations import Confirmation
+from bot.slack import blocks as b
+
+log = logging.getLogger(__name__)
+
+POST_LEASE_MS = 60_000     # an owner posting (with the client's own 429 retries) holds it this long
+MAX_TRIES = 20             # then the reply is given up, with an error in the log
+REDIS_PATIENCE = 15.0      # seconds an owner keeps trying Redis (a restart takes a few)
+_NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+# Owe a reply: the stop is about to be sent.
+# KEYS[1] zset, KEYS[2] hash; ARGV[1] cid, ARGV[2] entry JSON, ARGV[3] ms until due
+# returns 1
+OPEN = _NOW + """
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+"""
+
+# Change an entry, only for its owner.
+# KEYS[1] zset, KEYS[2] hash; ARGV[1] cid, ARGV[2] owner, ARGV[3] new owner ("" = none),
+# ARGV[4] stage ("" = keep), ARGV[5] text ("" = keep), ARGV[6] ms until due, ARGV[7] tries to add
+# returns 1 if changed, 0 if the entry is gone or another owner holds it
+SET = _NOW + """
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+if e['owner'] ~= ARGV[2] then return 0 end
+e['owner'] = ARGV[3]
+if ARGV[4] ~= '' then e['stage'] = ARGV[4] end
+if ARGV[5] ~= '' then e['text'] = ARGV[5] end
+e['tries'] = (tonumber(e['tries']) or 0) + tonumber(ARGV[7])
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(e))
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[6]), ARGV[1])
+return 1
+"""
+
+# The reply landed (or was given up): forget the entry, only for its owner.
+# KEYS[1] zset, KEYS[2] hash; ARGV[1] cid, ARGV[2] owner
+# returns 1 if deleted, 0 if gone or another owner holds it
+DONE = """
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw or cjson.decode(raw)['owner'] ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+"""
+
+# Take the oldest due entry: its owner died, was too slow, or Slack refused it earlier.
+# KEYS[1] zset, KEYS[2] hash; ARGV[1] new owner, ARGV[2] lease ms
+# returns {cid, entry JSON} | nil when nothing is due
+CLAIM = _NOW + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1)
+if #due == 0 then return false end
+local raw = redis.call('HGET', KEYS[2], due[1])
+if not raw then
+  redis.call('ZREM', KEYS[1], due[1])
+  return false
+end
+local e = cjson.decode(raw)
+e['owner'] = ARGV[1]
+raw = cjson.encode(e)
+redis.call('HSET', KEYS[2], due[1], raw)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), due[1])
+return {due[1], raw}
+"""
+
+
+def patient(call: Callable[[], object], seconds: float = REDIS_PATIENCE) -> object:
+    """``call()``, tried again on RedisError for ``seconds``; the last error propagates."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+
+
+def retry_ms(exc: Exception, tries: int) -> int:
+    """Slack's Retry-After for a 429, else an exponential backoff (1 s .. 60 s)."""
+    if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
+        value = (exc.response.headers or {}).get("Retry-After") or \
+            (exc.response.headers or {}).get("retry-after")
+        try:
+            return int(float(value[0] if isinstance(value, list) else value) * 1000) + 1
+        except (TypeError, ValueError):
+            pass
+    return min(60_000, 1000 * 2 ** min(tries, 6))
+
+
+class OwedReplies:
+    def __init__(self, client: redis.Redis, prefix: str, slack: WebClient,
+                 budget_seconds: float) -> None:
+        """``budget_seconds``: how long a living replica may take from OPEN to the outcome."""
+        self.redis = client
+        self.keys = [f"{prefix}confirm-inflight", f"{prefix}confirm-inflight:rec"]
+        self.slack = slack
+        self.budget_ms = int(budget_seconds * 1000)
+        self._open = client.register_script(OPEN)
+        self._set = client.register_script(SET)
+        self._done = client.register_script(DONE)
+        self._claim = client.register_script(CLAIM)
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the owner: the replica that sends the stop ----------------------------------------------
+    def open(self, c: Confirmation, user: str) -> str | None:
+        """Owe a reply for ``c``; the owner token, or None when Redis is unreachable."""
+        owner = uuid.uuid4().hex
+        entry = json.dumps({"c": json.dumps(asdict(c)), "user": user, "owner": owner,
+                            "stage": "stopping", "text": "", "tries": 0})
+        try:
+            patient(lambda: self._open(keys=self.keys, args=[c.id, entry, self.budget_ms]), 3.0)
+        except redis.RedisError:
+            return None
+        return owner
+
+    def deliver(self, c: Confirmation, owner: str, text: str) -> None:
+        """Post the outcome the owner knows. If Redis or Slack is down, recovery posts later."""
+        try:
+            mine = patient(lambda: self._set(keys=self.keys, args=[
+                c.id, owner, owner, "outcome", text, POST_LEASE_MS, 0]))
+        except redis.RedisError:
+            log.warning("Redis unreachable: the outcome reply is left to recovery",
+                        extra={"confirmation": c.id})
+            return
+        if not mine:
+            log.info("the outcome reply was taken over by recovery", extra={"confirmation": c.id})
+            return
+        self._post(c.id, owner, c.channel, c.thread_ts or c.ts, text, tries=0)
+
+    def _post(self, cid: str, owner: str, channel: str, thread: str, text: str,
+              tries: int) -> bool:
+        try:
+            self.slack.chat_postMessage(channel=channel, text=text, thread_ts=thread or None)
+        except (SlackClientError, OSError) as exc:
+            delay = retry_ms(exc, tries)
+            log.warning("outcome reply refused (%s); trying again in %d ms",
+                        type(exc).__name__, delay, extra={"confirmation": cid})
+            try:
+                patient(lambda: self._set(keys=self.keys, args=[cid, owner, "", "", "", delay, 1]))
+            except redis.RedisError:
+                pass  # its lease runs out and recovery takes it
+            return False
+        try:
+            patient(lambda: self._done(keys=self.keys, args=[cid, owner]))
+        except redis.RedisError:
+            log.error("posted an outcome reply but could not record it; it may be posted again",
+                      extra={"confirmation": cid})
+        return True
+
+    # -- recovery: any replica ------------------------------------------------------------------
+    def recover_one(self, token: str) -> bool:
+        """Post one owed reply that is due; False when none is."""
+        got = self._claim(keys=self.keys, args=[token, POST_LEASE_MS])
+        if not got:
+            return False
+        cid, entry = (v.decode() if isinstance(v, bytes) else v for v in got)
+        e = json.loads(entry)
+        c = Confirmation(**json.loads(e["c"]))
+        if int(e.get("tries") or 0) >= MAX_TRIES:
+            log.error("gave up posting an outcome reply after %d tries", MAX_TRIES,
+                      extra={"confirmation": cid, "channel": c.channel})
+            self._done(keys=self.keys, args=[cid, token])
+            return True
+        text = e.get("text") or b.interrupted_reply(c)
+        log.info("posting an owed outcome reply", extra={"confirmation": cid,
+                                                         "stage": e.get("stage")})
+        if self._post(cid, token, c.channel, c.thread_ts or c.ts, text, int(e.get("tries") or 0)) \
+                and not e.get("text") and c.ts:
+            self._settle(c, e.get("user") or c.requester)
+        return True
+
+    def _settle(self, c: Confirmation, user: str) -> None:
+        line = f"Outcome unknown: check status. Confirmed by {b.mention(user)}."
+        try:
+            self.slack.chat_update(channel=c.channel, ts=c.ts, text=b.settled(c, line)[0],
+                                   blocks=b.settled(c, line)[1])
+        except (SlackClientError, OSError) as exc:
+            log.warning("chat.update failed: %s", type(exc).__name__)
+
+    def start(self, every: float = 1.0) -> None:
+        if self._thread:
+            return
+        self._halt.clear()
+        self._thread = threading.Thread(target=self._run, args=(every,), name="owed-replies",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._halt.set()
+        if self._thread:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self, every: float) -> None:
+        token = uuid.uuid4().hex
+        while not self._halt.is_set():
+            try:
+                while self.recover_one(token) and not self._halt.is_set():
+                    pass
+            except redis.RedisError as exc:
+                log.warning("owed replies: Redis failed: %s", type(exc).__name__)
+            except Exception:  # noqa: BLE001 - the loop must survive a bug in one entry
+                log.exception("owed replies: unexpected error")
+            self._halt.wait(every)

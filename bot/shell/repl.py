@@ -1,0 +1,117 @@
+"""The shell's read loop: a terminal with a prompt, or piped stdin read as a script."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Iterator
+from typing import TextIO
+
+from bot.shell.session import Session
+
+HELP = """\
+Type what you would type in Slack, plus a few shell commands:
+  /modelarts stop 182626 278813     a slash command, signed as Slack signs it
+  /modelarts status 182626 278813   (and /modelarts help)
+  1                                 click button [1] (also: click 1)
+  /as U0ALICE                       act as another Slack user from now on
+  /alert 182626 278813 loss is NaN  an alert, POSTed to the bot's /alerts intake
+  /sleep 3                          wait (e.g. for a stopping job to be KILLED)
+  help, quit                        this text; leave (Ctrl-D too)
+Lines starting with # are comments."""
+_USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+_CLICK = re.compile(r"^(?:click\s+)?(\d{1,4})$", re.IGNORECASE)
+
+
+def lines(stream: TextIO, session: Session, interactive: bool) -> Iterator[str]:
+    """Yield stripped lines; a terminal gets a prompt, a script gets each line echoed."""
+    while True:
+        prompt = f"{session.user}> "
+        if interactive:
+            try:
+                line = input(prompt)
+            except EOFError:
+                return
+        else:
+            raw = stream.readline()
+            if not raw:
+                return
+            line = raw.rstrip("\n")
+            if line.strip() and not line.lstrip().startswith("#"):
+                session.write([prompt + line.strip()])
+        yield line.strip()
+
+
+def run_line(session: Session, line: str) -> bool:
+    """Carry out one line; False means leave."""
+    if not line or line.startswith("#"):
+        return True
+    word, _, rest = line.partition(" ")
+    rest = rest.strip()
+    if word.lower() in ("quit", "exit", "/quit", "/exit"):
+        return False
+    if word.lower() in ("help", "/help", "?"):
+        session.write(HELP.splitlines())
+    elif (click := _CLICK.match(line)) is not None:
+        if not session.click(int(click.group(1))):
+            session.write([f"There is no button [{click.group(1)}] on screen (any more)."])
+    elif word == "/as":
+        if not _USER.match(rest):
+            session.write(["Usage: /as U0ALICE (a Slack user id)"])
+        else:
+            session.user = rest
+            session.write([f"You are now {rest}."])
+    elif word == "/alert":
+        parts = rest.split(maxsplit=2)
+        if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+            session.write(["Usage: /alert <job_id> <version_id> <summary>"])
+        else:
+            session.alert(*parts)
+    elif word == "/sleep":
+        try:
+            time.sleep(min(max(float(rest or 1), 0), 60))
+        except ValueError:
+            session.write(["Usage: /sleep <seconds>"])
+    elif word == "/modelarts":
+        session.command(word, rest)
+    elif word.startswith("/"):
+        session.write([f"The app has no {word} command; it has /modelarts (type help)."])
+    else:
+        session.write([f"I don't understand `{line[:40]}`: type help."])
+    return True
+
+
+def run(session: Session, stream: TextIO | None = None) -> int:
+    stream = stream or sys.stdin
+    interactive = stream.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401 - line editing and history for input()
+        except ImportError:
+            pass
+    for line in lines(stream, session, interactive):
+        if not run_line(session, line):
+            break
+    return 0
+
+
+def main(user: str, channel: str, log_level: str = "ERROR") -> int:
+    """Start a session, print its banner, run the lines, tear everything down."""
+    from bot.shell.session import ShellError
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    session = Session(write, user=user, channel=channel, log_level=log_level)
+    try:
+        banner = session.start()
+    except ShellError as exc:
+        print(f"modelarts-bot shell: {exc}", file=sys.stderr)
+        return 1
+    try:
+        session.write(banner + [""])
+        return run(session)
+    finally:
+        session.close()

@@ -1,0 +1,412 @@
+"""The shell's in-process wiring: the real bot, served on loopback, and talking to stand-ins.
+
+What is real: ``create_bot`` and ``create_wsgi`` exactly as ``serve`` builds them (Bolt, the
+signature check, the stop flow, Redis, the alert intake and its dispatcher thread). What is
+stood in: Slack's Web API (``SlackStandIn``, each call shown in the terminal) and, unless
+MODELARTS_ENDPOINT is set, ModelArts (the emulator). Each typed line becomes an HTTP request
+signed as Slack signs it, sent to the WSGI app on 127.0.0.1, so the path from the socket to the
+flow is the production one; ``/alert`` is a POST to the same app's ``/alerts``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from urllib.parse import urlencode
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import redis
+import requests
+
+from bot.errors import ConfigError
+from bot.flow.roles import Roles, load_roles, parse_roles
+from bot.settings import Settings, load_settings
+from bot.shell.render import Transcript
+from bot.standin.signing import slack_headers
+from bot.standin.slack import BOT_TOKEN, Call, SlackStandIn
+
+TEAM = "T0SHELL"
+DEFAULT_USER = "U0YOU"
+DEFAULT_CHANNEL = "C0SHELL"
+SAMPLE_ROLES = f"""
+roles:
+  oncall:
+    jobs: ["*"]
+  team-a:
+    jobs: ["team-a-*"]
+  team-b:
+    jobs: ["team-b-*"]
+users:
+  {DEFAULT_USER}: [oncall]
+  U0ONCALL: [oncall]
+  U0ALICE: [team-a]
+  U0BOB: [team-b]
+"""
+QUIET_SECONDS = 0.3      # no call for this long, none in flight: the bot is done with a line
+SETTLE_LIMIT = 30.0
+Write = Callable[[str], None]
+
+
+class ShellError(Exception):
+    """The shell cannot start; the message says what to install or set."""
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base's name
+        return
+
+
+class Activity:
+    """When the bot last did something, and how many outbound HTTP calls are in flight."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inflight = 0
+        self.last = time.monotonic()
+
+    def touch(self, delta: int = 0) -> None:
+        with self.lock:
+            self.inflight += delta
+            self.last = time.monotonic()
+
+    def idle_for(self) -> float:
+        with self.lock:
+            return -1.0 if self.inflight else time.monotonic() - self.last
+
+
+class CountingSession(requests.Session):
+    """The ModelArts client's session: counts calls in flight, so the shell knows to wait."""
+
+    def __init__(self, activity: Activity) -> None:
+        super().__init__()
+        self.activity = activity
+
+    def request(self, *args, **kwargs):  # type: ignore[override]
+        self.activity.touch(+1)
+        try:
+            return super().request(*args, **kwargs)
+        finally:
+            self.activity.touch(-1)
+
+
+@dataclass
+class Throwaway:
+    """A redis-server of the shell's own, on a free port, deleted at exit."""
+
+    proc: subprocess.Popen
+    dir: str
+    url: str
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError):
+        return False
+
+
+def start_redis() -> Throwaway:
+    exe = shutil.which("redis-server")
+    if not exe:
+        raise ShellError("no Redis answers at REDIS_URL and redis-server is not installed: "
+                         "install it (apt-get install redis-server, brew install redis) or set "
+                         "REDIS_URL")
+    port, workdir = free_port(), tempfile.mkdtemp(prefix="modelarts-bot-shell-")
+    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", workdir]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,  # noqa: S603 - fixed arguments
+                            stderr=subprocess.DEVNULL)
+    server = Throwaway(proc, workdir, f"redis://127.0.0.1:{port}/0")
+    deadline = time.monotonic() + 10
+    while not answers(server.url):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            server.close()
+            raise ShellError("redis-server did not start")
+        time.sleep(0.05)
+    return server
+
+
+class Session:
+    """Start with ``start()`` (returns the banner), then ``command``/``click``/``alert``."""
+
+    def __init__(self, write: Write, *, user: str = DEFAULT_USER,
+                 channel: str = DEFAULT_CHANNEL, log_level: str = "ERROR") -> None:
+        self.write_raw = write
+        self.user = user
+        self.channel = channel
+        self.log_level = log_level
+        self.transcript = Transcript()
+        self.activity = Activity()
+        self.secret = secrets.token_hex(16)
+        self.alerts_token = secrets.token_hex(16)
+        self.http = requests.Session()
+        self._out = threading.Lock()
+        self._closers: list[Callable[[], None]] = []
+        self.standin = SlackStandIn()
+        self.emulator = None
+        self.bot = None
+        self.url = ""
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> list[str]:
+        try:
+            return self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> list[str]:
+        from bot.alerts.intake import routes
+        from bot.logs import setup
+        from bot.web import create_wsgi
+        from bot.wiring import create_bot
+
+        base = load_settings()
+        banner = ["modelarts-bot shell: the real bot in-process; Slack is a local stand-in "
+                  "(nothing is sent to Slack)."]
+        redis_url, note = self._redis(base.REDIS_URL)
+        modelarts, line = self._modelarts(base)
+        roles, roles_line = self._roles(base)
+        self.standin.on_call = self._on_call
+        self.standin.start()
+        self._closers.append(self.standin.close)
+        # A prefix of its own: a production REDIS_URL must not lend the shell its alert queue.
+        prefix = f"{base.REDIS_KEY_PREFIX}shell:{secrets.token_hex(4)}:"
+        settings = load_settings(
+            SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=self.secret, SLACK_APP_TOKEN=None,
+            SLACK_API_URL=self.standin.api_url, REDIS_URL=redis_url, REDIS_KEY_PREFIX=prefix,
+            ALERTS_TOKEN=self.alerts_token, ALERTS_CHANNEL=self.channel, **modelarts)
+        setup(self.log_level, _secret_values(settings))
+        self.bot = create_bot(settings, roles=roles, session=CountingSession(self.activity))
+        self._closers.append(lambda: _forget(self.bot.redis, prefix))
+        self.bot.start_background()
+        self._closers.append(self.bot.close)
+        httpd = make_server("127.0.0.1", 0, create_wsgi(self.bot, routes(self.bot)),
+                            server_class=_Server, handler_class=_Quiet)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        self._closers.append(lambda: (httpd.shutdown(), httpd.server_close()))
+        self.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        return [*banner, line, f"Redis: {note} (keys under {prefix}, removed on exit).",
+                roles_line, f"You are {self.user} in channel {self.channel}. "
+                "Type `help` for the shell's commands."]
+
+    def close(self) -> None:
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception as exc:  # noqa: BLE001 - tear-down goes on whatever fails
+                logging.getLogger(__name__).warning("shell tear-down: %s", exc)
+        self.http.close()
+
+    def _redis(self, url: str) -> tuple[str, str]:
+        if answers(url):
+            return url, f"{_safe_url(url)}"
+        server = start_redis()
+        self._closers.append(server.close)
+        return server.url, (f"none answered at {_safe_url(url)}, so a throwaway redis-server "
+                            f"runs on {server.url} for this session")
+
+    def _modelarts(self, base: Settings) -> tuple[dict, str]:
+        if base.MODELARTS_ENDPOINT:
+            problems = [p for p in base.problems(need_slack=False)]
+            if problems:
+                raise ConfigError(problems[0])
+            return {}, (f"ModelArts: {base.MODELARTS_ENDPOINT} (from MODELARTS_ENDPOINT: "
+                        "REAL jobs, a confirmed stop really stops one).")
+        from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK, Emulator
+
+        self.emulator = Emulator(stop_delay=5.0)
+        self.emulator.start("127.0.0.1", 0)
+        self._closers.append(self.emulator.close)
+        running = [f"{j['job_id']} {v['version_id']} {j['job_name']}"
+                   for j in self.emulator.state()["jobs"] for v in j["versions"]
+                   if v["status"] == 8]
+        values = {"MODELARTS_ENDPOINT": self.emulator.base_url,
+                  "MODELARTS_PROJECT_ID": EMULATOR_PROJECT_ID, "MODELARTS_AK": EMULATOR_AK,
+                  "MODELARTS_SK": EMULATOR_SK, "MODELARTS_IAM_ENDPOINT": None,
+                  "MODELARTS_USERNAME": None, "MODELARTS_PASSWORD": None}
+        return values, ("*** ModelArts: the BUILT-IN EMULATOR (MODELARTS_ENDPOINT is unset), "
+                        "sample jobs; running: " + "; ".join(running) + " ***")
+
+    def _roles(self, base: Settings) -> tuple[Roles, str]:
+        if "ROLES_FILE" in base.model_fields_set or Path(base.ROLES_FILE).is_file():
+            roles = load_roles(base.ROLES_FILE)
+            mapped = "" if roles.users.get(self.user) else (
+                f" {self.user} holds no role there: use `/as <user id>`.")
+            return roles, f"Roles: {base.ROLES_FILE}.{mapped}"
+        return parse_roles(SAMPLE_ROLES, "sample roles"), (
+            f"Roles: a sample (no ROLES_FILE): {self.user} and U0ONCALL on-call (any job), "
+            "U0ALICE team-a-*, U0BOB team-b-*; anyone else holds none.")
+
+    # -- output ----------------------------------------------------------------------------
+    def write(self, lines: list[str]) -> None:
+        if lines:
+            with self._out:
+                self.write_raw("\n".join(lines) + "\n")
+
+    def _on_call(self, call: Call) -> None:
+        self.activity.touch()
+        with self._out:   # numbering and printing in one step, in the order calls arrived
+            lines = self.transcript.render(call.method, call.params, call.answer, self.user,
+                                           call.status)
+            if lines:
+                self.write_raw("\n".join(lines) + "\n")
+
+    def settle(self, quiet: float = QUIET_SECONDS, limit: float = SETTLE_LIMIT) -> None:
+        """Wait until the bot has made no call for ``quiet`` seconds and has none in flight."""
+        deadline = time.monotonic() + limit
+        while self.activity.idle_for() < quiet and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    # -- what a line can do ----------------------------------------------------------------
+    def command(self, command: str, text: str) -> None:
+        """A slash command, as Slack sends it (form-encoded, signed)."""
+        body = urlencode({
+            "token": "unused", "team_id": TEAM, "team_domain": "shell",
+            "channel_id": self.channel, "channel_name": "shell", "user_id": self.user,
+            "user_name": self.user.lower(), "command": command, "text": text,
+            "api_app_id": "A0SHELL", "trigger_id": f"{time.time()}.shell",
+            "response_url": self.standin.response_url(f"cmd-{self.user}"),
+        })
+        self._slack(body)
+
+    def click(self, number: int) -> bool:
+        """Click button ``number``; False when no such button is on screen any more."""
+        button = self.transcript.button(number)
+        if button is None:
+            return False
+        message = self.standin.messages.get((button.channel, button.ts))
+        payload = {
+            "type": "block_actions", "api_app_id": "A0SHELL", "token": "unused",
+            "team": {"id": TEAM, "domain": "shell"},
+            "user": {"id": self.user, "username": self.user.lower(), "team_id": TEAM},
+            "container": {"type": "message", "message_ts": button.ts,
+                          "channel_id": button.channel, "is_ephemeral": False},
+            "channel": {"id": button.channel, "name": "shell"},
+            "message": {"type": "message", "ts": button.ts,
+                        "text": message.text if message else "",
+                        "blocks": (message.blocks if message else None) or []},
+            "trigger_id": f"{time.time()}.shell",
+            "response_url": self.standin.response_url(f"act-{self.user}"),
+            "actions": [{"type": "button", "action_id": button.action_id,
+                         "block_id": button.block_id, "value": button.value,
+                         "text": {"type": "plain_text", "text": button.label},
+                         "action_ts": str(time.time())}],
+        }
+        self._slack(urlencode({"payload": json.dumps(payload)}))
+        return True
+
+    def alert(self, job_id: str, version_id: str, summary: str) -> None:
+        """POST an alert to the bot's own /alerts, as a monitoring system would."""
+        name, status = self._job(job_id, version_id)
+        body = {"channel": self.channel, "job_id": job_id, "version_id": version_id,
+                "job_name": name, "status": status, "summary": summary,
+                "severity": "critical"}
+        posts = len(self.standin.calls_to("chat.postMessage"))
+        self.activity.touch()
+        resp = self.http.post(self.url + "/alerts", json=body, timeout=10,
+                              headers={"Authorization": f"Bearer {self.alerts_token}"})
+        if resp.status_code != 202:
+            self.write([f"! the alert intake answered HTTP {resp.status_code}: "
+                        f"{resp.text.strip()}"])
+            return
+        try:   # the dispatcher thread posts it; wait for that, then for the bot to go quiet
+            self.standin.wait_for(lambda: len(self.standin.calls_to("chat.postMessage")) > posts)
+        except TimeoutError:
+            self.write(["! the alert was queued but not posted within 10 s"])
+        self.settle()
+
+    def _job(self, job_id: str, version_id: str) -> tuple[str, str]:
+        """What a monitoring system would know: the job's name and status (looked up)."""
+        from bot.modelarts.models import Failure
+
+        try:
+            found = self.bot.modelarts.get_version(int(job_id), int(version_id))
+        except ValueError:
+            return f"job {job_id}", "UNKNOWN"
+        if isinstance(found, Failure):
+            return f"job {job_id}", "UNKNOWN"
+        return found.job_name, found.status_name
+
+    def _slack(self, body: str) -> None:
+        self.activity.touch()
+        try:
+            resp = self.http.post(self.url + "/slack/events", data=body.encode(), timeout=10,
+                                  headers=slack_headers(self.secret, body))
+        except requests.RequestException as exc:
+            self.write([f"! the bot did not answer: {type(exc).__name__}"])
+            return
+        self.activity.touch()
+        self.write(self._ack(resp))
+        self.settle()
+
+    def _ack(self, resp: requests.Response) -> list[str]:
+        """The HTTP answer to Slack: empty (ack), an ephemeral text, or an error."""
+        if resp.status_code != 200:
+            return [f"! the bot answered HTTP {resp.status_code}: {resp.text.strip()[:200]}"]
+        if not resp.content:
+            return []
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"text": resp.text}
+        with self._out:
+            return self.transcript.ephemeral(body, self.user, self.user)
+
+
+def _safe_url(url: str) -> str:
+    """REDIS_URL without a password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def _secret_values(settings: Settings) -> list[str]:
+    from bot.serve import secret_values
+
+    return secret_values(settings)
+
+
+def _forget(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=prefix + "*", count=500))
+    if keys:
+        client.delete(*keys)

