@@ -90,8 +90,9 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     dispatcher = Dispatcher(alerts, alert_slack or alert_slack_client(settings),
                             pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
     flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported)
-    # A living replica goes from "stop sent" to its outcome within this; after it, any replica
-    # posts "Outcome unknown" in its place (the chat.update before the stop may take 2 x 10 s).
+    # A living replica goes from the confirm to the stop's outcome within this (the chat.update
+    # before the stop may take 2 x 10 s), then has 60 s more to post it; after that, any replica
+    # posts "Outcome unknown" in its place.
     flow.owed = OwedReplies(redis, prefix, slack, 2 * settings.MODELARTS_TIMEOUT_SECONDS + 30)
     secret = settings.SLACK_SIGNING_SECRET
     socket_mode = settings.SLACK_APP_TOKEN is not None

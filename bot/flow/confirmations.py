@@ -12,11 +12,14 @@ from enum import StrEnum
 import redis
 from redis.exceptions import NoScriptError
 
-# Consume a pending confirmation, atomically.
-# KEYS[1] pending record, KEYS[2] done marker (same hash slot: both carry {id})
-# ARGV[1] clicking user, ARGV[2] new state ("confirmed"|"cancelled"), ARGV[3] marker TTL seconds
-# returns {"ok", record} (record deleted, marker set) | {"not_requester", record} (nothing changed)
-#       | {"handled", marker} | {"expired", ""}
+# Consume a pending confirmation, atomically; on a confirm, owe its outcome reply in the same step.
+# KEYS[1] pending record, KEYS[2] done marker (same hash slot: both carry {id});
+# KEYS[3] owed-replies zset, KEYS[4] owed-replies hash (bot.flow.outcomes), only with ARGV[4]
+# ARGV[1] clicking user, ARGV[2] new state ("confirmed"|"cancelled"), ARGV[3] marker TTL seconds,
+# ARGV[4] owner of the owed reply ("" = owe none), ARGV[5] the click's message ts,
+# ARGV[6] the owner's lease ms, ARGV[7] confirmation id
+# returns {"ok", record} (record deleted, marker set, reply owed) | {"not_requester", record}
+#       (nothing changed) | {"handled", marker} | {"expired", ""}
 CONSUME = """
 local v = redis.call('GET', KEYS[1])
 if not v then
@@ -27,20 +30,14 @@ end
 if cjson.decode(v)['requester'] ~= ARGV[1] then return {'not_requester', v} end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], cjson.encode({state=ARGV[2], by=ARGV[1]}), 'EX', tonumber(ARGV[3]))
+if ARGV[4] and ARGV[4] ~= '' then
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  redis.call('HSET', KEYS[4], ARGV[7], cjson.encode({c=v, user=ARGV[1], owner=ARGV[4],
+    stage='stopping', text='', tries=0, ts=ARGV[5]}))
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[7])
+end
 return {'ok', v}
-"""
-
-# Fill in the request message's ts once it is posted (the record is stored before posting).
-# KEYS[1] pending record; ARGV[1] message ts
-# returns 1 if filled, 0 if the record is gone (consumed or expired); the TTL is kept
-SET_TS = """
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local rec = cjson.decode(v)
-rec['ts'] = ARGV[1]
-if rec['thread_ts'] == '' then rec['thread_ts'] = ARGV[1] end
-redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
-return 1
 """
 
 DONE_TTL = 7 * 24 * 3600  # how long "already handled" is remembered
@@ -57,8 +54,9 @@ class Result(StrEnum):
 class Confirmation:
     """What a pending confirmation remembers. ``thread_ts`` is where outcome replies go.
 
-    It is stored before the request message is posted, so ``ts`` (and a ``thread_ts`` that
-    defaults to it) may still be empty when a very fast click consumes it.
+    It is stored before the request message is posted, so no button exists without its state.
+    The message's ``ts`` (and a ``thread_ts`` that defaults to it) is then unknown and stays
+    empty: every click carries it, in Slack's signed payload, and the flow fills it from there.
     """
 
     id: str
@@ -83,6 +81,17 @@ class Consumed:
     fetched: dict[str, bytes | None] = field(default_factory=dict)  # ``also_get``'s values
 
 
+@dataclass(frozen=True)
+class Owe:
+    """An outcome reply to owe when a confirm consumes: made by OwedReplies.owe()."""
+
+    keys: list[str]
+    owner: str
+    message_ts: str
+    lease_ms: int
+    started: float       # time.monotonic() just before the consume: the lease began after it
+
+
 def new_id() -> str:
     return secrets.token_urlsafe(16)
 
@@ -95,7 +104,6 @@ class ConfirmationStore:
         self.prefix = prefix
         self.ttl = ttl_seconds
         self._consume = client.register_script(CONSUME)
-        self._set_ts = client.register_script(SET_TS)
 
     def _keys(self, cid: str) -> list[str]:
         return [f"{self.prefix}confirm:{{{cid}}}", f"{self.prefix}confirm-done:{{{cid}}}"]
@@ -105,18 +113,20 @@ class ConfirmationStore:
         key = self._keys(confirmation.id)[0]
         return bool(self.redis.set(key, json.dumps(asdict(confirmation)), nx=True, ex=self.ttl))
 
-    def set_ts(self, cid: str, ts: str) -> bool:
-        return bool(self._set_ts(keys=self._keys(cid)[:1], args=[ts]))
-
     def discard(self, cid: str) -> None:
         self.redis.delete(self._keys(cid)[0])
 
-    def consume(self, cid: str, user: str, state: str, also_get: Sequence[str] = ()) -> Consumed:
+    def consume(self, cid: str, user: str, state: str, also_get: Sequence[str] = (),
+                owe: Owe | None = None) -> Consumed:
         """Consume atomically. ``also_get``: keys read in the same round trip (a pipeline), such
-        as the usergroup cache the role re-check reads next; their values are in ``fetched``."""
+        as the usergroup cache the role re-check reads next; their values are in ``fetched``.
+        ``owe``: open the owed outcome reply in the same step (see bot.flow.outcomes)."""
         if not cid or len(cid) > 64:
             return Consumed(Result.EXPIRED)
         keys, args = self._keys(cid), [user, state, max(DONE_TTL, self.ttl)]
+        if owe:
+            keys += owe.keys
+            args += [owe.owner, owe.message_ts, owe.lease_ms, cid]
         if also_get:
             (kind, raw), fetched = self._consume_and_get(keys, args, list(also_get))
         else:

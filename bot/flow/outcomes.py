@@ -1,9 +1,12 @@
 """Outcome replies owed, kept in Redis: every stop the bot may have sent gets exactly one reply in
 its thread, even when the replica dies right after sending it, or Slack refuses for a while.
 
-    confirm, role held ──OPEN──▶ owed: stage "stopping", owner = this call, due = now + budget
-        ──▶ stop_version ──SET (owner only): stage "outcome", the reply text──▶ chat.postMessage
-        ──▶ accepted: DONE (owner only) │ refused (429, 5xx, network): SET owner "", due later
+    confirm ──consume + OPEN, one script (bot.flow.confirmations)──▶ owed: stage "stopping",
+        owner = this call, due = now + lease (the stop budget plus POST_LEASE_MS)
+        ──▶ role re-check fails: DONE │ stop_version ──▶ [SET (owner only): due = now +
+        POST_LEASE_MS, only when less than POST_LEASE_MS of the lease is left] ──▶
+        chat.postMessage ──▶ accepted: DONE (owner only) │ refused (429, 5xx, network): SET owner
+        "", stage "outcome", the reply text, due later
     recovery, a thread in every replica: CLAIM the oldest due entry (it becomes the owner) ──▶
         post its reply text, or "Outcome unknown" when the stop's answer was never known
         ──▶ DONE │ refused: due later, at most MAX_TRIES times. Recovery never calls ModelArts.
@@ -23,13 +26,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import replace
 
 import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.flow.confirmations import Confirmation
+from bot.flow.confirmations import Confirmation, Owe
 from bot.slack import blocks as b
 
 log = logging.getLogger(__name__)
@@ -123,12 +126,14 @@ def retry_ms(exc: Exception, tries: int) -> int:
 
 class OwedReplies:
     def __init__(self, client: redis.Redis, prefix: str, slack: WebClient,
-                 budget_seconds: float) -> None:
-        """``budget_seconds``: how long a living replica may take from OPEN to the outcome."""
+                 budget_seconds: float, post_lease_seconds: float = POST_LEASE_MS / 1000) -> None:
+        """``budget_seconds``: how long a living replica may take from OPEN to the outcome;
+        its lease is that plus POST_LEASE_MS, so that it can post without another round trip."""
         self.redis = client
         self.keys = [f"{prefix}confirm-inflight", f"{prefix}confirm-inflight:rec"]
         self.slack = slack
         self.budget_ms = int(budget_seconds * 1000)
+        self.post_lease_ms = int(post_lease_seconds * 1000)
         self._open = client.register_script(OPEN)
         self._set = client.register_script(SET)
         self._done = client.register_script(DONE)
@@ -137,33 +142,43 @@ class OwedReplies:
         self._thread: threading.Thread | None = None
 
     # -- the owner: the replica that sends the stop ----------------------------------------------
-    def open(self, c: Confirmation, user: str) -> str | None:
-        """Owe a reply for ``c``; the owner token, or None when Redis is unreachable."""
-        owner = uuid.uuid4().hex
-        entry = json.dumps({"c": json.dumps(asdict(c)), "user": user, "owner": owner,
-                            "stage": "stopping", "text": "", "tries": 0})
-        try:
-            patient(lambda: self._open(keys=self.keys, args=[c.id, entry, self.budget_ms]), 3.0)
-        except redis.RedisError:
-            return None
-        return owner
+    def owe(self, message_ts: str) -> Owe:
+        """What the confirm's consume needs to open the owed reply in its own round trip."""
+        return Owe(self.keys, uuid.uuid4().hex, message_ts, self.budget_ms + self.post_lease_ms,
+                   time.monotonic())
 
-    def deliver(self, c: Confirmation, owner: str, text: str) -> None:
-        """Post the outcome the owner knows. If Redis or Slack is down, recovery posts later."""
+    def cancel(self, cid: str, owe: Owe) -> None:
+        """No stop will be sent (the role re-check failed): nothing is owed."""
         try:
-            mine = patient(lambda: self._set(keys=self.keys, args=[
-                c.id, owner, owner, "outcome", text, POST_LEASE_MS, 0]))
+            self._done(keys=self.keys, args=[cid, owe.owner])
         except redis.RedisError:
-            log.warning("Redis unreachable: the outcome reply is left to recovery",
-                        extra={"confirmation": c.id})
-            return
-        if not mine:
-            log.info("the outcome reply was taken over by recovery", extra={"confirmation": c.id})
-            return
-        self._post(c.id, owner, c.channel, c.thread_ts or c.ts, text, tries=0)
+            log.warning("could not drop an owed reply; recovery will post 'outcome unknown'",
+                        extra={"confirmation": cid})
+
+    def deliver(self, c: Confirmation, owe: Owe, text: str) -> None:
+        """Post the outcome the owner knows. If Redis or Slack is down, recovery posts later.
+
+        While at least POST_LEASE_MS of the lease is left, the entry is certainly still this
+        owner's (recovery claims only once it is due), so it posts straight away; later, it
+        first renews the lease in Redis (SET), and posts nothing if recovery took the entry."""
+        elapsed_ms = (time.monotonic() - owe.started) * 1000
+        if elapsed_ms > owe.lease_ms - self.post_lease_ms:
+            try:
+                mine = patient(lambda: self._set(keys=self.keys, args=[
+                    c.id, owe.owner, owe.owner, "outcome", text, self.post_lease_ms, 0]))
+            except redis.RedisError:
+                log.warning("Redis unreachable: the outcome reply is left to recovery",
+                            extra={"confirmation": c.id})
+                return
+            if not mine:
+                log.info("the outcome reply was taken over by recovery",
+                         extra={"confirmation": c.id})
+                return
+        self._post(c.id, owe.owner, c.channel, c.thread_ts or c.ts, text, tries=0)
 
     def _post(self, cid: str, owner: str, channel: str, thread: str, text: str,
-              tries: int) -> bool:
+              tries: int, stage: str = "outcome") -> bool:
+        """Post ``text``; if Slack refuses, keep it owed (with ``stage``), due after a backoff."""
         try:
             self.slack.chat_postMessage(channel=channel, text=text, thread_ts=thread or None)
         except (SlackClientError, OSError) as exc:
@@ -171,7 +186,8 @@ class OwedReplies:
             log.warning("outcome reply refused (%s); trying again in %d ms",
                         type(exc).__name__, delay, extra={"confirmation": cid})
             try:
-                patient(lambda: self._set(keys=self.keys, args=[cid, owner, "", "", "", delay, 1]))
+                patient(lambda: self._set(keys=self.keys, args=[
+                    cid, owner, "", stage, text, delay, 1]))
             except redis.RedisError:
                 pass  # its lease runs out and recovery takes it
             return False
@@ -185,12 +201,14 @@ class OwedReplies:
     # -- recovery: any replica ------------------------------------------------------------------
     def recover_one(self, token: str) -> bool:
         """Post one owed reply that is due; False when none is."""
-        got = self._claim(keys=self.keys, args=[token, POST_LEASE_MS])
+        got = self._claim(keys=self.keys, args=[token, self.post_lease_ms])
         if not got:
             return False
         cid, entry = (v.decode() if isinstance(v, bytes) else v for v in got)
         e = json.loads(entry)
         c = Confirmation(**json.loads(e["c"]))
+        ts = e.get("ts") or ""
+        c = replace(c, ts=c.ts or ts, thread_ts=c.thread_ts or ts)
         if int(e.get("tries") or 0) >= MAX_TRIES:
             log.error("gave up posting an outcome reply after %d tries", MAX_TRIES,
                       extra={"confirmation": cid, "channel": c.channel})
@@ -199,8 +217,9 @@ class OwedReplies:
         text = e.get("text") or b.interrupted_reply(c)
         log.info("posting an owed outcome reply", extra={"confirmation": cid,
                                                          "stage": e.get("stage")})
-        if self._post(cid, token, c.channel, c.thread_ts or c.ts, text, int(e.get("tries") or 0)) \
-                and not e.get("text") and c.ts:
+        stage = e.get("stage") or "stopping"
+        if self._post(cid, token, c.channel, c.thread_ts or c.ts, text, int(e.get("tries") or 0),
+                      stage) and stage != "outcome" and c.ts:
             self._settle(c, e.get("user") or c.requester)
         return True
 

@@ -14,7 +14,7 @@ import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.flow.confirmations import Confirmation, ConfirmationStore, Result, new_id
+from bot.flow.confirmations import Confirmation, ConfirmationStore, Owe, Result, new_id
 from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker
 from bot.logs import decision
@@ -118,11 +118,6 @@ class StopFlow:
                    f"Slack refused to post the confirmation (`{error}`). Nothing was stopped.")
             return None
         c = replace(c, ts=posted["ts"], thread_ts=thread_ts or posted["ts"])
-        try:
-            self.store.set_ts(c.id, c.ts)
-        except redis.RedisError:
-            log.warning("could not record the request's ts; a click will supply it",
-                        extra={"confirmation": c.id})
         decision("requested", **where, job_name=v.job_name, confirmation=c.id)
         return c
 
@@ -135,9 +130,10 @@ class StopFlow:
     # -- the buttons ------------------------------------------------------------------------
     def confirm(self, user: str, cid: str, channel: str, message_ts: str,
                 message_blocks: list[dict] | None, notify: Notify) -> StopOutcome | None:
-        # The role re-check's cache (usergroups) is read in the consume's round trip.
+        # One round trip: consume, owe the outcome reply, read the role re-check's cache.
+        owe = self.owed.owe(message_ts) if self.owed else None
         got = self._consume(user, cid, "confirmed", channel, message_ts, message_blocks, notify,
-                            self.roles.cache_keys(user))
+                            self.roles.cache_keys(user), owe)
         if got is None:
             return None
         c, fetched = got
@@ -151,22 +147,18 @@ class StopFlow:
             why = ("the bot could not check your role (Redis unreachable)" if verdict is None
                    else f"{b.mention(user)} no longer holds a role that allows it")
             self._update(c.channel, c.ts, *b.settled(c, f"Not stopped: {why}."))
+            if owe:
+                self.owed.cancel(c.id, owe)
             decision("denied", **where, outcome="role_lost" if verdict else "redis_unavailable")
-            return None
-        owner = self.owed.open(c, user) if self.owed else None
-        if self.owed and owner is None:   # no record of a stop in flight: send none
-            self._update(c.channel, c.ts, *b.settled(
-                c, "Not stopped: the bot could not record the stop (Redis unreachable)."))
-            decision("failed", **where, outcome="redis_unavailable")
             return None
         self._update(c.channel, c.ts, *b.stopping(c, user))
         decision("confirmed", **where)
         outcome = self.modelarts.stop_version(c.job_id, c.version_id)
-        self.report(c, user, outcome, owner)
+        self.report(c, user, outcome, owe)
         return outcome
 
     def report(self, c: Confirmation, user: str, outcome: StopOutcome,
-               owner: str | None = None) -> None:
+               owe: Owe | None = None) -> None:
         """The outcome: a reply in the thread, and the request message settled."""
         hint = None if outcome.is_success else hint_for(outcome.error_code or "")
         decision("stopped" if outcome.is_success else "failed", user=user, channel=c.channel,
@@ -174,8 +166,8 @@ class StopFlow:
                  outcome="unknown" if outcome.unknown else
                  ("stop_requested" if outcome.is_success else "stop_failed"),
                  error_code=outcome.error_code, http_status=outcome.http_status)
-        if self.owed and owner:   # retried until it lands, by this replica or another
-            self.owed.deliver(c, owner, b.outcome_reply(c, outcome, hint))
+        if self.owed and owe:   # retried until it lands, by this replica or another
+            self.owed.deliver(c, owe, b.outcome_reply(c, outcome, hint))
         else:
             self._post(c.channel, b.outcome_reply(c, outcome, hint), thread_ts=c.thread_ts)
         line = f"{b.outcome_line(outcome)} Confirmed by {b.mention(user)}."
@@ -195,12 +187,12 @@ class StopFlow:
                  version_id=c.version_id, confirmation=cid)
 
     def _consume(self, user: str, cid: str, state: str, channel: str, message_ts: str,
-                 message_blocks: list[dict] | None, notify: Notify, also_get: Sequence[str] = ()
-                 ) -> tuple[Confirmation, dict] | None:
+                 message_blocks: list[dict] | None, notify: Notify, also_get: Sequence[str] = (),
+                 owe: Owe | None = None) -> tuple[Confirmation, dict] | None:
         """The consumed confirmation and the values of ``also_get``, or None (user told why)."""
         verb = "confirm" if state == "confirmed" else "cancel"
         try:
-            got = self.store.consume(cid, user, state, also_get)
+            got = self.store.consume(cid, user, state, also_get, owe)
         except redis.RedisError:
             decision("failed", user=user, channel=channel, confirmation=cid,
                      outcome="redis_unavailable")

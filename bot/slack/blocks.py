@@ -119,10 +119,11 @@ def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None) -> st
 
 
 def interrupted_reply(c: Confirmation) -> str:
-    """The owed reply for a stop whose answer the bot never saw (the replica died meanwhile)."""
+    """The owed reply for a confirmed stop whose answer the bot never saw (the replica died)."""
     return (f":warning: Outcome unknown for "
             f"{job_ref(c.job_name, c.job_id, c.version_id, c.version_name)}: the bot was "
-            f"interrupted after sending the stop, so it never saw ModelArts' answer. Check with "
+            f"interrupted around sending the stop, so it can't tell whether ModelArts got it. "
+            f"Check with "
             f"`/modelarts status {c.job_id} {c.version_id}` before trying again.")
 
 
