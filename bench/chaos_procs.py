@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,13 +13,8 @@ import time
 from pathlib import Path
 
 import redis
-import requests
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bot.standin.local import free_port, wait_healthy
 
 
 class RedisProc:
@@ -119,17 +113,10 @@ class Replica:
                                          start_new_session=True)
             log.close()
             self.starts += 1
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start; see {self.log_path}")
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer /healthz in {wait}s")
+        try:
+            wait_healthy(self.url, self.proc, timeout=wait, poll=0.1)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self.name}: {exc}; see {self.log_path}") from None
 
     @property
     def up(self) -> bool:

@@ -12,25 +12,18 @@ import multiprocessing as mp
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import redis
-import requests
 
 from bot.slack.blocks import CONFIRM
+from bot.standin.local import free_port, wait_healthy
 
 JOB_ID = re.compile(r"job_id (\d+)")
 STOP_PATH = re.compile(r"/training-jobs/(\d+)/versions/(\d+)/stop$")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- redis-server ------------------------------------------------------------------------------
@@ -196,16 +189,10 @@ class Served:
         self.proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own arguments
             [sys.executable, *argv], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, cwd=log.parent)
-        deadline = started + 30
-        while True:
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{' '.join(argv)} did not start; see {log}")
-            time.sleep(0.005)
+        try:
+            wait_healthy(self.base, self.proc, poll=0.005)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{' '.join(argv)} did not start ({exc}); see {log}") from None
         self.startup = time.monotonic() - started
 
     def workers(self) -> list[int]:

@@ -50,11 +50,9 @@ class OwnRedis:
     """A redis-server of the test's own on a free port, which the test may stop and start."""
 
     def __init__(self, tmp_path) -> None:
-        import socket
+        from bot.standin.local import free_port
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.dir = tmp_path
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = None

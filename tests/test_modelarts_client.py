@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 
 import pytest
@@ -29,16 +28,10 @@ from bot.modelarts.auth import IAM_AUTH_FAILED, AkSkAuth
 from bot.modelarts.client import ModelArtsClient, build_client, hint_for
 from bot.modelarts.models import Failure, JobVersion, StopOutcome
 from bot.settings import load_settings
+from bot.standin.local import free_port
 
 JOB, VERSION = 182626, 278813  # team-a-resnet, running in the default jobs
 OTHER_JOB, OTHER_VERSION = 182700, 279001
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stops_received(emulator, job: int, version: int) -> int:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from urllib.parse import urlencode
 
 import pytest
@@ -15,6 +13,7 @@ import requests
 
 from bot.emulator import defaults
 from bot.slack.blocks import CONFIRM
+from bot.standin.local import free_port, wait_healthy
 from bot.standin.signing import slack_headers
 from bot.standin.slack import BOT_TOKEN
 from tests.plugins.slack import SIGNING_SECRET, button_value
@@ -65,12 +64,6 @@ class TestDoctor:
         assert "FAIL  redis:" in done.stdout and "xoxb-wrong-token" not in done.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 class TestServe:
     def test_gunicorn_serves_a_full_stop(self, env, tmp_path, slack_api, emulator):
@@ -81,15 +74,7 @@ class TestServe:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-                time.sleep(0.1)
+            wait_healthy(base, proc)
             body = urlencode({"command": "/modelarts", "text": "stop 182626 278813",
                               "user_id": "U0ONCALL", "channel_id": "C0INCIDENT",
                               "team_id": "T0STANDIN",

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import pytest
@@ -22,9 +21,9 @@ websockets_sync = pytest.importorskip("websockets.sync.server",
                                       reason="websockets (the dev extra) is not installed")
 
 from bot.slack.blocks import CONFIRM  # noqa: E402
+from bot.standin.local import free_port, wait_healthy  # noqa: E402
 from bot.standin.slack import APP_TOKEN, BOT_TOKEN  # noqa: E402
 from tests.plugins.slack import TEAM, button_value  # noqa: E402
-from tests.test_serve import free_port  # noqa: E402
 
 
 class SocketSlack:
@@ -190,15 +189,7 @@ def test_serve_with_an_app_token_uses_socket_mode_and_serves_healthz(
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-            time.sleep(0.1)
+        wait_healthy(base, proc)
         socket_slack.wait_connected()
         sent = socket_slack.send("slash_commands",
                                  command_payload(slack_api, "stop 182626 278813"))

@@ -14,7 +14,6 @@ import json
 import logging
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -33,6 +32,7 @@ from bot.errors import ConfigError
 from bot.flow.roles import Roles, load_roles, parse_roles
 from bot.settings import Settings, load_settings
 from bot.shell.render import Transcript
+from bot.standin.local import free_port
 from bot.standin.signing import slack_headers
 from bot.standin.slack import BOT_TOKEN, Call, SlackStandIn
 
@@ -119,12 +119,6 @@ class Throwaway:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def answers(url: str) -> bool:
