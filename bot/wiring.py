@@ -61,17 +61,14 @@ def redis_client(url: str) -> redis.Redis:
                                 retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1))
 
 
-def slack_client(settings: Settings) -> WebClient:
+def slack_client(settings: Settings, *, retry_429: bool = True) -> WebClient:
+    """``retry_429=False`` for the alert dispatcher: it must see each 429 and its Retry-After."""
     token = settings.SLACK_BOT_TOKEN.get_secret_value() if settings.SLACK_BOT_TOKEN else None
+    retries = [ConnectionErrorRetryHandler()]
+    if retry_429:
+        retries.append(RateLimitErrorRetryHandler(max_retry_count=2))
     return WebClient(token=token, base_url=settings.SLACK_API_URL, timeout=10,
-                     retry_handlers=[ConnectionErrorRetryHandler(),
-                                     RateLimitErrorRetryHandler(max_retry_count=2)])
-
-
-def alert_slack_client(settings: Settings) -> WebClient:
-    """For the alert dispatcher: no retry handlers, so it sees each 429 and its Retry-After."""
-    token = settings.SLACK_BOT_TOKEN.get_secret_value() if settings.SLACK_BOT_TOKEN else None
-    return WebClient(token=token, base_url=settings.SLACK_API_URL, timeout=10)
+                     retry_handlers=retries)
 
 
 def create_bot(settings: Settings, *, slack: WebClient | None = None,
@@ -87,15 +84,15 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     store = ConfirmationStore(redis, prefix, settings.CONFIRM_TTL_SECONDS)
     alerts = AlertQueue(redis, prefix, settings.ALERT_DEDUPE_SECONDS)
     messages = AlertMessages(alerts, slack)
-    dispatcher = Dispatcher(alerts, alert_slack or alert_slack_client(settings),
+    dispatcher = Dispatcher(alerts, alert_slack or slack_client(settings, retry_429=False),
                             pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
-    flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported)
     # A living replica goes from the confirm to the stop's outcome within this (the chat.update
     # before the stop may take 2 x 10 s), then has 60 s more to post it; after that, any replica
     # posts "Outcome unknown" in its place.
-    flow.owed = OwedReplies(redis, prefix, slack, 2 * settings.MODELARTS_TIMEOUT_SECONDS + 30)
+    owed = OwedReplies(redis, prefix, slack, 2 * settings.MODELARTS_TIMEOUT_SECONDS + 30)
+    flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported, owed)
     secret = settings.SLACK_SIGNING_SECRET
     socket_mode = settings.SLACK_APP_TOKEN is not None
     app = create_app(flow, slack, None if socket_mode or not secret else secret.get_secret_value(),
                      alert_ids=messages.ids)
-    return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, flow.owed)
+    return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed)

@@ -43,14 +43,16 @@ def lookup_failed(job_id: int, version_id: int, failure: Failure) -> str:
 
 class StopFlow:
     def __init__(self, slack: WebClient, modelarts, roles: RoleChecker,
-                 store: ConfirmationStore, alert_outcome: AlertOutcome | None = None) -> None:
-        """``alert_outcome`` runs after ``report`` for a stop that began at an alert's button."""
+                 store: ConfirmationStore, alert_outcome: AlertOutcome | None = None,
+                 owed: OwedReplies | None = None) -> None:
+        """``alert_outcome`` runs after ``report`` for a stop that began at an alert's button.
+        ``owed``: outcome replies kept in Redis, so they survive a crash (None: posted once)."""
         self.slack = slack
         self.modelarts = modelarts
         self.roles = roles
         self.store = store
         self.alert_outcome = alert_outcome
-        self.owed: OwedReplies | None = None  # set by create_bot: replies survive crashes
+        self.owed = owed
 
     # -- /modelarts status ------------------------------------------------------------------
     def status(self, user: str, job_id: int, version_id: int, notify: Notify) -> None:
