@@ -86,10 +86,11 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     messages = AlertMessages(alerts, slack)
     dispatcher = Dispatcher(alerts, alert_slack or slack_client(settings, retry_429=False),
                             pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
-    # A living replica goes from the confirm to the stop's outcome within this (the chat.update
-    # before the stop may take 2 x 10 s), then has 60 s more to post it; after that, any replica
-    # posts "Outcome unknown" in its place.
-    owed = OwedReplies(redis, prefix, slack, 2 * settings.MODELARTS_TIMEOUT_SECONDS + 30)
+    # A living replica goes from the confirm to its reply posted within this (the chat.update
+    # before the stop and the stop may take 10 s each); after it, any replica posts
+    # "Outcome unknown" in its place.
+    owed = OwedReplies(redis, prefix, slack_client(settings, retry_429=False),
+                       2 * settings.MODELARTS_TIMEOUT_SECONDS + 30)
     flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported, owed)
     secret = settings.SLACK_SIGNING_SECRET
     socket_mode = settings.SLACK_APP_TOKEN is not None

@@ -2,7 +2,7 @@
 its thread, even when the replica dies right after sending it, or Slack refuses for a while.
 
     confirm ──consume + OPEN, one script (bot.flow.confirmations)──▶ owed: stage "stopping",
-        owner = this call, due = now + lease (the stop budget plus POST_LEASE_MS)
+        owner = this call, due = now + lease (the budget: confirm to outcome posted)
         ──▶ role re-check fails: DONE │ stop_version ──▶ [SET (owner only): due = now +
         POST_LEASE_MS, only when less than POST_LEASE_MS of the lease is left] ──▶
         chat.postMessage ──▶ accepted: DONE (owner only) │ refused (429, 5xx, network): SET owner
@@ -13,7 +13,7 @@ its thread, even when the replica dies right after sending it, or Slack refuses 
 
 Keys: {prefix}confirm-inflight      zset  cid -> due (Redis ms)
       {prefix}confirm-inflight:rec  hash  cid -> JSON {c: record JSON, user, owner, stage, text,
-                                                       tries}
+                                                       tries, ts: the click's message ts}
 An owner that was too slow (its entry claimed) posts nothing: the claimer posts. What remains is
 Slack's: a reply it accepted but whose answer was lost is posted again (no idempotency key).
 """
@@ -37,7 +37,7 @@ from bot.slack import blocks as b
 
 log = logging.getLogger(__name__)
 
-POST_LEASE_MS = 60_000     # an owner posting (with the client's own 429 retries) holds it this long
+POST_LEASE_MS = 30_000     # time one post may take (no 429 retries in the client: see below)
 MAX_TRIES = 20             # then the reply is given up, with an error in the log
 REDIS_PATIENCE = 15.0      # seconds an owner keeps trying Redis (a restart takes a few)
 _NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
@@ -127,8 +127,10 @@ def retry_ms(exc: Exception, tries: int) -> int:
 class OwedReplies:
     def __init__(self, client: redis.Redis, prefix: str, slack: WebClient,
                  budget_seconds: float, post_lease_seconds: float = POST_LEASE_MS / 1000) -> None:
-        """``budget_seconds``: how long a living replica may take from OPEN to the outcome;
-        its lease is that plus POST_LEASE_MS, so that it can post without another round trip."""
+        """``budget_seconds``: how long a living replica may take from OPEN to its reply posted;
+        after that, recovery in any replica takes the entry. ``slack`` must not retry 429s
+        itself: a refused post is handed back (due after Retry-After), so a post never outlasts
+        the lease it was started under."""
         self.redis = client
         self.keys = [f"{prefix}confirm-inflight", f"{prefix}confirm-inflight:rec"]
         self.slack = slack
@@ -144,8 +146,7 @@ class OwedReplies:
     # -- the owner: the replica that sends the stop ----------------------------------------------
     def owe(self, message_ts: str) -> Owe:
         """What the confirm's consume needs to open the owed reply in its own round trip."""
-        return Owe(self.keys, uuid.uuid4().hex, message_ts, self.budget_ms + self.post_lease_ms,
-                   time.monotonic())
+        return Owe(self.keys, uuid.uuid4().hex, message_ts, self.budget_ms, time.monotonic())
 
     def cancel(self, cid: str, owe: Owe) -> None:
         """No stop will be sent (the role re-check failed): nothing is owed."""
