@@ -4,7 +4,6 @@ each of which can be killed with SIGKILL and started again on the same port."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,9 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-import redis
-
-from bot.standin.local import free_port, wait_healthy
+from bot.standin.local import free_port, start_redis, wait_healthy
 
 
 class RedisProc:
@@ -30,19 +27,9 @@ class RedisProc:
         self.restarts = 0
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed arguments, no user input
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-             "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        self.proc = start_redis(self.port, str(self.dir), "--appendonly", "yes",
+                                "--appendfsync", "always", "--logfile",
+                                str(self.dir / "redis.log"), timeout=20)
 
     def kill(self) -> None:
         if self.proc:

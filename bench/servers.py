@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from bot.slack.blocks import CONFIRM
-from bot.standin.local import free_port, wait_healthy
+from bot.standin.local import free_port, start_redis, wait_healthy
 
 JOB_ID = re.compile(r"job_id (\d+)")
 STOP_PATH = re.compile(r"/training-jobs/(\d+)/versions/(\d+)/stop$")
@@ -36,20 +36,8 @@ class ThrowawayRedis:
             raise SystemExit("redis-server is not installed (apt-get install redis-server)")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = subprocess.Popen(  # noqa: S603 - a fixed command line of our own
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = start_redis(self.port, workdir)
         self.client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
 
     def stop(self) -> None:
         self.proc.terminate()

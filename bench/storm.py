@@ -18,12 +18,10 @@ import os
 import re
 import statistics
 import sys
-import threading
 import time
 import uuid
 from collections import defaultdict
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIServer
 
 import redis
 import requests
@@ -31,6 +29,7 @@ import requests
 from bot.alerts.intake import routes
 from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK, Emulator
 from bot.flow.roles import parse_roles
+from bot.httpd import serve_in_thread
 from bot.settings import load_settings
 from bot.standin.slack import BOT_TOKEN, SlackStandIn
 from bot.web import create_wsgi
@@ -40,18 +39,8 @@ TOKEN = "bench-alerts-token"  # noqa: S105 - a local benchmark's own token
 NUMBER = re.compile(r"storm (\d+)\b")
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - stdlib name
-        return
-
-
 def serve(wsgi) -> tuple[WSGIServer, str]:
-    httpd = make_server("127.0.0.1", 0, wsgi, server_class=_Server, handler_class=_Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd = serve_in_thread(wsgi)
     return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/alerts"
 
 

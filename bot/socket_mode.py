@@ -20,11 +20,10 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
 
+from bot.httpd import serve_in_thread
 from bot.settings import Settings
 from bot.web import Wsgi, plain
 from bot.wiring import Bot
@@ -57,15 +56,6 @@ def side_wsgi(routes: dict[str, Wsgi]) -> Wsgi:
     return application
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _Handler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base's name
-        return
-
-
 class SocketModeServer:
     """``serve`` with SLACK_APP_TOKEN: the socket, the dispatcher, and /healthz on PORT."""
 
@@ -81,9 +71,7 @@ class SocketModeServer:
 
         setup(self.settings.LOG_LEVEL, secret_values(self.settings))
         bot = create_bot(self.settings)
-        httpd = make_server(self.settings.HOST, self.settings.PORT, side_wsgi(routes(bot)),
-                            server_class=_Server, handler_class=_Handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        httpd = serve_in_thread(side_wsgi(routes(bot)), self.settings.HOST, self.settings.PORT)
         handler = create_handler(bot)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())

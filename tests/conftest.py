@@ -58,21 +58,9 @@ class OwnRedis:
         self.proc = None
 
     def start(self) -> None:
-        import subprocess
-        import time
+        from bot.standin.local import start_redis
 
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        self.proc = start_redis(self.port, str(self.dir))
 
     def stop(self) -> None:
         if self.proc:

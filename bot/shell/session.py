@@ -21,18 +21,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from urllib.parse import urlencode
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import redis
 import requests
 
 from bot.errors import ConfigError
 from bot.flow.roles import Roles, load_roles, parse_roles
+from bot.httpd import serve_in_thread
 from bot.settings import Settings, load_settings
 from bot.shell.render import Transcript
-from bot.standin.local import free_port
+from bot.standin import local
 from bot.standin.signing import slack_headers
 from bot.standin.slack import BOT_TOKEN, Call, SlackStandIn
 
@@ -60,15 +59,6 @@ Write = Callable[[str], None]
 
 class ShellError(Exception):
     """The shell cannot start; the message says what to install or set."""
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base's name
-        return
 
 
 class Activity:
@@ -138,19 +128,13 @@ def start_redis() -> Throwaway:
         raise ShellError("no Redis answers at REDIS_URL and redis-server is not installed: "
                          "install it (apt-get install redis-server, brew install redis) or set "
                          "REDIS_URL")
-    port, workdir = free_port(), tempfile.mkdtemp(prefix="modelarts-bot-shell-")
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", workdir]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,  # noqa: S603 - fixed arguments
-                            stderr=subprocess.DEVNULL)
-    server = Throwaway(proc, workdir, f"redis://127.0.0.1:{port}/0")
-    deadline = time.monotonic() + 10
-    while not answers(server.url):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            server.close()
-            raise ShellError("redis-server did not start")
-        time.sleep(0.05)
-    return server
+    port, workdir = local.free_port(), tempfile.mkdtemp(prefix="modelarts-bot-shell-")
+    try:
+        proc = local.start_redis(port, workdir)
+    except RuntimeError:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise ShellError("redis-server did not start") from None
+    return Throwaway(proc, workdir, f"redis://127.0.0.1:{port}/0")
 
 
 class Session:
@@ -208,9 +192,7 @@ class Session:
         self._closers.append(lambda: _forget(self.bot.redis, prefix))
         self.bot.start_background()
         self._closers.append(self.bot.close)
-        httpd = make_server("127.0.0.1", 0, create_wsgi(self.bot, routes(self.bot)),
-                            server_class=_Server, handler_class=_Quiet)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        httpd = serve_in_thread(create_wsgi(self.bot, routes(self.bot)))
         self._closers.append(lambda: (httpd.shutdown(), httpd.server_close()))
         self.url = f"http://127.0.0.1:{httpd.server_address[1]}"
         return [*banner, line, f"Redis: {note} (keys under {prefix}, removed on exit).",

@@ -1,11 +1,14 @@
-"""Running things locally: a free loopback port, and waiting for a server's /healthz."""
+"""Running things locally: a free loopback port, a throwaway redis-server, and waiting for a
+server's /healthz. Used by the shell, the tests and the benchmarks."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
 
+import redis
 import requests
 
 
@@ -32,3 +35,26 @@ def wait_healthy(base_url: str, proc: subprocess.Popen, timeout: float = 30.0,
         if time.monotonic() - started > timeout:
             raise RuntimeError(f"no 200 from {base_url}/healthz within {timeout:.0f} s")
         time.sleep(poll)
+
+
+def start_redis(port: int, workdir: str, *extra: str, timeout: float = 10.0) -> subprocess.Popen:
+    """A throwaway redis-server on 127.0.0.1:``port``, no snapshots, files in ``workdir``;
+    returned once it answers PING. ``extra``: more options (e.g. "--appendonly", "yes")."""
+    exe = shutil.which("redis-server") or "redis-server"
+    proc = subprocess.Popen(  # noqa: S603 - a fixed command line of our own
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir),
+         *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_connect_timeout=0.2, socket_timeout=0.5)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.ping()
+                return proc
+            except redis.RedisError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+    finally:
+        client.close()

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from urllib.parse import urlencode
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 import requests
 
 from bot.emulator import defaults
+from bot.httpd import serve_in_thread
 from bot.standin.signing import slack_headers
 from bot.standin.slack import BOT_TOKEN, Message, SlackStandIn
 
@@ -36,22 +34,11 @@ usergroups:
 """
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002
-        return
-
-
 class BotServer:
     """A WSGI app served on 127.0.0.1:0 in a thread, and a client that speaks Slack to it."""
 
     def __init__(self, wsgi, slack_api: SlackStandIn, secret: str = SIGNING_SECRET) -> None:
-        self.httpd = make_server("127.0.0.1", 0, wsgi, server_class=_ThreadingServer,
-                                 handler_class=_QuietHandler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd = serve_in_thread(wsgi)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.slack_api = slack_api
         self.secret = secret
