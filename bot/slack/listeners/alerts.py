@@ -8,20 +8,17 @@ nothing the clicker could not stop by typing the command.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
-from slack_bolt import Ack, App
-from slack_sdk import WebClient
+from slack_bolt import App
 
 from bot.alerts.blocks import STOP_REQUEST
 from bot.errors import InvalidIdError
 from bot.flow.stop import StopFlow
 from bot.modelarts.models import validate_id
 from bot.slack.later import Later
-from bot.slack.listeners.actions import click, ephemeral
+from bot.slack.listeners.actions import listener
 
-log = logging.getLogger(__name__)
 Lookup = Callable[[str, str], "tuple[int, int] | None"]
 
 
@@ -34,16 +31,11 @@ def ids_from_value(value: str) -> tuple[int, int] | None:
 
 
 def register(app: App, flow: StopFlow, later: Later, lookup: Lookup | None = None) -> None:
-    @app.action(STOP_REQUEST)
-    def stop_request(ack: Ack, body: dict, client: WebClient) -> None:
-        ack()
-        got = click(body)
-        if got is None:
-            log.warning("ignored a malformed %s payload", STOP_REQUEST)
-            return
-        user, value, channel, ts, _ = got
-        later(request_stop, flow, lookup, user, value, channel, ts,
-              ephemeral(client, channel, user))
+    def handle(user: str, value: str, channel: str, ts: str, blocks: list | None,
+               notify: Callable[[str], None]) -> None:
+        request_stop(flow, lookup, user, value, channel, ts, notify)
+
+    app.action(STOP_REQUEST)(listener(STOP_REQUEST, handle, later))
 
 
 def request_stop(flow: StopFlow, lookup: Lookup | None, user: str, value: str, channel: str,
@@ -52,6 +44,6 @@ def request_stop(flow: StopFlow, lookup: Lookup | None, user: str, value: str, c
     ids = (lookup(channel, ts) if lookup else None) or ids_from_value(value)
     if ids is None:
         notify("This alert does not say which job to stop. Use `/modelarts stop "
-               "<job_id> <version_id>`.")
+               "&lt;job_id&gt; &lt;version_id&gt;`.")
         return
     flow.request(user, channel, ids[0], ids[1], notify, thread_ts=ts, alert_ts=ts)
