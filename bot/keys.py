@@ -1,0 +1,53 @@
+"""Every Redis key the bot uses is named here, and nowhere else.
+
+The rule, so that Redis Cluster works by construction: a key is ``{prefix}{<subsystem>}:<name>``,
+and every key that a Lua script, a MULTI or a pipeline touches together belongs to one subsystem,
+so they share a hash tag and a slot. redis-py's ``RedisCluster`` refuses a script whose keys span
+slots; ``tests/test_redis_cluster.py`` runs the flows on a real 3-master cluster to prove it.
+
+  {flow}    confirmations, owed replies, watches, the audit stream and the usergroup cache: the
+            confirm's one script and pipeline touch all of them
+  {alerts}  the alert queue: its scripts span channels
+  {iam}     the shared IAM token and its lock
+
+A new key is a new method on ``Keys`` in the subsystem its scripts share; never format a key
+elsewhere. REDIS_KEY_PREFIX may not hold ``{`` or ``}`` (settings refuse it).
+"""
+
+from __future__ import annotations
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("the key prefix may not contain { or }")
+        self.prefix = prefix
+        self.flow = f"{prefix}{{flow}}:"
+        self.alerts = f"{prefix}{{alerts}}:"
+        self.iam = f"{prefix}{{iam}}:"
+
+    # -- {flow} -----------------------------------------------------------------------------
+    def pending(self, cid: str) -> str:
+        """A confirmation waiting for its click (JSON), with the confirmation's TTL."""
+        return f"{self.flow}confirm:{cid}"
+
+    def done(self, cid: str) -> str:
+        """How a consumed confirmation was handled, remembered for a week."""
+        return f"{self.flow}confirm-done:{cid}"
+
+    def owed(self) -> list[str]:
+        """Outcome replies owed: the zset by due time, and the hash of entries."""
+        return [f"{self.flow}owed", f"{self.flow}owed:rec"]
+
+    def usergroup(self, group: str) -> str:
+        """Cached members of a Slack usergroup."""
+        return f"{self.flow}usergroup:{group}"
+
+    # -- {alerts} ---------------------------------------------------------------------------
+    def alert(self, *parts: str) -> str:
+        """The alert queue's keys: see bot.alerts.queue for each part."""
+        return self.alerts + ":".join(parts)
+
+    # -- {iam} ------------------------------------------------------------------------------
+    def iam_token(self, scope_hash: str) -> str:
+        return f"{self.iam}token:{scope_hash}"

@@ -1,0 +1,120 @@
+"""Which job: a v1 training-job version or a v2 training job. One type, ``JobRef``, for both.
+
+Code that moves a job around (confirmations, outcomes, alerts, watches, audit) carries a JobRef;
+code that must differ (the ModelArts client, the emulator, the status words) dispatches on it with
+``match``. Each variant prints itself, goes into a button value or a Redis key part (``key``) and
+parses back (``parse_ref``), always validated: a button value is user input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.errors import InvalidIdError
+
+MAX_ID = 2**63 - 1  # v1 ids are Long in the API
+# v2 ids: a UUID in every sample, 32 letters and digits on one page: accept both, loosely.
+V2_ID = re.compile(r"^[0-9a-zA-Z-]{32,36}$")
+# What a typed argument must look like to be taken as a v2 id (anything else may be a name).
+V2_SHAPE = re.compile(r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                      r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")
+
+
+def validate_id(value: object, what: str = "id") -> int:
+    """A positive integer (Long) or InvalidIdError saying why not."""
+    if isinstance(value, bool):
+        raise InvalidIdError(f"{what} must be a positive integer")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+    else:
+        raise InvalidIdError(f"{what} must be a positive integer, like 182626")
+    if not 0 < number <= MAX_ID:
+        raise InvalidIdError(f"{what} must be a positive integer, like 182626")
+    return number
+
+
+def validate_training_job_id(value: object) -> str:
+    """A v2 training job id (32-36 of ``[0-9a-zA-Z-]``) or InvalidIdError saying why not."""
+    if not isinstance(value, str) or not value.isascii() or not V2_ID.match(value):
+        raise InvalidIdError("training_job_id must be 32-36 letters, digits or '-', like "
+                             "3faf5c03-aaa1-4cbe-879d-24b05d997347")
+    return value
+
+
+@dataclass(frozen=True)
+class V1Job:
+    """An old-version training job version: numeric job and version ids."""
+
+    job_id: int
+    version_id: int
+
+    def __post_init__(self) -> None:
+        validate_id(self.job_id, "job_id")
+        validate_id(self.version_id, "version_id")
+
+    api = "v1"
+
+    @property
+    def key(self) -> str:
+        return f"v1:{self.job_id}:{self.version_id}"
+
+    @property
+    def args(self) -> str:
+        """How to name it after ``/modelarts status``."""
+        return f"{self.job_id} {self.version_id}"
+
+    def __str__(self) -> str:
+        return f"job_id {self.job_id}, version {self.version_id}"
+
+
+@dataclass(frozen=True)
+class V2Job:
+    """A (new-version) training job: one string id, no versions."""
+
+    training_job_id: str
+
+    def __post_init__(self) -> None:
+        validate_training_job_id(self.training_job_id)
+
+    api = "v2"
+
+    @property
+    def key(self) -> str:
+        return f"v2:{self.training_job_id}"
+
+    @property
+    def args(self) -> str:
+        return self.training_job_id
+
+    def __str__(self) -> str:
+        return f"training_job_id {self.training_job_id}"
+
+
+JobRef = V1Job | V2Job
+
+
+def parse_ref(value: object) -> JobRef:
+    """A JobRef from its ``key`` (``v1:JOB:VERSION``, ``v2:ID``), or from the bare forms alert
+    buttons carried before v2 (``JOB:VERSION``). InvalidIdError when it is neither."""
+    if not isinstance(value, str) or len(value) > 80:
+        raise InvalidIdError("not a job reference")
+    api, _, rest = value.partition(":")
+    if api == "v2":
+        return V2Job(validate_training_job_id(rest))
+    if api == "v1":
+        job, _, version = rest.partition(":")
+    else:
+        job, version = api, rest
+    return V1Job(validate_id(job, "job_id"), validate_id(version, "version_id"))
+
+
+def ref_from_words(words: list[str]) -> JobRef:
+    """A JobRef from typed arguments: two integers (v1) or one v2 id. InvalidIdError otherwise."""
+    if len(words) == 2:
+        return V1Job(validate_id(words[0], "job_id"), validate_id(words[1], "version_id"))
+    if len(words) == 1:
+        return V2Job(validate_training_job_id(words[0]))
+    raise InvalidIdError("expected a training_job_id, or a job_id and a version_id")
