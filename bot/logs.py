@@ -8,6 +8,8 @@ import sys
 import time
 from collections.abc import Iterable
 
+from bot import metrics
+
 DECISIONS = logging.getLogger("bot.decision")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -63,5 +65,7 @@ def setup(level: str = "INFO", secrets: Iterable[str] = (), stream=None) -> None
 
 
 def decision(event: str, **fields: object) -> None:
-    """One structured line per decision: requested, denied, confirmed, stopped, failed, ..."""
+    """One structured line per decision: requested, denied, confirmed, stopped, failed, ...;
+    and one count in ``modelarts_bot_decisions_total{event,outcome}``."""
     DECISIONS.info(event, extra={"event": event, **fields})
+    metrics.decision(event, fields.get("outcome"))

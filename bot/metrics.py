@@ -1,0 +1,109 @@
+"""Prometheus metrics: the metric objects and the small API the rest of the bot calls.
+
+The API (each call is a few microseconds, never raises, never does I/O):
+
+  observe_modelarts(api, operation, seconds, error_code=None)
+      one HTTP call to ModelArts (or IAM) that took ``seconds``; ``error_code`` is ModelArts'
+      ``error_code`` ("ModelArts.0104", "APIGW.0301") or our own ("timeout", "http_503") when the
+      call failed, None when it succeeded.
+  observe_slack(method, seconds, error=None)
+      one Slack Web API call ("chat.postMessage"); ``error`` is Slack's error string
+      ("ratelimited", "channel_not_found") or "http_<status>"/"network", None on success.
+  stop_request(api, result)
+      one stop call sent to ModelArts; ``result`` is "accepted", "refused" (ModelArts answered
+      with an error) or "unknown" (timeout, dropped connection: it may have stopped).
+  decision(event, outcome=None)
+      one decision of the stop flow (bot.logs.decision calls it: do not call both).
+  ack(kind, seconds)
+      one Slack request answered: ``kind`` "command" or "click", from receipt to the response.
+
+Labels are bounded: ``api`` is "v1"/"v2"; every other label value must look like a code
+(letters, digits, ``._-``, at most 40 characters, starting with a letter) and anything else
+becomes "other". That check is a second guard only: never pass an id, a user, a job name or a
+secret (a numeric job id is refused, but a job name may look like a code).
+
+Multiprocess: under gunicorn (bot.serve) PROMETHEUS_MULTIPROC_DIR is set before this module is
+imported, each worker writes its values to files there and ``GET /metrics`` sums them
+(bot.metrics_web). The metric objects are module-level on purpose: that is how prometheus-client
+shares them between threads and (through those files) between processes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,39}")
+APIS = frozenset({"v1", "v2"})
+RESULTS = frozenset({"accepted", "refused", "unknown"})
+
+# Upper bounds, seconds. ModelArts and Slack: up to the 10 s timeout; acks: Slack's 3 s deadline.
+REMOTE_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0)
+
+STOPS = Counter("modelarts_bot_stop_requests", "Stop calls made to ModelArts, by result.",
+                ["api", "result"])
+DECISIONS = Counter("modelarts_bot_decisions", "Decisions of the stop flow (the decision log).",
+                    ["event", "outcome"])
+MODELARTS_SECONDS = Histogram("modelarts_bot_modelarts_request_seconds",
+                              "ModelArts HTTP calls, seconds.", ["api", "operation"],
+                              buckets=REMOTE_BUCKETS)
+MODELARTS_ERRORS = Counter("modelarts_bot_modelarts_errors", "ModelArts calls that failed.",
+                           ["api", "operation", "code"])
+SLACK_SECONDS = Histogram("modelarts_bot_slack_request_seconds", "Slack Web API calls, seconds.",
+                          ["method"], buckets=REMOTE_BUCKETS)
+SLACK_ERRORS = Counter("modelarts_bot_slack_errors", "Slack Web API calls that failed.",
+                       ["method", "error"])
+ACKS = Histogram("modelarts_bot_ack_seconds", "Slack requests, receipt to response, seconds.",
+                 ["kind"], buckets=ACK_BUCKETS)
+
+# Sampled from Redis by bot.metrics_sample. Every worker samples the same shared state, so the
+# freshest sample of a living worker is the value ("livemostrecent"), not a sum over workers.
+ALERTS_QUEUED = Gauge("modelarts_bot_alerts_queued", "Alerts waiting to be posted to Slack.",
+                      multiprocess_mode="livemostrecent")
+OWED_PENDING = Gauge("modelarts_bot_owed_replies_pending",
+                     "Outcome replies owed (a stop in flight, or its reply not yet posted).",
+                     multiprocess_mode="livemostrecent")
+OWED_OVERDUE = Gauge("modelarts_bot_owed_replies_overdue",
+                     "Owed replies due for more than a minute that no replica has taken.",
+                     multiprocess_mode="livemostrecent")
+CONFIRMATIONS_PENDING = Gauge("modelarts_bot_confirmations_pending",
+                              "Confirmations waiting for a click (NaN: not counted yet).",
+                              multiprocess_mode="livemostrecent")
+SAMPLE_ERRORS = Counter("modelarts_bot_sample_errors", "Gauge samples that failed (Redis down).")
+
+
+def code(value: object) -> str:
+    """A bounded label value: ``value`` when it looks like a code, else "other"."""
+    text = str(value) if value is not None else ""
+    return text if _CODE.fullmatch(text) else "other"
+
+
+def _api(api: str) -> str:
+    return api if api in APIS else "other"
+
+
+def observe_modelarts(api: str, operation: str, seconds: float,
+                      error_code: str | None = None) -> None:
+    MODELARTS_SECONDS.labels(_api(api), code(operation)).observe(seconds)
+    if error_code is not None:
+        MODELARTS_ERRORS.labels(_api(api), code(operation), code(error_code)).inc()
+
+
+def observe_slack(method: str, seconds: float, error: str | None = None) -> None:
+    SLACK_SECONDS.labels(code(method)).observe(seconds)
+    if error is not None:
+        SLACK_ERRORS.labels(code(method), code(error)).inc()
+
+
+def stop_request(api: str, result: str) -> None:
+    STOPS.labels(_api(api), result if result in RESULTS else "other").inc()
+
+
+def decision(event: str, outcome: object = None) -> None:
+    DECISIONS.labels(code(event), "none" if outcome is None else code(outcome)).inc()
+
+
+def ack(kind: str, seconds: float) -> None:
+    ACKS.labels(code(kind)).observe(seconds)
