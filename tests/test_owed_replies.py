@@ -12,6 +12,7 @@ import requests
 
 from bot.flow.confirmations import Result
 from bot.flow.outcomes import OwedReplies
+from bot.keys import Keys
 from bot.slack.blocks import CONFIRM
 from tests.plugins.slack import button_value
 from tests.test_stop_flow import JOB, VERSION, request_message
@@ -96,7 +97,7 @@ class TestOwedReplies:
         slack_api.usergroups["S0TEAMA"] = []
         bot.click_button(msg, CONFIRM, "U0CAROL")
         slack_api.wait_for(lambda: "no longer holds a role" in msg.text)
-        assert redis_client.zcard(f"{key_prefix}confirm-inflight") == 0
+        assert redis_client.zcard(Keys(key_prefix).owed()[0]) == 0
         assert emulator.stop_count(JOB, VERSION) == 0
 
 

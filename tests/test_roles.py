@@ -7,6 +7,7 @@ from slack_sdk import WebClient
 
 from bot.errors import ConfigError
 from bot.flow.roles import RoleChecker, parse_roles
+from bot.keys import Keys
 from bot.standin.slack import BOT_TOKEN
 from tests.plugins.slack import ROLES
 
@@ -53,13 +54,14 @@ class TestCheck:
         assert checker.check("U0CAROL", "team-a-x").allowed
         assert checker.check("U0CAROL", "team-a-y").allowed
         assert len(slack_api.calls_to("usergroups.users.list")) == 1
-        assert redis_client.ttl(f"{key_prefix}usergroup:S0TEAMA") > 0
+        assert redis_client.ttl(Keys(key_prefix).usergroup("S0TEAMA")) > 0
 
     def test_prefetched_cache_is_used_without_reading_redis(self, checker, slack_api,
                                                             key_prefix):
         """What the confirm click fetched with its consume is enough: no second round trip."""
         keys = checker.cache_keys("U0CAROL")
-        assert keys == [f"{key_prefix}usergroup:S0TEAMA"] and checker.cache_keys("U0ALICE") == []
+        assert keys == [Keys(key_prefix).usergroup("S0TEAMA")]
+        assert checker.cache_keys("U0ALICE") == []
         checker.redis = None   # any Redis call would fail now
         assert checker.check("U0CAROL", "team-a-x", {keys[0]: b'["U0CAROL"]'}).allowed
         assert not checker.check("U0DAVE", "team-a-x", {keys[0]: b'["U0CAROL"]'}).allowed

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bot.keys import Keys
 from bot.slack.blocks import CANCEL, CONFIRM
 from tests.plugins.slack import SIGNING_SECRET, button_value, responses
 
@@ -128,7 +129,7 @@ class TestRefusals:
         slack_api.refused_channels["C0PRIVATE"] = "not_in_channel"
         make_bot().command(f"stop {JOB} {VERSION}", channel="C0PRIVATE")
         wait_reply(slack_api, "U0ONCALL", "/invite")
-        assert not list(redis_client.scan_iter(match=key_prefix + "confirm:*"))
+        assert not list(redis_client.scan_iter(match=Keys(key_prefix).pending("*")))
 
 
 class TestMalformed:
@@ -276,7 +277,7 @@ class TestClicks:
         bot = make_bot(USERGROUP_CACHE_SECONDS=300)
         bot.command(f"stop {JOB} {VERSION}", user="U0CAROL")
         msg = request_message(slack_api)
-        redis_client.set(f"{key_prefix}usergroup:S0TEAMA", "[]", ex=300)
+        redis_client.set(Keys(key_prefix).usergroup("S0TEAMA"), "[]", ex=300)
         bot.click_button(msg, CONFIRM, "U0CAROL")
         slack_api.wait_for(lambda: "no longer holds a role" in msg.text)
         assert emulator.stop_count(JOB, VERSION) == 0

@@ -32,12 +32,12 @@ def hhmm(epoch: float) -> str:
 
 
 def button_value(alert: Alert) -> str:
-    return f"{alert.job_id}:{alert.version_id}"
+    return alert.ref.key
 
 
 def title(alert: Alert) -> str:
     name = f"*{escape(alert.job_name)}*" if alert.job_name else "*a training job*"
-    return f"{name} (job_id {alert.job_id}, version {alert.version_id})"
+    return f"{name} ({alert.ref})"
 
 
 def alert_message(alert: Alert, shown: Shown) -> tuple[str, list[dict]]:

@@ -13,6 +13,7 @@ from bot.alerts import blocks as ab
 from bot.alerts.queue import AlertQueue
 from bot.flow.confirmations import Confirmation
 from bot.modelarts.models import StopOutcome
+from bot.modelarts.refs import JobRef
 from bot.slack.blocks import section
 
 log = logging.getLogger(__name__)
@@ -23,13 +24,13 @@ class AlertMessages:
         self.queue = queue
         self.slack = slack
 
-    def ids(self, channel: str, ts: str) -> tuple[int, int] | None:
-        """The job and version the bot posted on this alert message, or None if unknown."""
+    def ref(self, channel: str, ts: str) -> JobRef | None:
+        """The job the bot posted on this alert message, or None if unknown."""
         try:
             found = self.queue.message(channel, ts)
         except redis.RedisError:
             return None
-        return (found[0].job_id, found[0].version_id) if found else None
+        return found[0].ref if found else None
 
     def stop_reported(self, c: Confirmation, user: str, outcome: StopOutcome) -> None:
         """StopFlow calls this once a stop confirmed from an alert has an outcome."""
@@ -45,7 +46,7 @@ class AlertMessages:
                         extra={"channel": c.channel, "ts": c.alert_ts})
             found = None
         if found is None:  # no record (Redis down, or expired): still take the button away
-            text = f"{line} Job {c.job_id}, version {c.version_id}."
+            text = f"{line} {str(c.ref).capitalize()}."
             blocks = [section(text)]
         else:
             text, blocks = ab.alert_message(*found)

@@ -13,7 +13,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import InvalidIdError
-from bot.modelarts.models import validate_id
+from bot.modelarts.refs import (
+    JobRef,
+    V1Job,
+    V2Job,
+    parse_ref,
+    validate_id,
+    validate_training_job_id,
+)
 
 MAX_BODY = 64 * 1024
 MAX_ALERTS = 500
@@ -28,8 +35,7 @@ Errors = dict[str, str]
 @dataclass(frozen=True)
 class Alert:
     channel: str
-    job_id: int
-    version_id: int
+    ref: JobRef
     job_name: str
     status: str
     summary: str
@@ -40,16 +46,23 @@ class Alert:
 
     @property
     def identity(self) -> str:
-        """What makes two alerts "the same": job, version and summary."""
-        raw = f"{self.job_id}\0{self.version_id}\0{self.summary}".encode()
+        """What makes two alerts "the same": the job and the summary."""
+        raw = f"{self.ref.key}\0{self.summary}".encode()
         return hashlib.sha256(raw).hexdigest()[:32]
 
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ref": self.ref.key}
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Alert:
+        return cls(**{**data, "ref": parse_ref(data["ref"])})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Alert:
-        return cls(**json.loads(raw))
+        return cls.from_dict(json.loads(raw))
 
 
 def parse(raw: bytes, default_channel: str | None = None) -> list[Alert] | Errors:
@@ -68,9 +81,8 @@ def parse(raw: bytes, default_channel: str | None = None) -> list[Alert] | Error
 
 def _generic(data: dict, default_channel: str | None) -> list[Alert] | Errors:
     errors: Errors = {}
-    out = {"channel": _channel(data.get("channel"), default_channel, "channel", errors)}
-    for name in ("job_id", "version_id"):
-        out[name] = _id(data.get(name), name, errors)
+    out = {"channel": _channel(data.get("channel"), default_channel, "channel", errors),
+           "ref": _ref(data, "", errors)}
     for name in ("job_name", "status", "summary"):
         out[name] = _text(data.get(name), name, errors, required=True)
     out["severity"] = _text(data.get("severity"), "severity", errors)
@@ -110,8 +122,7 @@ def _am_alert(entry: Any, at: str, default_channel: str | None, errors: Errors) 
         notes = {}
     lab = f"{at}.labels"
     channel = _channel(labels.get("slack_channel"), default_channel, f"{lab}.slack_channel", errors)
-    job_id = _id(labels.get("job_id"), f"{lab}.job_id", errors)
-    version_id = _id(labels.get("version_id"), f"{lab}.version_id", errors)
+    ref = _ref(labels, f"{lab}.", errors)
     job_name = _text(labels.get("job_name"), f"{lab}.job_name", errors, limit="job_name") or ""
     status = _text(labels.get("job_status"), f"{lab}.job_status", errors, limit="status")
     summary_raw = notes.get("summary") or notes.get("description") or labels.get("alertname")
@@ -122,7 +133,7 @@ def _am_alert(entry: Any, at: str, default_channel: str | None, errors: Errors) 
     url = _url(notes.get("url") or entry.get("generatorURL"), f"{at}.annotations.url", errors)
     if len(errors) > before:
         return None
-    return Alert(channel, job_id, version_id, job_name, status or "unknown", summary, severity,
+    return Alert(channel, ref, job_name, status or "unknown", summary, severity,
                  url, description if description != summary else None, state == "resolved")
 
 
@@ -137,6 +148,22 @@ def _channel(value: Any, default: str | None, name: str, errors: Errors) -> str:
         errors[name] = "must be a Slack channel id, like C0123ABCD"
         return ""
     return value
+
+
+def _ref(fields: dict, at: str, errors: Errors) -> JobRef | None:
+    """``training_job_id`` (v2), else ``job_id`` + ``version_id`` (v1 jobs)."""
+    if fields.get("training_job_id") is not None:
+        try:
+            return V2Job(validate_training_job_id(fields["training_job_id"]))
+        except InvalidIdError as exc:
+            errors[f"{at}training_job_id"] = str(exc)
+            return None
+    if fields.get("job_id") is None and fields.get("version_id") is None:
+        errors[f"{at}training_job_id"] = "missing (or job_id and version_id, for v1 jobs)"
+        return None
+    job = _id(fields.get("job_id"), f"{at}job_id", errors)
+    version = _id(fields.get("version_id"), f"{at}version_id", errors)
+    return V1Job(job, version) if job and version else None
 
 
 def _id(value: Any, name: str, errors: Errors) -> int:

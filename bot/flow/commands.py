@@ -6,23 +6,25 @@ import unicodedata
 from dataclasses import dataclass
 
 from bot.errors import InvalidIdError
-from bot.modelarts.models import validate_id
+from bot.modelarts.refs import JobRef, ref_from_words
 
 MAX_TEXT = 200
 USAGE = (
     "Usage:\n"
-    "• `/modelarts stop &lt;job_id&gt; &lt;version_id&gt;`: stop a running training job version "
-    "(asks you to confirm)\n"
-    "• `/modelarts status &lt;job_id&gt; &lt;version_id&gt;`: show a version's status\n"
+    "• `/modelarts stop &lt;training_job_id&gt;`: stop a running training job (asks you to "
+    "confirm)\n"
+    "• `/modelarts status &lt;training_job_id&gt;`: show a training job's phase\n"
+    "• Old-version jobs: `/modelarts stop &lt;job_id&gt; &lt;version_id&gt;` and "
+    "`/modelarts status &lt;job_id&gt; &lt;version_id&gt;`\n"
     "• `/modelarts help`: this message"
 )
+EXAMPLE = "e.g. `/modelarts {action} 3faf5c03-aaa1-4cbe-879d-24b05d997347`"
 
 
 @dataclass(frozen=True)
 class Command:
-    action: str          # "help" | "stop" | "status"
-    job_id: int = 0
-    version_id: int = 0
+    action: str                  # "help" | "stop" | "status"
+    ref: JobRef | None = None
 
 
 @dataclass(frozen=True)
@@ -47,14 +49,13 @@ def parse(text: str | None) -> Command | Invalid:
     if action not in ("stop", "status"):
         return Invalid(f"I don't know the command `{words[0][:30]}`.")
     args = words[1:]
-    if len(args) < 2:
-        return Invalid(f"`{action}` needs a job id and a version id, e.g. "
-                       f"`/modelarts {action} 182626 278813`.")
+    if not args:
+        return Invalid(f"`{action}` needs a training_job_id, {EXAMPLE.format(action=action)} "
+                       "(old-version jobs: a job id and a version id).")
     if len(args) > 2:
-        return Invalid(f"`{action}` takes exactly two ids; I got {len(args)} words after it.")
+        return Invalid(f"`{action}` takes a training_job_id, or a job id and a version id; "
+                       f"I got {len(args)} words after it.")
     try:
-        job_id = validate_id(args[0], "job_id")
-        version_id = validate_id(args[1], "version_id")
+        return Command(action, ref_from_words(args))
     except InvalidIdError as exc:
         return Invalid(f"{exc}.")
-    return Command(action, job_id, version_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -12,9 +11,12 @@ from enum import StrEnum
 import redis
 from redis.exceptions import NoScriptError
 
+from bot.keys import Keys
+from bot.modelarts.refs import JobRef, parse_ref
+
 # Consume a pending confirmation, atomically; on a confirm, owe its outcome reply in the same step.
-# KEYS[1] pending record, KEYS[2] done marker (same hash slot: both carry {id});
-# KEYS[3] owed-replies zset, KEYS[4] owed-replies hash (bot.flow.outcomes), only with ARGV[4]
+# KEYS[1] pending record, KEYS[2] done marker, KEYS[3] owed-replies zset, KEYS[4] owed-replies
+# hash (bot.flow.outcomes), only with ARGV[4]; all under the {flow} tag (bot.keys)
 # ARGV[1] clicking user, ARGV[2] new state ("confirmed"|"cancelled"), ARGV[3] marker TTL seconds,
 # ARGV[4] owner of the owed reply ("" = owe none), ARGV[5] the click's message ts,
 # ARGV[6] the owner's lease ms, ARGV[7] confirmation id
@@ -64,12 +66,18 @@ class Confirmation:
     channel: str
     ts: str
     thread_ts: str
-    job_id: int
-    version_id: int
+    ref: JobRef
     job_name: str
-    version_name: str
     created_at: float
     alert_ts: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "ref": self.ref.key})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Confirmation:
+        data = json.loads(raw)
+        return cls(**{**data, "ref": parse_ref(data["ref"])})
 
 
 @dataclass(frozen=True)
@@ -101,17 +109,17 @@ class ConfirmationStore:
 
     def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int) -> None:
         self.redis = client
-        self.prefix = prefix
+        self.keys = Keys(prefix)
         self.ttl = ttl_seconds
         self._consume = client.register_script(CONSUME)
 
     def _keys(self, cid: str) -> list[str]:
-        return [f"{self.prefix}confirm:{{{cid}}}", f"{self.prefix}confirm-done:{{{cid}}}"]
+        return [self.keys.pending(cid), self.keys.done(cid)]
 
     def create(self, confirmation: Confirmation) -> bool:
         """Store it for ``ttl`` seconds; False if that id exists already (SET NX EX)."""
         key = self._keys(confirmation.id)[0]
-        return bool(self.redis.set(key, json.dumps(asdict(confirmation)), nx=True, ex=self.ttl))
+        return bool(self.redis.set(key, confirmation.to_json(), nx=True, ex=self.ttl))
 
     def discard(self, cid: str) -> None:
         self.redis.delete(self._keys(cid)[0])
@@ -134,11 +142,11 @@ class ConfirmationStore:
         result = Result(kind.decode() if isinstance(kind, bytes) else kind)
         if result is Result.EXPIRED:
             return Consumed(result, fetched=fetched)
-        data = json.loads(raw)
         if result is Result.HANDLED:
+            data = json.loads(raw)
             return Consumed(result, handled_by=data.get("by"), handled_as=data.get("state"),
                             fetched=fetched)
-        return Consumed(result, Confirmation(**data), fetched=fetched)
+        return Consumed(result, Confirmation.from_json(raw), fetched=fetched)
 
     def _consume_and_get(self, keys: list[str], args: list, also: list[str]):
         """EVALSHA and MGET in one pipeline. Not through ``Script`` with ``client=pipe``: that
@@ -153,7 +161,3 @@ class ConfirmationStore:
         return consumed, dict(zip(also, values, strict=True))
 
 
-def make_confirmation(**fields: object) -> Confirmation:
-    fields.setdefault("id", new_id())
-    fields.setdefault("created_at", time.time())
-    return Confirmation(**fields)  # type: ignore[arg-type]

@@ -11,9 +11,9 @@ its thread, even when the replica dies right after sending it, or Slack refuses 
         post its reply text, or "Outcome unknown" when the stop's answer was never known
         ──▶ DONE │ refused: due later, at most MAX_TRIES times. Recovery never calls ModelArts.
 
-Keys: {prefix}confirm-inflight      zset  cid -> due (Redis ms)
-      {prefix}confirm-inflight:rec  hash  cid -> JSON {c: record JSON, user, owner, stage, text,
-                                                       tries, ts: the click's message ts}
+Keys (bot.keys: Keys.owed()): a zset  cid -> due (Redis ms)
+                              a hash  cid -> JSON {c: record JSON, user, owner, stage, text,
+                                                   tries, ts: the click's message ts}
 An owner that was too slow (its entry claimed) posts nothing: the claimer posts. What remains is
 Slack's: a reply it accepted but whose answer was lost is posted again (no idempotency key).
 """
@@ -33,6 +33,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.flow.confirmations import Confirmation, Owe
+from bot.keys import Keys
 from bot.slack import blocks as b
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class OwedReplies:
         itself: a refused post is handed back (due after Retry-After), so a post never outlasts
         the lease it was started under."""
         self.redis = client
-        self.keys = [f"{prefix}confirm-inflight", f"{prefix}confirm-inflight:rec"]
+        self.keys = Keys(prefix).owed()
         self.slack = slack
         self.budget_ms = int(budget_seconds * 1000)
         self.post_lease_ms = int(post_lease_seconds * 1000)
@@ -207,7 +208,7 @@ class OwedReplies:
             return False
         cid, entry = (v.decode() if isinstance(v, bytes) else v for v in got)
         e = json.loads(entry)
-        c = Confirmation(**json.loads(e["c"]))
+        c = Confirmation.from_json(e["c"])
         ts = e.get("ts") or ""
         c = replace(c, ts=c.ts or ts, thread_ts=c.thread_ts or ts)
         if int(e.get("tries") or 0) >= MAX_TRIES:

@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import ConfigError
+from bot.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class RoleChecker:
         self.roles = roles
         self.slack = slack
         self.redis = redis_client
-        self.prefix = prefix
+        self.keys = Keys(prefix)
         self.cache_seconds = cache_seconds
 
     def cache_keys(self, user_id: str) -> list[str]:
@@ -130,7 +131,7 @@ class RoleChecker:
         return any(user_id in members for members in self._members(groups))
 
     def _key(self, group: str) -> str:
-        return f"{self.prefix}usergroup:{group}"
+        return self.keys.usergroup(group)
 
     def _members(self, groups: list[str],
                  fetched: dict[str, bytes | None] | None = None) -> list[set[str]]:

@@ -14,12 +14,14 @@ import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot import metrics
 from bot.flow.confirmations import Confirmation, ConfirmationStore, Owe, Result, new_id
 from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker
 from bot.logs import decision
 from bot.modelarts.hints import hint_for
-from bot.modelarts.models import Failure, JobVersion, StopOutcome
+from bot.modelarts.models import Failure, Job, StopOutcome
+from bot.modelarts.refs import JobRef
 from bot.slack import blocks as b
 
 log = logging.getLogger(__name__)
@@ -33,10 +35,10 @@ INVITE = ("I'm not in this channel, so I can't post the confirmation here. "
 NOT_IN_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
 
 
-def lookup_failed(job_id: int, version_id: int, failure: Failure) -> str:
+def lookup_failed(ref: JobRef, failure: Failure) -> str:
     hint = hint_for(failure.error_code)
     status = f" (HTTP {failure.http_status})" if failure.http_status else ""
-    text = (f"Could not look up job {job_id} version {version_id}: `{failure.error_code}`{status}: "
+    text = (f"Could not look up {ref}: `{failure.error_code}`{status}: "
             f"{b.escape(failure.error_msg)}. Nothing was stopped.")
     return text + (f"\nHint: {hint}" if hint else "")
 
@@ -55,7 +57,7 @@ class StopFlow:
         self.owed = owed
 
     # -- /modelarts status ------------------------------------------------------------------
-    def status(self, user: str, job_id: int, version_id: int, notify: Notify) -> None:
+    def status(self, user: str, ref: JobRef, notify: Notify) -> None:
         try:
             mapped = self.roles.is_mapped(user)
         except redis.RedisError:
@@ -65,50 +67,50 @@ class StopFlow:
             notify("You have no role in this bot's roles file, so you can't look up jobs. "
                    "Ask the platform team to map you.")
             return
-        found = self.modelarts.get_version(job_id, version_id)
+        found = self.modelarts.lookup(ref)
         if isinstance(found, Failure):
-            notify(lookup_failed(job_id, version_id, found))
+            notify(lookup_failed(ref, found))
         else:
             notify(b.status_text(found))
 
     # -- /modelarts stop, and the alert's Stop button ---------------------------------------
-    def request(self, user: str, channel: str, job_id: int, version_id: int, notify: Notify,
+    def request(self, user: str, channel: str, ref: JobRef, notify: Notify,
                 thread_ts: str | None = None, alert_ts: str | None = None) -> Confirmation | None:
         """Post a confirmation request, or tell the user why not. Returns what was stored."""
-        where = {"user": user, "channel": channel, "job_id": job_id, "version_id": version_id}
-        found = self.modelarts.get_version(job_id, version_id)
+        where = {"user": user, "channel": channel, **job_fields(ref)}
+        found = self.modelarts.lookup(ref)
         if isinstance(found, Failure):
             decision("failed", **where, outcome="lookup_failed", error_code=found.error_code)
-            notify(lookup_failed(job_id, version_id, found))
+            notify(lookup_failed(ref, found))
             return None
-        if not found.is_running:
-            decision("refused", **where, outcome="not_running", status=found.status_name)
+        if not found.stoppable:
+            decision("refused", **where, outcome="not_running", status=found.state)
             notify(b.not_running_text(found))
             return None
         try:
-            verdict = self.roles.check(user, found.job_name)
+            verdict = self.roles.check(user, found.name)
         except redis.RedisError:
             decision("failed", **where, outcome="redis_unavailable")
             notify(REDIS_DOWN)
             return None
         if not verdict.allowed:
-            decision("denied", **where, job_name=found.job_name, outcome="no_role")
-            notify(b.denied_text(found.job_name, job_id, version_id, verdict.would_allow))
+            decision("denied", **where, job_name=found.name, outcome="no_role")
+            notify(b.denied_text(found.name, ref, verdict.would_allow))
             return None
         return self._ask(user, channel, found, notify, thread_ts, alert_ts, where)
 
-    def _ask(self, user: str, channel: str, v: JobVersion, notify: Notify,
+    def _ask(self, user: str, channel: str, job: Job, notify: Notify,
              thread_ts: str | None, alert_ts: str | None, where: dict) -> Confirmation | None:
         """Store the confirmation, then post the request: no button exists before its state."""
-        c = Confirmation(new_id(), user, channel, "", thread_ts or "", v.job_id, v.version_id,
-                         v.job_name, v.version_name, time.time(), alert_ts)
+        c = Confirmation(new_id(), user, channel, "", thread_ts or "", job.ref, job.name,
+                         time.time(), alert_ts)
         try:
             self.store.create(c)
         except redis.RedisError:
             decision("failed", **where, outcome="redis_unavailable")
             notify(REDIS_DOWN)
             return None
-        text, blocks = b.request_message(v, user, c.id, self.store.ttl)
+        text, blocks = b.request_message(job, user, c.id, self.store.ttl)
         try:
             posted = self.slack.chat_postMessage(channel=channel, text=text, blocks=blocks,
                                                  thread_ts=thread_ts)
@@ -120,7 +122,7 @@ class StopFlow:
                    f"Slack refused to post the confirmation (`{error}`). Nothing was stopped.")
             return None
         c = replace(c, ts=posted["ts"], thread_ts=thread_ts or posted["ts"])
-        decision("requested", **where, job_name=v.job_name, confirmation=c.id)
+        decision("requested", **where, job_name=job.name, confirmation=c.id)
         return c
 
     def _discard(self, cid: str) -> None:
@@ -139,8 +141,7 @@ class StopFlow:
         if got is None:
             return None
         c, fetched = got
-        where = {"user": user, "channel": c.channel, "job_id": c.job_id,
-                 "version_id": c.version_id, "confirmation": cid}
+        where = {"user": user, "channel": c.channel, **job_fields(c.ref), "confirmation": cid}
         try:
             verdict = self.roles.check(c.requester, c.job_name, fetched)
         except redis.RedisError:
@@ -155,7 +156,9 @@ class StopFlow:
             return None
         self._update(c.channel, c.ts, *b.stopping(c, user))
         decision("confirmed", **where)
-        outcome = self.modelarts.stop_version(c.job_id, c.version_id)
+        outcome = self.modelarts.stop(c.ref)
+        metrics.stop_request(c.ref.api, "accepted" if outcome.is_success else
+                             "unknown" if outcome.unknown else "refused")
         self.report(c, user, outcome, owe)
         return outcome
 
@@ -164,7 +167,7 @@ class StopFlow:
         """The outcome: a reply in the thread, and the request message settled."""
         hint = None if outcome.is_success else hint_for(outcome.error_code or "")
         decision("stopped" if outcome.is_success else "failed", user=user, channel=c.channel,
-                 job_id=c.job_id, version_id=c.version_id, confirmation=c.id,
+                 **job_fields(c.ref), confirmation=c.id,
                  outcome="unknown" if outcome.unknown else
                  ("stop_requested" if outcome.is_success else "stop_failed"),
                  error_code=outcome.error_code, http_status=outcome.http_status)
@@ -185,8 +188,8 @@ class StopFlow:
         c = got[0]
         self._update(c.channel, c.ts, *b.settled(
             c, f"Cancelled by {b.mention(user)}. Nothing was stopped."))
-        decision("cancelled", user=user, channel=c.channel, job_id=c.job_id,
-                 version_id=c.version_id, confirmation=cid)
+        decision("cancelled", user=user, channel=c.channel, **job_fields(c.ref),
+                 confirmation=cid)
 
     def _consume(self, user: str, cid: str, state: str, channel: str, message_ts: str,
                  message_blocks: list[dict] | None, notify: Notify, also_get: Sequence[str] = (),
@@ -239,6 +242,11 @@ class StopFlow:
         except (SlackClientError, OSError) as exc:
             log.error("chat.postMessage failed: %s", _slack_error(exc),
                       extra={"channel": channel, "thread_ts": thread_ts})
+
+
+def job_fields(ref: JobRef) -> dict[str, object]:
+    """The job's fields for a decision line: api and its ids."""
+    return {"api": ref.api, **vars(ref)}
 
 
 def _slack_error(exc: Exception) -> str:

@@ -1,11 +1,15 @@
-"""The ModelArts v1 training-job client. Every failure comes back as a value, never raised.
+"""The ModelArts training-job client, v1 and v2. Every failure comes back as a value, never raised.
 
-A stop is sent once. It is sent again only when the connection was refused (nothing reached the
-server), or once after a 401 token rejection with IAM auth (the gate refused it, nothing ran).
+``lookup(ref)`` and ``stop(ref)`` are the one interface the bot uses; they dispatch on the JobRef to
+the v1 calls (``get_version``, ``stop_version``, ``list_jobs``) or the v2 ones (``get_job``,
+``terminate_job``, ``search_jobs``). A stop is sent once. It is sent again only when the
+connection was refused (nothing reached the server), or once after a 401 token rejection with IAM
+auth (the gate refused it, nothing ran).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -16,11 +20,13 @@ import requests
 from pydantic import SecretStr
 from urllib3.exceptions import NewConnectionError
 
+from bot import metrics
 from bot.errors import ConfigError
 from bot.modelarts import models, signer
 from bot.modelarts.auth import TOKEN_HEADER, AkSkAuth, AuthError, IamTokenAuth
 from bot.modelarts.hints import GATEWAY_AUTH_CODES, TOKEN_CODES, hint_for
-from bot.modelarts.models import Failure, JobVersion, StopOutcome
+from bot.modelarts.models import Failure, Job, JobVersion, StopOutcome, TrainingJob
+from bot.modelarts.refs import JobRef, V1Job, V2Job, validate_training_job_id
 from bot.settings import Settings
 
 __all__ = ["ModelArtsClient", "build_client", "hint_for"]
@@ -28,6 +34,7 @@ __all__ = ["ModelArtsClient", "build_client", "hint_for"]
 log = logging.getLogger(__name__)
 
 REFUSED_RETRY_DELAYS = (0.2, 0.5)  # at most two more tries, only when the connect was refused
+SEARCH_LIMIT = 50                  # the largest page training-job-searches gives
 
 
 class Auth(Protocol):
@@ -36,6 +43,14 @@ class Auth(Protocol):
     ) -> dict[str, str]: ...
 
     def invalidate(self, token: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a v2 search: the jobs on it, and how many match in all."""
+
+    items: list[TrainingJob]
+    count: int
 
 
 @dataclass(frozen=True)
@@ -55,23 +70,42 @@ class ModelArtsClient:
         self._session = session
         self._timeout = timeout
 
+    # -- the one interface: any job --------------------------------------------------------
+    def lookup(self, ref: JobRef) -> Job | Failure:
+        match ref:
+            case V1Job(job_id, version_id):
+                return self.get_version(job_id, version_id)
+            case V2Job(training_job_id):
+                return self.get_job(training_job_id)
+
+    def stop(self, ref: JobRef) -> StopOutcome:
+        match ref:
+            case V1Job(job_id, version_id):
+                return self.stop_version(job_id, version_id)
+            case V2Job(training_job_id):
+                return self.terminate_job(training_job_id)
+
+    # -- v1: training job versions -----------------------------------------------------------
     def get_version(self, job_id: object, version_id: object) -> JobVersion | Failure:
         path = self._version_path(job_id, version_id)
-        answer = self._call("GET", path)
+        answer = self._call("get_version", "GET", path)
         if isinstance(answer, Failure):
             return answer
         return _job_version(answer)
 
     def stop_version(self, job_id: object, version_id: object) -> StopOutcome:
         path = self._version_path(job_id, version_id) + "/stop"
-        answer = self._call("POST", path)
-        if isinstance(answer, Failure):
-            return StopOutcome.from_failure(answer)
-        return StopOutcome(True, http_status=answer.http_status, request_id=answer.request_id)
+        return _stop_outcome(self._call("stop_version", "POST", path))
 
-    def list_jobs(self, per_page: int = 1, page: int = 1) -> list[dict] | Failure:
-        answer = self._call("GET", f"/v1/{self.project_id}/training-jobs",
-                            [("per_page", per_page), ("page", page)])
+    def list_jobs(self, per_page: int = 1, page: int = 1, status: int | None = None,
+                  search: str | None = None) -> list[dict] | Failure:
+        """One page of ``GET /v1/{project}/training-jobs``: each job with its latest version."""
+        params: list[tuple[str, object]] = [("per_page", per_page), ("page", page)]
+        if status is not None:
+            params.append(("status", status))
+        if search:
+            params.append(("search_content", search[:64]))
+        answer = self._call("list_jobs", "GET", f"/v1/{self.project_id}/training-jobs", params)
         if isinstance(answer, Failure):
             return answer
         jobs = answer.body.get("jobs")
@@ -85,30 +119,75 @@ class ModelArtsClient:
         version = models.validate_id(version_id, "version id")
         return f"/v1/{self.project_id}/training-jobs/{job}/versions/{version}"
 
-    def _call(self, method: str, path: str, params: signer.QueryItems = ()) -> _Answer | Failure:
-        result, sent = self._attempt(method, path, params)
+    # -- v2: training jobs -------------------------------------------------------------------
+    def get_job(self, training_job_id: object) -> TrainingJob | Failure:
+        answer = self._call("get_job", "GET", self._job_path(training_job_id))
+        if isinstance(answer, Failure):
+            return answer
+        return _training_job(answer.body) or _unreadable(answer, "the job details")
+
+    def terminate_job(self, training_job_id: object) -> StopOutcome:
+        path = self._job_path(training_job_id) + "/actions"
+        return _stop_outcome(self._call("terminate_job", "POST", path,
+                                        body={"action_type": "terminate"}))
+
+    def search_jobs(self, phases: tuple[str, ...] = (), name: str | None = None,
+                    page: int = 0, limit: int = SEARCH_LIMIT) -> JobPage | Failure:
+        """One page of ``training-job-searches``, newest first. ``page`` is the page index
+        (``offset`` in the API counts pages, UNCONFIRMED: see the v2 reference §4)."""
+        filters = []
+        if phases:
+            filters.append({"key": "phase", "operator": "in", "value": list(phases)})
+        if name:
+            filters.append({"key": "name", "operator": "like", "value": [name[:64]]})
+        body = {"offset": page, "limit": limit, "sort_by": "create_time", "order": "desc",
+                "filters": filters}
+        answer = self._call("search_jobs", "POST", f"/v2/{self.project_id}/training-job-searches",
+                            body=body)
+        if isinstance(answer, Failure):
+            return answer
+        raw = answer.body.get("items")
+        if not isinstance(raw, list):
+            return _unreadable(answer, "the job search")
+        items = [job for job in map(_training_job, raw) if job is not None]
+        count = _optional_int(answer.body.get("count"))
+        return JobPage(items, len(raw) if count is None else count)
+
+    def _job_path(self, training_job_id: object) -> str:
+        return f"/v2/{self.project_id}/training-jobs/{validate_training_job_id(training_job_id)}"
+
+    def _call(self, operation: str, method: str, path: str, params: signer.QueryItems = (),
+              body: dict | None = None) -> _Answer | Failure:
+        """One call, with its token retry; timed for /metrics under ``operation``."""
+        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        started = time.monotonic()
+        result, sent = self._attempt(method, path, params, data)
         if _token_rejected(result) and self._auth.invalidate(sent.get(TOKEN_HEADER, "")):
             log.info("ModelArts refused the IAM token (%s); fetching a new one once",
                      result.error_code)
-            result, _ = self._attempt(method, path, params)
+            result, _ = self._attempt(method, path, params, data)
+        metrics.observe_modelarts(path[1:3], operation, time.monotonic() - started,
+                                  result.error_code if isinstance(result, Failure) else None)
         return result
 
     def _attempt(
-        self, method: str, path: str, params: signer.QueryItems
+        self, method: str, path: str, params: signer.QueryItems, data: bytes | None
     ) -> tuple[_Answer | Failure, dict[str, str]]:
         url = self.endpoint + path
         query = signer.canonical_query(params)
         try:
-            headers = self._auth.headers(method, url, params, None)
+            headers = self._auth.headers(method, url, params, data)
         except AuthError as exc:
             return exc.failure, {}
         full_url = f"{url}?{query}" if query else url
-        return self._send(method, full_url, headers), headers
+        return self._send(method, full_url, headers, data), headers
 
-    def _send(self, method: str, url: str, headers: dict[str, str]) -> _Answer | Failure:
+    def _send(self, method: str, url: str, headers: dict[str, str],
+              data: bytes | None) -> _Answer | Failure:
         for delay in (*REFUSED_RETRY_DELAYS, None):
             try:
-                resp = self._session.request(method, url, headers=headers, timeout=self._timeout)
+                resp = self._session.request(method, url, headers=headers, data=data,
+                                             timeout=self._timeout)
             except requests.ConnectionError as exc:
                 if _refused(exc) and delay is not None:
                     log.warning("ModelArts refused the connection; trying again in %ss", delay)
@@ -192,6 +271,49 @@ def _job_version(answer: _Answer) -> JobVersion | Failure:
     except (KeyError, TypeError, ValueError):
         return Failure(models.BAD_RESPONSE, "the version details lack job_id, version_id or status",
                        answer.http_status, answer.request_id)
+
+
+def _training_job(body: object) -> TrainingJob | None:
+    """A v2 job object (detail, terminate answer or search item), or None without id/phase."""
+    if not isinstance(body, dict):
+        return None
+    meta, status, spec = (_obj(body, k) for k in ("metadata", "status", "spec"))
+    resource = _obj(spec, "resource")
+    job_id, phase = meta.get("id"), status.get("phase")
+    if not isinstance(job_id, str) or not isinstance(phase, str) or not job_id:
+        return None
+    return TrainingJob(
+        id=job_id, name=_str(meta.get("name")), phase=phase,
+        secondary_phase=_str(status.get("secondary_phase")),
+        duration_ms=_optional_int(status.get("duration")),
+        start_time_ms=_optional_int(status.get("start_time")) or None,
+        create_time_ms=_optional_int(meta.get("create_time")),
+        user_name=_str(meta.get("user_name")),
+        flavor_id=_str(resource.get("flavor_id")), flavor_name=_str(resource.get("flavor_name")),
+        flavor_type=_str(_obj(resource, "flavor_detail").get("flavor_type")),
+        node_count=_optional_int(resource.get("node_count")),
+        pool_id=_str(resource.get("pool_id")), pool_name=_str(resource.get("pool_name")),
+    )
+
+
+def _obj(body: dict, key: str) -> dict:
+    value = body.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: object) -> str:
+    return value[:200] if isinstance(value, str) else ""
+
+
+def _unreadable(answer: _Answer, what: str) -> Failure:
+    return Failure(models.BAD_RESPONSE, f"{what} could not be read (no id or phase)",
+                   answer.http_status, answer.request_id)
+
+
+def _stop_outcome(answer: _Answer | Failure) -> StopOutcome:
+    if isinstance(answer, Failure):
+        return StopOutcome.from_failure(answer)
+    return StopOutcome(True, http_status=answer.http_status, request_id=answer.request_id)
 
 
 def _optional_int(value: object) -> int | None:

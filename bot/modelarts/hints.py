@@ -12,10 +12,15 @@ TOKEN_CODES = frozenset({"ModelArts.0201", "ModelArts.0202", "ModelArts.0203", "
 GATEWAY_AUTH_CODES = frozenset({"APIGW.0301", "APIG.0301"})
 
 _HINTS = {
-    "ModelArts.2796": "the version is no longer running, so there is nothing to stop",
-    "ModelArts.2775": "no such training job: check the job id and version id",
+    "ModelArts.2796": "the job is not in a state that allows a stop (no longer running?): "
+    "check its status",
+    "ModelArts.2775": "no such training job: check the id (and, for old-version jobs, the "
+    "version id)",
+    "ModelArts.2878": "the job's state changed meanwhile: check its status before trying again",
     "ModelArts.0210": "MODELARTS_PROJECT_ID does not match the credentials' project",
-    "ModelArts.0212": "the IAM token is not project-scoped: check MODELARTS_PROJECT_NAME",
+    "ModelArts.2786": "MODELARTS_PROJECT_ID does not match the credentials' project",
+    "ModelArts.0212": "the IAM token is not project-scoped: check MODELARTS_PROJECT_ID",
+    "ModelArts.2799": "ModelArts is rate limiting the bot: try again in a moment",
     "ModelArts.0108": "the credentials lack permission for this operation",
     "ModelArts.0112": "a policy does not allow this operation for these credentials",
     "ModelArts.2771": "the credentials lack permission to change this job",

@@ -1,12 +1,12 @@
-"""Typed values the ModelArts client returns: a job version, and the outcome of a call."""
+"""Typed values the ModelArts client returns: a job (a v1 version or a v2 training job), and the
+outcome of a call. Both job types answer the same questions (``ref``, ``name``, ``state``,
+``stoppable``, ``stopping``, ``final``), so the flow never asks which API a job came from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.errors import InvalidIdError
-
-MAX_ID = 2**63 - 1  # ids are Long in the API
+from bot.modelarts.refs import V1Job, V2Job, validate_id  # noqa: F401 - validate_id re-exported
 
 STATUS_NAMES = {
     0: "UNKNOWN", 1: "INIT", 2: "IMAGE_CREATING", 3: "IMAGE_FAILED", 4: "SUBMIT_TRYING",
@@ -15,7 +15,14 @@ STATUS_NAMES = {
     16: "SUBMIT_MODEL_FAILED", 17: "DEPLOY_SERVICE_FAILED", 18: "CHECK_INIT", 19: "CHECK_RUNNING",
     20: "CHECK_RUNNING_COMPLETED", 21: "CHECK_FAILED", 22: "MOUNT_FAILED",
 }
-RUNNING = 8
+RUNNING, KILLING = 8, 9
+# v1 statuses after which nothing more happens to the version (the API labels none "terminal":
+# these are the ended, failed and cancelled ones of the status table).
+V1_FINAL = frozenset({3, 5, 6, 10, 11, 12, 13, 14, 16, 17, 21, 22})
+
+STOPPABLE_PHASES = ("Creating", "Pending", "Running")   # terminate is allowed [v2 ref §2]
+FINAL_PHASES = ("Terminated", "Completed", "Failed", "Abnormal")  # Abnormal: UNCONFIRMED, final
+TERMINATING = "Terminating"
 
 # Codes the client makes itself, for failures that never got a ModelArts answer.
 REFUSED = "BOT.CONNECTION_REFUSED"   # nothing reached the server
@@ -28,23 +35,10 @@ def status_name(status: int) -> str:
     return STATUS_NAMES.get(status, f"STATUS_{status}")
 
 
-def validate_id(value: object, what: str = "id") -> int:
-    """A positive integer (Long) or InvalidIdError saying why not."""
-    if isinstance(value, bool):
-        raise InvalidIdError(f"{what} must be a positive integer")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        number = int(value)
-    else:
-        raise InvalidIdError(f"{what} must be a positive integer, like 182626")
-    if not 0 < number <= MAX_ID:
-        raise InvalidIdError(f"{what} must be a positive integer, like 182626")
-    return number
-
-
 @dataclass(frozen=True)
 class JobVersion:
+    """A v1 training job version."""
+
     job_id: int
     version_id: int
     job_name: str
@@ -55,12 +49,75 @@ class JobVersion:
     start_time_ms: int | None = None
 
     @property
+    def ref(self) -> V1Job:
+        return V1Job(self.job_id, self.version_id)
+
+    @property
+    def name(self) -> str:
+        return self.job_name
+
+    @property
     def status_name(self) -> str:
         return status_name(self.status)
 
     @property
-    def is_running(self) -> bool:
+    def state(self) -> str:
+        return self.status_name
+
+    @property
+    def stoppable(self) -> bool:
         return self.status == RUNNING
+
+    @property
+    def stopping(self) -> bool:
+        return self.status == KILLING
+
+    @property
+    def final(self) -> bool:
+        return self.status in V1_FINAL
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """A v2 training job: phases instead of status numbers, no versions."""
+
+    id: str
+    name: str
+    phase: str
+    secondary_phase: str = ""
+    duration_ms: int | None = None
+    start_time_ms: int | None = None
+    create_time_ms: int | None = None
+    user_name: str = ""
+    flavor_id: str = ""
+    flavor_name: str = ""
+    flavor_type: str = ""
+    node_count: int | None = None
+    pool_id: str = ""
+    pool_name: str = ""
+
+    @property
+    def ref(self) -> V2Job:
+        return V2Job(self.id)
+
+    @property
+    def state(self) -> str:
+        return self.phase
+
+    @property
+    def stoppable(self) -> bool:
+        return self.phase in STOPPABLE_PHASES
+
+    @property
+    def stopping(self) -> bool:
+        return self.phase == TERMINATING
+
+    @property
+    def final(self) -> bool:
+        return self.phase in FINAL_PHASES
+
+
+Job = JobVersion | TrainingJob
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
+from bot.errors import InvalidIdError
+from bot.modelarts.refs import JobRef, ref_from_words
 from bot.shell.session import Session
 
 HELP = """\
@@ -63,11 +65,12 @@ def run_line(session: Session, line: str) -> bool:
             session.user = rest
             session.write([f"You are now {rest}."])
     elif word == "/alert":
-        parts = rest.split(maxsplit=2)
-        if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
-            session.write(["Usage: /alert <job_id> <version_id> <summary>"])
+        got = alert_args(rest)
+        if got is None:
+            session.write(["Usage: /alert <training_job_id> <summary>, or for an old-version "
+                           "job /alert <job_id> <version_id> <summary>"])
         else:
-            session.alert(*parts)
+            session.alert(*got)
     elif word == "/sleep":
         try:
             time.sleep(min(max(float(rest or 1), 0), 60))
@@ -80,6 +83,18 @@ def run_line(session: Session, line: str) -> bool:
     else:
         session.write([f"I don't understand `{line[:40]}`: type help."])
     return True
+
+
+def alert_args(rest: str) -> tuple[JobRef, str] | None:
+    """(job, summary) from ``ID summary...`` or ``JOB VERSION summary...``; None if neither."""
+    parts = rest.split(maxsplit=2)
+    for n in (2, 1):
+        if len(parts) > n:
+            try:
+                return ref_from_words(parts[:n]), " ".join(parts[n:])
+            except InvalidIdError:
+                continue
+    return None
 
 
 def run(session: Session, stream: TextIO | None = None) -> int:

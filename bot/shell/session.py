@@ -29,6 +29,7 @@ import requests
 from bot.errors import ConfigError
 from bot.flow.roles import Roles, load_roles, parse_roles
 from bot.httpd import serve_in_thread
+from bot.modelarts.refs import JobRef, V2Job
 from bot.settings import Settings, load_settings
 from bot.shell.render import Transcript
 from bot.standin import local
@@ -306,12 +307,13 @@ class Session:
         self._slack(urlencode({"payload": json.dumps(payload)}))
         return True
 
-    def alert(self, job_id: str, version_id: str, summary: str) -> None:
+    def alert(self, ref: JobRef, summary: str) -> None:
         """POST an alert to the bot's own /alerts, as a monitoring system would."""
-        name, status = self._job(job_id, version_id)
-        body = {"channel": self.channel, "job_id": job_id, "version_id": version_id,
-                "job_name": name, "status": status, "summary": summary,
-                "severity": "critical"}
+        name, status = self._job(ref)
+        ids = ({"training_job_id": ref.training_job_id} if isinstance(ref, V2Job) else
+               {"job_id": ref.job_id, "version_id": ref.version_id})
+        body = {"channel": self.channel, **ids, "job_name": name, "status": status,
+                "summary": summary, "severity": "critical"}
         posts = len(self.standin.calls_to("chat.postMessage"))
         self.activity.touch()
         resp = self.http.post(self.url + "/alerts", json=body, timeout=10,
@@ -326,17 +328,14 @@ class Session:
             self.write(["! the alert was queued but not posted within 10 s"])
         self.settle()
 
-    def _job(self, job_id: str, version_id: str) -> tuple[str, str]:
-        """What a monitoring system would know: the job's name and status (looked up)."""
+    def _job(self, ref: JobRef) -> tuple[str, str]:
+        """What a monitoring system would know: the job's name and state (looked up)."""
         from bot.modelarts.models import Failure
 
-        try:
-            found = self.bot.modelarts.get_version(int(job_id), int(version_id))
-        except ValueError:
-            return f"job {job_id}", "UNKNOWN"
+        found = self.bot.modelarts.lookup(ref)
         if isinstance(found, Failure):
-            return f"job {job_id}", "UNKNOWN"
-        return found.job_name, found.status_name
+            return "", "UNKNOWN"
+        return found.name, found.state
 
     def _slack(self, body: str) -> None:
         self.activity.touch()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.flow.confirmations import Confirmation
-from bot.modelarts.models import JobVersion, StopOutcome
+from bot.modelarts.models import Job, StopOutcome, TrainingJob
+from bot.modelarts.refs import JobRef
 
 CONFIRM = "modelarts_stop_confirm"
 CANCEL = "modelarts_stop_cancel"
@@ -26,9 +27,35 @@ def duration(ms: int | None) -> str:
     return f"{minutes}m {seconds}s"
 
 
-def job_ref(name: str, job_id: int, version_id: int, version_name: str = "") -> str:
-    version = f"{version_name} ({version_id})" if version_name else str(version_id)
-    return f"*{escape(name)}* (job_id {job_id}, version {escape(version)})"
+def job_ref(name: str, ref: JobRef) -> str:
+    """``*team-a-resnet* (job_id 182626, version 278813)`` or ``(training_job_id ...)``."""
+    return f"*{escape(name or 'unnamed job')}* ({ref})"
+
+
+def state_word(ref: JobRef) -> str:
+    return "phase" if ref.api == "v2" else "status"
+
+
+def extras(job: Job) -> list[str]:
+    """For v2: nodes, flavor, pool and creator (v1 versions carry none of these)."""
+    if not isinstance(job, TrainingJob):
+        return []
+    out = []
+    if job.node_count:
+        plural = "s" if job.node_count != 1 else ""
+        out.append(f"{job.node_count} × {escape(job.flavor_type or 'compute')} node{plural}")
+    if job.flavor_name or job.flavor_id:
+        out.append(f"flavor {escape(job.flavor_name or job.flavor_id)}")
+    if job.pool_name or job.pool_id:
+        out.append(f"pool {escape(job.pool_name or job.pool_id)}")
+    out.append(f"created by {escape(job.user_name)}" if job.user_name else "creator unknown")
+    return out
+
+
+def details(job: Job) -> str:
+    """What is about to die: state, running time and the v2 extras."""
+    return ", ".join([f"{state_word(job.ref)} {escape(job.state)}",
+                      f"running for {duration(job.duration_ms)}", *extras(job)])
 
 
 def escape(text: str) -> str:
@@ -43,26 +70,28 @@ def context(text: str) -> dict:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
-def status_text(v: JobVersion) -> str:
-    return (f"{job_ref(v.job_name, v.job_id, v.version_id, v.version_name)}: "
-            f"*{v.status_name}* ({v.status}), running time {duration(v.duration_ms)}")
+def status_text(job: Job) -> str:
+    if isinstance(job, TrainingJob):
+        second = job.secondary_phase
+        code = f" ({escape(second)})" if second and second != job.phase else ""
+    else:
+        code = f" ({job.status})"
+    return ", ".join([f"{job_ref(job.name, job.ref)}: *{escape(job.state)}*{code}",
+                      f"running time {duration(job.duration_ms)}", *extras(job)])
 
 
-def not_running_text(v: JobVersion) -> str:
-    return (f"{job_ref(v.job_name, v.job_id, v.version_id, v.version_name)} is "
-            f"{v.status_name}, not running: nothing to stop.")
+def not_running_text(job: Job) -> str:
+    return f"{job_ref(job.name, job.ref)} is {escape(job.state)}, not running: nothing to stop."
 
 
-def denied_text(job_name: str, job_id: int, version_id: int, would_allow: list[str]) -> str:
+def denied_text(job_name: str, ref: JobRef, would_allow: list[str]) -> str:
     roles = ", ".join(f"`{r}`" for r in would_allow) if would_allow else "none is defined"
-    return (f"You may not stop {job_ref(job_name, job_id, version_id)}. "
+    return (f"You may not stop {job_ref(job_name, ref)}. "
             f"Roles that allow it: {roles}. Ask the platform team to map you to one.")
 
 
-def request_message(v: JobVersion, requester: str, cid: str, ttl: int) -> tuple[str, list[dict]]:
-    text = (f"{mention(requester)} asks to stop "
-            f"{job_ref(v.job_name, v.job_id, v.version_id, v.version_name)}, "
-            f"status {v.status_name}, running for {duration(v.duration_ms)}.")
+def request_message(job: Job, requester: str, cid: str, ttl: int) -> tuple[str, list[dict]]:
+    text = f"{mention(requester)} asks to stop {job_ref(job.name, job.ref)}, {details(job)}."
     buttons = {
         "type": "actions",
         "block_id": "modelarts_stop",
@@ -80,8 +109,7 @@ def request_message(v: JobVersion, requester: str, cid: str, ttl: int) -> tuple[
 
 def settled(c: Confirmation, line: str) -> tuple[str, list[dict]]:
     """The request message once decided: what was asked, and what became of it. No buttons."""
-    asked = (f"{mention(c.requester)} asked to stop "
-             f"{job_ref(c.job_name, c.job_id, c.version_id, c.version_name)}.")
+    asked = f"{mention(c.requester)} asked to stop {job_ref(c.job_name, c.ref)}."
     return f"{asked} {line}", [section(asked), context(line)]
 
 
@@ -97,16 +125,18 @@ def outcome_line(outcome: StopOutcome) -> str:
     return f"Stop failed: {outcome.error_code}"
 
 
+STOP_PATH = {"v1": "RUNNING → KILLING → KILLED", "v2": "Running → Terminating → Terminated"}
+
+
 def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None) -> str:
-    ref = job_ref(c.job_name, c.job_id, c.version_id, c.version_name)
+    ref = job_ref(c.job_name, c.ref)
     if outcome.is_success:
         return (f":white_check_mark: Stop requested for {ref}. ModelArts is stopping it "
-                f"(RUNNING → KILLING → KILLED). Check with "
-                f"`/modelarts status {c.job_id} {c.version_id}`.")
+                f"({STOP_PATH[c.ref.api]}). Check with `/modelarts status {c.ref.args}`.")
     if outcome.unknown:
         text = (f":warning: Outcome unknown for {ref}: ModelArts did not answer in time, "
                 f"the stop may or may not have been carried out. Check with "
-                f"`/modelarts status {c.job_id} {c.version_id}` before trying again.")
+                f"`/modelarts status {c.ref.args}` before trying again.")
     else:
         status = f" (HTTP {outcome.http_status})" if outcome.http_status else ""
         text = (f":x: Stop failed for {ref}: `{outcome.error_code}`{status}: "
@@ -120,11 +150,9 @@ def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None) -> st
 
 def interrupted_reply(c: Confirmation) -> str:
     """The owed reply for a confirmed stop whose answer the bot never saw (the replica died)."""
-    return (f":warning: Outcome unknown for "
-            f"{job_ref(c.job_name, c.job_id, c.version_id, c.version_name)}: the bot was "
+    return (f":warning: Outcome unknown for {job_ref(c.job_name, c.ref)}: the bot was "
             f"interrupted around sending the stop, so it can't tell whether ModelArts got it. "
-            f"Check with "
-            f"`/modelarts status {c.job_id} {c.version_id}` before trying again.")
+            f"Check with `/modelarts status {c.ref.args}` before trying again.")
 
 
 def strip_buttons(blocks: list[dict] | None, line: str) -> list[dict]:

@@ -15,17 +15,16 @@ from slack_bolt import App
 from bot.alerts.blocks import STOP_REQUEST
 from bot.errors import InvalidIdError
 from bot.flow.stop import StopFlow
-from bot.modelarts.models import validate_id
+from bot.modelarts.refs import JobRef, parse_ref
 from bot.slack.later import Later
 from bot.slack.listeners.actions import listener
 
-Lookup = Callable[[str, str], "tuple[int, int] | None"]
+Lookup = Callable[[str, str], "JobRef | None"]
 
 
-def ids_from_value(value: str) -> tuple[int, int] | None:
-    job, _, version = value.partition(":")
+def ref_from_value(value: str) -> JobRef | None:
     try:
-        return validate_id(job, "job_id"), validate_id(version, "version_id")
+        return parse_ref(value)
     except InvalidIdError:
         return None
 
@@ -41,9 +40,9 @@ def register(app: App, flow: StopFlow, later: Later, lookup: Lookup | None = Non
 def request_stop(flow: StopFlow, lookup: Lookup | None, user: str, value: str, channel: str,
                  ts: str, notify: Callable[[str], None]) -> None:
     """After the ack: which job (a Redis read), then the same request as the command's."""
-    ids = (lookup(channel, ts) if lookup else None) or ids_from_value(value)
-    if ids is None:
+    ref = (lookup(channel, ts) if lookup else None) or ref_from_value(value)
+    if ref is None:
         notify("This alert does not say which job to stop. Use `/modelarts stop "
-               "&lt;job_id&gt; &lt;version_id&gt;`.")
+               "&lt;training_job_id&gt;`.")
         return
-    flow.request(user, channel, ids[0], ids[1], notify, thread_ts=ts, alert_ts=ts)
+    flow.request(user, channel, ref, notify, thread_ts=ts, alert_ts=ts)

@@ -29,6 +29,6 @@ def register(app: App, flow: StopFlow, later: Later) -> None:
 
         user, channel = command["user_id"], command["channel_id"]
         if parsed.action == "status":
-            later(flow.status, user, parsed.job_id, parsed.version_id, notify)
+            later(flow.status, user, parsed.ref, notify)
         else:
-            later(flow.request, user, channel, parsed.job_id, parsed.version_id, notify)
+            later(flow.request, user, channel, parsed.ref, notify)
