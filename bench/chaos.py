@@ -108,7 +108,7 @@ def settled(redis_url: str) -> tuple[int, int]:
     """(alert items still queued, outcome replies still owed) in the shared Redis."""
     client = redis.Redis.from_url(redis_url, socket_timeout=2)
     try:
-        queued = sum(client.llen(k) for k in client.scan_iter("chaos:alerts:q:*"))
+        queued = sum(client.llen(k) for k in client.scan_iter("chaos:{alerts}:q:*"))
         owed = client.zcard("chaos:confirm-inflight") if client.exists(
             "chaos:confirm-inflight") else 0
         return queued, owed

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+from redis.exceptions import RedisClusterException
 
+from bot import redis_conn
 from bot.errors import ConfigError
 from bot.flow.roles import load_roles
 from bot.modelarts.client import build_client
@@ -31,17 +33,24 @@ def check_settings(settings: Settings) -> str:
 
 def check_redis(settings: Settings) -> str:
     try:
-        redis_client(settings.REDIS_URL).ping()
-    except redis.RedisError as exc:
-        raise Problem(f"no answer from REDIS_URL ({type(exc).__name__}): start Redis or fix "
-                      "REDIS_URL") from None
-    return "PING answered"
+        return f"PING answered ({redis_conn.describe(redis_client(settings))})"
+    except (redis.RedisError, RedisClusterException, OSError) as exc:
+        where = {"cluster": "REDIS_URL (a Cluster start-up node)",
+                 "sentinel": "REDIS_SENTINELS / REDIS_SENTINEL_MASTER"}.get(
+                     redis_conn.topology(settings), "REDIS_URL")
+        raise Problem(f"no answer from {where} ({type(exc).__name__}: {_reason(exc)}): start "
+                      "Redis or fix the settings") from None
+
+
+def _reason(exc: Exception) -> str:
+    """redis-py's message, which names host:port and never the password; cut to one line."""
+    return str(exc).splitlines()[0][:200] if str(exc) else "no detail"
 
 
 def check_modelarts(settings: Settings) -> str:
     if not settings.MODELARTS_ENDPOINT or not settings.MODELARTS_PROJECT_ID:
         raise Problem("not configured: set MODELARTS_ENDPOINT and MODELARTS_PROJECT_ID")
-    client = build_client(settings, redis_client(settings.REDIS_URL), settings.REDIS_KEY_PREFIX)
+    client = build_client(settings, redis_client(settings), settings.REDIS_KEY_PREFIX)
     jobs = client.list_jobs(per_page=1)
     if isinstance(jobs, Failure):
         status = f" (HTTP {jobs.http_status})" if jobs.http_status else ""

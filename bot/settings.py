@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -45,6 +46,13 @@ class Settings(BaseSettings):
 
     REDIS_URL: str = "redis://localhost:6379/0"
     REDIS_KEY_PREFIX: str = "modelarts-bot:"
+    # Production Redis (bot/redis_conn.py): a CA bundle for rediss://, a Cluster (REDIS_URL is a
+    # start-up node), or Sentinels (host:port,...) that name the primary REDIS_SENTINEL_MASTER.
+    REDIS_CA_FILE: str | None = None
+    REDIS_CLUSTER: bool = False
+    REDIS_SENTINELS: str | None = None
+    REDIS_SENTINEL_MASTER: str | None = None
+    REDIS_SENTINEL_PASSWORD: SecretStr | None = None
     ROLES_FILE: str = "roles.yml"
     CONFIRM_TTL_SECONDS: int = Field(default=120, ge=5, le=86400)
     USERGROUP_CACHE_SECONDS: int = Field(default=60, ge=0, le=86400)
@@ -54,6 +62,8 @@ class Settings(BaseSettings):
     ALERT_DEDUPE_SECONDS: int = Field(default=600, ge=0, le=86400)
     # Gap the alert dispatcher keeps between two posts to one channel (Slack: about 1/s).
     ALERT_POST_INTERVAL_SECONDS: float = Field(default=1.0, ge=0, le=60)
+    # Bearer token of GET /metrics; unset, /metrics is open (a private port).
+    METRICS_TOKEN: SecretStr | None = None
 
     HOST: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
     PORT: int = Field(default=3000, ge=0, le=65535)
@@ -70,6 +80,29 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str, info) -> str:
         return _check_url(info.field_name, value, ("redis", "rediss", "unix"))
+
+    @field_validator("REDIS_SENTINELS")
+    @classmethod
+    def _sentinels(cls, value: str | None) -> str | None:
+        if value:
+            sentinel_addresses(value)
+        return value or None
+
+    @model_validator(mode="after")
+    def _redis_topology(self) -> Settings:
+        if self.REDIS_CLUSTER and self.REDIS_SENTINELS:
+            raise ValueError("REDIS_CLUSTER and REDIS_SENTINELS are both set: choose one topology")
+        if bool(self.REDIS_SENTINELS) != bool(self.REDIS_SENTINEL_MASTER):
+            missing = "REDIS_SENTINEL_MASTER" if self.REDIS_SENTINELS else "REDIS_SENTINELS"
+            raise ValueError(f"{missing} is missing: REDIS_SENTINELS and REDIS_SENTINEL_MASTER "
+                             "go together")
+        if self.REDIS_CLUSTER and urlsplit(self.REDIS_URL).path.strip("/") not in ("", "0"):
+            raise ValueError("REDIS_URL names a database other than 0: a Redis Cluster has only 0")
+        if self.REDIS_CA_FILE and not self.REDIS_URL.startswith("rediss://"):
+            raise ValueError("REDIS_CA_FILE is set but REDIS_URL is not rediss:// (TLS)")
+        if self.REDIS_CA_FILE and not Path(self.REDIS_CA_FILE).is_file():
+            raise ValueError(f"REDIS_CA_FILE {self.REDIS_CA_FILE} is not a readable file")
+        return self
 
     @field_validator("SLACK_API_URL")
     @classmethod
@@ -124,6 +157,17 @@ class Settings(BaseSettings):
             out.append("MODELARTS_USERNAME/MODELARTS_PASSWORD are set together with MODELARTS_AK: "
                        "choose one way to authenticate")
         return out
+
+
+def sentinel_addresses(value: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` as (host, port) pairs; ValueError for anything else."""
+    out = []
+    for part in (p.strip() for p in value.split(",")):
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{part!r} is not host:port (e.g. 10.0.0.5:26379)")
+        out.append((host.strip("[]"), int(port)))
+    return out
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 import redis
 import requests
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
@@ -15,6 +13,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
+from bot import redis_conn
 from bot.alerts.dispatcher import Dispatcher
 from bot.alerts.messages import AlertMessages
 from bot.alerts.queue import AlertQueue
@@ -54,11 +53,10 @@ class Bot:
             self.owed.stop()
 
 
-def redis_client(url: str) -> redis.Redis:
-    """Short timeouts and one quick retry: a dead Redis must cost a user seconds, not tens."""
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1,
-                                health_check_interval=30,
-                                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1))
+def redis_client(settings: Settings) -> redis.Redis:
+    """Standalone, Cluster or Sentinel (bot/redis_conn.py), with short timeouts and one quick
+    retry in each: a dead Redis must cost a user seconds, not tens."""
+    return redis_conn.connect(settings)  # type: ignore[return-value] - RedisCluster: same API
 
 
 def slack_client(settings: Settings, *, retry_429: bool = True) -> WebClient:
@@ -76,7 +74,7 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
                roles: Roles | None = None, session: requests.Session | None = None,
                alert_slack: WebClient | None = None) -> Bot:
     slack = slack or slack_client(settings)
-    redis = redis or redis_client(settings.REDIS_URL)
+    redis = redis or redis_client(settings)
     prefix = settings.REDIS_KEY_PREFIX
     modelarts = modelarts or build_client(settings, redis, prefix, session=session)
     roles = roles or load_roles(settings.ROLES_FILE)

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("shared", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("shared")
 
-pytest_plugins = ["tests.plugins.emulator", "tests.plugins.slack", "tests.plugins.alerts"]
+pytest_plugins = ["tests.plugins.emulator", "tests.plugins.slack", "tests.plugins.alerts",
+                  "tests.plugins.topologies"]
 
 
 @pytest.fixture(scope="session")

@@ -134,9 +134,9 @@ class TestRestart:
         """A crash between Slack's answer and the removal: the recorded ts says it was sent."""
         bot = make_alert_bot(dispatch=False)
         bot.alert(storm_alert(0))
-        raw = redis_client.lindex(f"{key_prefix}alerts:q:{CHANNELS[0]}", 0)
+        raw = redis_client.lindex(bot.bot.alerts.key("q", CHANNELS[0]), 0)
         item_id = json.loads(raw)["id"]
-        redis_client.set(f"{key_prefix}alerts:posted:{item_id}", f"{CHANNELS[0]} 1.2")
+        redis_client.set(bot.bot.alerts.key("posted", item_id), f"{CHANNELS[0]} 1.2")
         bot.bot.start_background()
         deadline = time.monotonic() + 10
         while bot.bot.alerts.backlog() and time.monotonic() < deadline:

@@ -1,7 +1,9 @@
 """The alert queue in Redis: one list per channel, a sorted set of channels with work, a lease per
 channel, and a "not before" time per channel. Every replica's dispatcher drains the same queue.
 
-Keys, all under ``{prefix}alerts:``
+Keys, all from ``Keys.alert`` (bot/keys.py): ``{prefix}{alerts}:<part>``. The one ``{alerts}``
+hash tag puts every key of the queue on one Redis Cluster slot, so each script below and each
+MULTI may touch any of them (the scripts span channels and identities).
   q:{channel}          list of queued items (JSON), oldest first: the channel's order
   ready                zset channel -> earliest time (Redis ms) it may be worked on
   lease:{channel}      the dispatcher thread working on the channel (SET NX PX, token value)
@@ -27,6 +29,7 @@ import redis
 
 from bot.alerts.blocks import Shown
 from bot.alerts.parse import Alert
+from bot.keys import Keys
 
 RECORD_TTL = 7 * 24 * 3600
 POSTED_TTL = 24 * 3600
@@ -143,7 +146,7 @@ class Item:
     @classmethod
     def load(cls, raw: str) -> Item:
         data = json.loads(raw)
-        alert = Alert(**data["alert"]) if data.get("alert") else None
+        alert = Alert.from_dict(data["alert"]) if data.get("alert") else None
         return cls(raw, data["id"], data["kind"], data["identity"], alert)
 
 
@@ -159,11 +162,12 @@ def _text(value: bytes | str | None) -> str | None:
 
 
 class AlertQueue:
-    """Every method is a few Redis round trips; RedisError propagates to the caller."""
+    """Every method is a few Redis round trips; RedisError propagates to the caller. Works on a
+    ``redis.Redis`` and a ``RedisCluster`` alike: every key shares the ``{alerts}`` slot."""
 
     def __init__(self, client: redis.Redis, prefix: str, dedupe_seconds: int) -> None:
         self.redis = client
-        self.prefix = prefix + "alerts:"
+        self.keys = Keys(prefix)
         self.dedupe_seconds = dedupe_seconds
         self._enqueue = client.register_script(ENQUEUE)
         self._due = client.register_script(DUE)
@@ -172,7 +176,7 @@ class AlertQueue:
         self._defer = client.register_script(DEFER)
 
     def key(self, *parts: str) -> str:
-        return self.prefix + ":".join(parts)
+        return self.keys.alert(*parts)
 
     def _channel_keys(self, channel: str) -> list[str]:
         return [self.key("lease", channel), self.key("nb", channel), self.key("q", channel)]
@@ -211,7 +215,7 @@ class AlertQueue:
         """Slack refused the item for good: keep it in ``dead`` for inspection, move on."""
         record = json.dumps({"channel": channel, "error": error, "item": json.loads(item.raw),
                              "at": time.time()})
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             pipe.rpush(self.key("dead"), record).ltrim(self.key("dead"), -DEAD_KEEP, -1).execute()
         self.finish(channel, token, item.raw)
 
@@ -228,7 +232,9 @@ class AlertQueue:
 
     def record_post(self, item: Item, channel: str, ts: str, count: int,
                     first_at: float | None) -> None:
-        """Write what was posted in one transaction, before the item leaves the queue."""
+        """Write what was posted in one transaction (MULTI: every key is in the {alerts} slot,
+        which a ClusterPipeline with ``transaction=True`` requires), before the item leaves the
+        queue."""
         msg = self.key("msg", channel, ts)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.key("posted", item.id), f"{channel} {ts}", ex=POSTED_TTL)
