@@ -3,11 +3,14 @@
     python -m bench                 # full run (under a minute on 2 cores)
     python -m bench --quick         # a short smoke run
     python -m bench --out bench/results/latest.json
+    python -m bench --network wan --rtt-ms 100,250   # HTTPS stand-ins behind a round-trip time
 
 Starts a throwaway redis-server, the ModelArts emulator and the Slack stand-in (a process each),
 the bot under its production server (``python -m bot serve``: gunicorn gthread) and the bare-Bolt
 baseline under the same server (``python -m bench.baseline``), and a load generator in a process
 of its own. Prints one table and writes the results as JSON. See docs/benchmark.md.
+With ``--network wan`` the stand-ins are reached over HTTPS through ``bench.wan``'s fronts,
+which add the round-trip time, and it times each flow kind against its floor instead.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import phases, report, servers
+from bench import phases, report, servers, wan, wan_phases
 from bench.load import LoadGenerator
 from bot.emulator import defaults
 from bot.standin.slack import BOT_TOKEN
@@ -146,10 +149,59 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+def wan_once(args: argparse.Namespace, tmp: Path, rtt: float, certs: wan.Certs,
+             stand_ins: dict, load: LoadGenerator, jobs) -> dict:
+    """One WAN measurement at ``rtt`` ms: fronts, a bot that reaches the stand-ins through them."""
+    slack, emulator, redis = stand_ins["slack"], stand_ins["emulator"], stand_ins["redis"]
+    fronts = {"slack": wan.front(slack.url, rtt, certs),
+              "modelarts": wan.front(emulator.url, rtt, certs)}
+    bot = None
+    try:
+        env = {**environment(tmp, {"slack": fronts["slack"].url + "/api/", "redis": redis.url,
+                                   "emulator": fronts["modelarts"].url}, args),
+               **wan.trust_env(certs)}
+        bot = serve(["-m", "bot", "serve"], env, tmp, f"bot-wan-{rtt:g}")
+        rig = phases.Rig(load, bot, {}, slack, emulator, redis, PREFIX, jobs)
+        return wan_phases.measure(rig, fronts, rtt, args.flows, args.warm)
+    finally:
+        if bot:
+            bot.stop()
+        for f in fronts.values():
+            f.close()
+
+
+def run_wan(args: argparse.Namespace) -> dict:
+    started, load_before = time.monotonic(), os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="modelarts-bench-wan-") as name:
+        tmp = Path(name)
+        redis = servers.ThrowawayRedis(tmp)
+        needed = len(args.rtt_ms) * (args.warm + args.flows) + 5
+        jobs = iter(servers.write_seed(tmp / "jobs.json", 700000, needed))
+        stand_ins = {"slack": servers.slack_standin(),
+                     "emulator": servers.emulator(tmp / "jobs.json"), "redis": redis}
+        load = LoadGenerator(SECRET, ALERTS_TOKEN)
+        try:
+            certs = wan.make_certs(tmp)
+            runs = [wan_once(args, tmp, rtt, certs, stand_ins, load, jobs) for rtt in args.rtt_ms]
+        finally:
+            load.close()
+            stand_ins["slack"].close()
+            stand_ins["emulator"].close()
+            redis.stop()
+    return {"network": "wan", "quick": args.quick, "runs": runs,
+            "server": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
+            "machine": {**machine(), "load_before": load_before, "load_after": os.getloadavg()},
+            "seconds": round(time.monotonic() - started, 1),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a short smoke run")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    p.add_argument("--out", type=Path, help="bench/results/latest.json (wan: wan.json)")
+    p.add_argument("--network", choices=("loopback", "wan"), default="loopback",
+                   help="wan: HTTPS stand-ins behind a round-trip time (bench/wan.py)")
+    p.add_argument("--rtt-ms", default="100", help="wan: round-trip times, comma-separated")
     p.add_argument("--requests", type=int, help="requests per concurrency level (400)")
     p.add_argument("--flows", type=int, help="sequential full flows counted (50)")
     p.add_argument("--levels", default="1,10,50", help="concurrent clients, comma-separated")
@@ -157,9 +209,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=8, help="WEB_THREADS (8)")
     args = p.parse_args(argv)
     args.levels = [int(c) for c in args.levels.split(",")]
+    args.rtt_ms = [float(r) for r in args.rtt_ms.split(",")]
     quick = args.quick
+    wan_mode = args.network == "wan"
+    args.out = args.out or ROOT / "bench" / "results" / ("wan.json" if wan_mode else "latest.json")
+    args.warm = 4 if quick else 8
     args.requests = args.requests or (50 if quick else 400)
-    args.flows = args.flows or (10 if quick else 50)
+    args.flows = args.flows or (4 if quick and wan_mode else 10 if quick else 30 if wan_mode
+                                else 50)
     args.alerts = 60 if quick else 300
     args.storm = 9 if quick else 30
     args.startup_runs = 0 if quick else 2
@@ -168,9 +225,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    result = run(args)
+    wan_mode = args.network == "wan"
+    result = run_wan(args) if wan_mode else run(args)
     report.write(result, args.out)
-    print(report.table(result))
+    print(report.wan_table(result) if wan_mode else report.table(result))
     print(f"\nwrote {args.out} in {result['seconds']} s")
     return 0
 

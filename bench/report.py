@@ -121,3 +121,29 @@ def _kv(d: dict) -> str:
 def write(r: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(r, indent=2) + "\n", encoding="utf-8")
+
+
+def wan_table(r: dict) -> str:
+    """The WAN run: each flow kind against its floor, and the connections it opened."""
+    from bench.wan_phases import LABELS
+
+    m = r["machine"]
+    lines = [f"modelarts-bot WAN benchmark: {m['nproc']} cores, Python {m['python']}, gunicorn "
+             f"gthread {r['server']['workers']} workers x {r['server']['threads']} threads"
+             f"{' (quick)' if r['quick'] else ''}; Slack and ModelArts over HTTPS (test CA) "
+             f"behind the same RTT; load average before {m['load_before'][0]:.2f}, after "
+             f"{m['load_after'][0]:.2f}; {r['seconds']} s"]
+    for run in r["runs"]:
+        lines += ["", f"{'RTT ' + format(run['rtt_ms'], 'g') + ' ms, ms':<32}{'p50':>8} "
+                  f"{'p99':>8} {'floor':>8} {'p50/floor':>10}"]
+        for kind, k in run["kinds"].items():
+            lines.append(f"{LABELS[kind]:<32}{k['p50']:>8.1f} {k['p99']:>8.1f} "
+                         f"{k['floor_ms']:>8.1f} {k['p50_over_floor']:>10.2f}")
+        per = run["new_connections_per_flow"]
+        lines.append("  new TLS connections per flow after warm-up: stop flow "
+                     f"{_kv(per['stop_flow'])}; alert {_kv(per['alert'])}")
+        lines.append(f"  ({run['flows']} flows and {run['flows']} alerts after "
+                     f"{run['warm_up_flows']} of each to warm up; steady run opened "
+                     f"{_kv(run['new_connections_steady'])}; warm-up opened "
+                     f"{_kv(run['connections_warm_up'])})")
+    return "\n".join(lines)

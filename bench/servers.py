@@ -63,9 +63,9 @@ def _slack_process(conn) -> None:
             elif ask == "usergroup":
                 slack.usergroups[arg[0]] = list(arg[1])
                 conn.send(None)
-            elif ask == "calls":       # [(method, at, status, channel, thread_ts, ts-or-text)]
+            elif ask == "calls":   # [(method, at, status, channel, thread_ts, ts, answer ts)]
                 conn.send([(c.method, c.at, c.status, c.params.get("channel"),
-                            c.params.get("thread_ts"), c.params.get("ts"))
+                            c.params.get("thread_ts"), c.params.get("ts"), c.answer.get("ts"))
                            for c in slack.calls[arg:]])
             elif ask == "requests":    # confirmation requests among messages[arg:], in order
                 new = list(slack.messages.values())[arg:]

@@ -24,6 +24,7 @@ from bot.flow.stop import StopFlow
 from bot.modelarts.client import ModelArtsClient, build_client
 from bot.settings import Settings
 from bot.slack.app import create_app
+from bot.slack.client import POOL_SIZE, PooledWebClient
 
 
 @dataclass
@@ -65,8 +66,9 @@ def slack_client(settings: Settings, *, retry_429: bool = True) -> WebClient:
     retries = [ConnectionErrorRetryHandler()]
     if retry_429:
         retries.append(RateLimitErrorRetryHandler(max_retry_count=2))
-    return WebClient(token=token, base_url=settings.SLACK_API_URL, timeout=10,
-                     retry_handlers=retries)
+    # Connections kept alive: one pool per client, sized for the threads that share it.
+    return PooledWebClient(token=token, base_url=settings.SLACK_API_URL, timeout=10,
+                           retry_handlers=retries, pool_size=max(POOL_SIZE, settings.WEB_THREADS))
 
 
 def create_bot(settings: Settings, *, slack: WebClient | None = None,

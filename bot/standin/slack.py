@@ -236,6 +236,7 @@ def _blocks(value: Any) -> list[dict] | None:
 class _Handler(BaseHTTPRequestHandler):
     standin: SlackStandIn
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True   # kept-alive clients: no 40 ms wait for a delayed ACK
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         return

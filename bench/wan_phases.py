@@ -1,0 +1,114 @@
+"""The WAN measurements: each flow kind, one flow at a time, timed from the request the bot got
+to the call it caused reaching Slack or ModelArts (as the stand-in behind the front stamped it).
+
+Floors, in round trips (RTT), with connections already open. A call's request reaches the far
+side half an RTT after it is sent, and its answer is back one RTT after. Redis and the bot's
+own work are loopback-fast and left out.
+
+- command -> confirmation posted: 1.5. The bot must GET the version (1 RTT: the role check
+  needs the job name, the message shows its status) before it posts (0.5 RTT to arrive).
+- click -> stop call: 0.5. The stop depends only on the confirmation consumed in Redis; the
+  "Stopping..." ``chat.update`` depends on nothing the stop returns, so it need not go first.
+- click -> thread reply: 1.5. The reply carries the stop's answer (1 RTT), then 0.5 RTT to
+  arrive. The final ``chat.update`` of the request message can go at the same time.
+- alert intake -> alert posted: 0.5. The alert is queued in Redis, then posted.
+"""
+
+from __future__ import annotations
+
+from bench import payloads
+from bench.phases import CHANNEL, Rig, pct, replies, unclicked, wait_for
+from bench.servers import STOP_PATH, StandIn
+
+FLOORS_RTT = {"command_to_confirmation": 1.5, "click_to_stop": 0.5,
+              "click_to_reply": 1.5, "alert_to_post": 0.5}
+LABELS = {"command_to_confirmation": "command -> confirmation posted",
+          "click_to_stop": "click -> stop call", "click_to_reply": "click -> thread reply",
+          "alert_to_post": "alert intake -> alert posted"}
+
+
+def _posted_at(rig: Rig) -> dict[str, float]:
+    """Message ts -> when its chat.postMessage reached the Slack stand-in."""
+    rig.sync()
+    return {c[6]: c[1] for c in rig.calls if c[0] == "chat.postMessage" and c[2] == 200 and c[6]}
+
+
+def _updates(rig: Rig, ts: str) -> int:
+    rig.sync()
+    return sum(1 for c in rig.calls if c[0] == "chat.update" and c[5] == ts and c[2] == 200)
+
+
+def stop_flows(rig: Rig, k: int) -> dict[str, list[float]]:
+    """``k`` full flows one after another; seconds per flow kind."""
+    out: dict[str, list[float]] = {"command_to_confirmation": [], "click_to_stop": [],
+                                   "click_to_reply": []}
+    for _ in range(k):
+        req = payloads.command(f"stop {' '.join(map(str, next(rig.jobs)))}", "U0BENCH",
+                               CHANNEL, rig.response_url("cmd"))
+        job = int(req.body.split("stop+")[1].split("+")[0])
+        (cmd,) = rig.load.run(rig.bot.base, [req], 1)
+        request = wait_for(lambda j=job: next((r for r in unclicked(rig) if r["job_id"] == j),
+                                              None), what="the confirmation request")
+        out["command_to_confirmation"].append(_posted_at(rig)[request["ts"]] - cmd.at)
+        click = payloads.click(request, "U0BENCH", rig.response_url("click"))
+        (sent,) = rig.load.run(rig.bot.base, [click], 1)
+        rig.clicked.add(request["value"])
+        wait_for(lambda r=request: r["ts"] in replies(rig), what="the outcome reply")
+        out["click_to_reply"].append(rig.replies[request["ts"]] - sent.at)
+        stops = {int(m.group(1)): at for method, path, at in rig.emulator.ask("arrivals", 0)
+                 if method == "POST" and (m := STOP_PATH.search(path))}
+        out["click_to_stop"].append(stops[job] - sent.at)
+        # The request message's two updates ("Stopping...", settled) land before the next flow.
+        wait_for(lambda r=request: _updates(rig, r["ts"]) >= 2, what="the settled message")
+    return out
+
+
+def alerts(rig: Rig, k: int, first: int) -> list[float]:
+    """``k`` alerts one after another, each to a channel of its own; seconds to its post."""
+    out = []
+    for n in range(first, first + k):
+        channel = f"C0WAN{n:04d}"
+        body = payloads.alert(50_000 + n, channel)
+        (sent,) = rig.load.run(rig.bot.base, [body], 1)
+        assert sent.status == 202, f"alert intake answered {sent.status}"
+        at = wait_for(lambda c=channel: next((x[1] for x in _sync_calls(rig) if x[3] == c
+                                              and x[0] == "chat.postMessage" and x[2] == 200),
+                                             None), what="the alert post")
+        out.append(at - sent.at)
+    return out
+
+
+def _sync_calls(rig: Rig) -> list[tuple]:
+    rig.sync()
+    return rig.calls
+
+
+def counted(fronts: dict[str, StandIn]) -> dict[str, int]:
+    return {host: len(f.ask("connections", 0)) for host, f in fronts.items()}
+
+
+def measure(rig: Rig, fronts: dict[str, StandIn], rtt_ms: float, flows: int, warm: int) -> dict:
+    """Warm up (connections opened in every worker), then count and time the steady run."""
+    stop_flows(rig, warm)
+    alerts(rig, warm, 0)
+    before = counted(fronts)
+    timed = stop_flows(rig, flows)
+    mid = counted(fronts)
+    timed["alert_to_post"] = alerts(rig, flows, warm)
+    after = counted(fronts)
+    kinds = {}
+    for kind, seconds in timed.items():
+        floor = FLOORS_RTT[kind] * rtt_ms
+        kinds[kind] = {**_summary(seconds), "floor_ms": floor, "floor_rtt": FLOORS_RTT[kind],
+                       "p50_over_floor": round(pct(seconds, 50) / floor, 2)}
+    per = {"stop_flow": {h: round((mid[h] - before[h]) / flows, 2) for h in fronts},
+           "alert": {h: round((after[h] - mid[h]) / flows, 2) for h in fronts}}
+    return {"rtt_ms": rtt_ms, "flows": flows, "warm_up_flows": warm, "kinds": kinds,
+            "new_connections_per_flow": per,
+            "new_connections_steady": {h: after[h] - before[h] for h in fronts},
+            "connections_warm_up": before}
+
+
+def _summary(values: list[float]) -> dict:
+    return {"n": len(values), "p50": round(pct(values, 50), 1),
+            "p99": round(pct(values, 99), 1), "max": round(max(values) * 1000, 1)}
