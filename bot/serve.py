@@ -1,6 +1,16 @@
-"""Run the WSGI app under gunicorn (gthread workers): a production server, not Bolt's dev one."""
+"""Run the WSGI app under gunicorn (gthread workers): a production server, not Bolt's dev one.
+
+Metrics: every worker writes its counts to files in PROMETHEUS_MULTIPROC_DIR (emptied at start; a
+temporary directory, removed at exit, when unset), and ``GET /metrics`` sums them. This module
+must not import prometheus-client before that variable is set: it picks its storage at import.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
 
 from gunicorn.app.base import BaseApplication
 
@@ -24,9 +34,16 @@ class Server(BaseApplication):
             "errorlog": "-",
             "loglevel": settings.LOG_LEVEL.lower(),
             "proc_name": "modelarts-bot",
+            "child_exit": child_exit,
             **(options or {}),
         }
+        self.metrics_dir, self.own_metrics_dir = metrics_dir()
+        if self.own_metrics_dir:
+            self.options.setdefault("on_exit", self.remove_metrics_dir)
         super().__init__()
+
+    def remove_metrics_dir(self, server: object = None) -> None:
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def load_config(self) -> None:
         for key, value in self.options.items():
@@ -35,20 +52,58 @@ class Server(BaseApplication):
     def load(self):
         import atexit
 
-        from bot.alerts.intake import routes
         from bot.logs import setup
-        from bot.web import create_wsgi
         from bot.wiring import create_bot
 
         setup(self.settings.LOG_LEVEL, secret_values(self.settings))
         bot = create_bot(self.settings)
         bot.start_background()   # load() runs in each worker after the fork: threads are its own
         atexit.register(bot.close)
-        return create_wsgi(bot, routes(bot))
+        return application(bot)
+
+
+def application(bot):
+    """One worker's WSGI app: Slack events (acks timed), /healthz, /alerts and /metrics."""
+    from bot.alerts.intake import routes
+    from bot.metrics_sample import Sampler
+    from bot.metrics_web import metrics_route, timed
+    from bot.web import create_wsgi
+
+    sampler = Sampler(bot.redis, bot.settings.REDIS_KEY_PREFIX,
+                      backlog=bot.alerts.backlog if bot.alerts else None)
+    extra = {**routes(bot), "/metrics": metrics_route(sampler, bot.settings.METRICS_TOKEN)}
+    return timed(create_wsgi(bot, extra))
+
+
+def metrics_dir() -> tuple[str, bool]:
+    """PROMETHEUS_MULTIPROC_DIR emptied of old workers' files, or a new temporary one (True)."""
+    if "prometheus_client" in sys.modules:
+        from prometheus_client import values
+
+        if values.ValueClass is values.MutexValue:
+            raise RuntimeError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR "
+                               "was set: /metrics would show one worker's numbers")
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="modelarts-bot-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        return path, True
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+    return path, False
+
+
+def child_exit(server: object, worker: object) -> None:
+    """gunicorn hook: a dead worker's gauges leave /metrics (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def secret_values(settings: Settings) -> list[str]:
     names = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "MODELARTS_AK",
-             "MODELARTS_SK", "MODELARTS_PASSWORD", "ALERTS_TOKEN")
+             "MODELARTS_SK", "MODELARTS_PASSWORD", "ALERTS_TOKEN", "METRICS_TOKEN")
     values = (getattr(settings, n) for n in names)
     return [v.get_secret_value() for v in values if v is not None]
