@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import re
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
+disable_created_metrics()   # no *_created series: one process shows what many workers show
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,39}")
 APIS = frozenset({"v1", "v2"})
 RESULTS = frozenset({"accepted", "refused", "unknown"})
