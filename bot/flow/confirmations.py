@@ -150,7 +150,11 @@ class ConfirmationStore:
 
     def _consume_and_get(self, keys: list[str], args: list, also: list[str]):
         """EVALSHA and MGET in one pipeline. Not through ``Script`` with ``client=pipe``: that
-        adds a SCRIPT EXISTS round trip to every call. On NOSCRIPT nothing ran: load it, retry."""
+        adds a SCRIPT EXISTS round trip to every call. On NOSCRIPT nothing ran: load it, retry.
+        A RedisCluster's pipeline refuses EVALSHA and MGET: there, two round trips."""
+        if isinstance(self.redis, redis.RedisCluster):
+            consumed = self._consume(keys=keys, args=args)
+            return consumed, dict(zip(also, self.redis.mget(also), strict=True))
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 pipe.evalsha(self._consume.sha, len(keys), *keys, *args)

@@ -146,7 +146,44 @@ def start_cluster(procs: Procs, masters: int = 3) -> Cluster:
                     return False
         return True
     _wait("cluster_state:ok on every node", ready, timeout=30, procs=procs.procs)
+    spread(ports, SPREAD)
     return Cluster(ports)
+
+
+# The even split puts all three subsystem tags on the first master (slots 1317, 4569, 234):
+# move the (empty) slots of {alerts} and {iam} so that every master holds one subsystem.
+SPREAD = ("{flow}", "{alerts}", "{iam}")
+
+
+def spread(ports: list[int], tags: tuple[str, ...]) -> None:
+    """Give the slot of ``tags[i]`` to the master on ``ports[i]`` (slots must be empty)."""
+    from redis.crc import key_slot
+
+    ids = {}
+    for port in ports:
+        with redis.Redis(port=port, socket_timeout=2, decode_responses=True) as client:
+            ids[port] = client.execute_command("CLUSTER", "MYID")
+    for port, tag in zip(ports, tags, strict=False):
+        slot = key_slot(tag.encode())
+        for target in [port, *(p for p in ports if p != port)]:  # the new owner first
+            with redis.Redis(port=target, socket_timeout=2) as client:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[port])
+
+    def agreed() -> bool:
+        """Each node serves its tag, and sends a command for another's tag to its owner."""
+        for port in ports:
+            with redis.Redis(port=port, socket_timeout=1) as client:
+                for owner, tag in zip(ports, tags, strict=False):
+                    try:
+                        client.exists(tag)
+                        where = port
+                    except redis.ResponseError as exc:  # MOVED: "<slot> 127.0.0.1:<port>"
+                        tail = str(exc).rsplit(":", 1)[-1]
+                        where = int(tail) if tail.isdigit() else 0
+                    if where != owner:
+                        return False
+        return True
+    _wait("every node agreeing on the moved slots", agreed)
 
 
 # -- Sentinel -------------------------------------------------------------------------------------
