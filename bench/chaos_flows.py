@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import requests
 
 from bot.alerts.blocks import STOP_REQUEST
+from bot.modelarts.refs import V1Job
 from bot.slack.blocks import CANCEL, CONFIRM
 from bot.standin.signing import slack_headers
 from bot.standin.slack import SlackStandIn
@@ -249,18 +250,18 @@ class Traffic:
         if not self.chance(0.3):
             return
         kind = self.pick(["html_500", "failure_503", "timeout", "slow_answer", "drop_after"])
-        job_id = flow.job.job_id
+        ref = V1Job(flow.job.job_id, flow.job.version_id)
         if kind == "html_500":
-            self.emulator.set_fault(job_id, "html_500", on="stop")
+            self.emulator.set_fault(ref, "html_500", on="stop")
         elif kind == "failure_503":
-            self.emulator.set_fault(job_id, "failure", on="stop", http_status=503,
+            self.emulator.set_fault(ref, "failure", on="stop", http_status=503,
                                     error_code="ModelArts.0010", error_msg="Service unavailable")
         elif kind == "timeout":     # the stop runs, the answer comes after the client gave up
-            self.emulator.set_fault(job_id, "slow", on="stop", when="after", delay=3.0)
+            self.emulator.set_fault(ref, "slow", on="stop", when="after", delay=3.0)
         elif kind == "slow_answer":
-            self.emulator.set_fault(job_id, "slow", on="stop", when="before", delay=1.2)
+            self.emulator.set_fault(ref, "slow", on="stop", when="before", delay=1.2)
         else:
-            self.emulator.set_fault(job_id, "drop", on="stop", when="after")
+            self.emulator.set_fault(ref, "drop", on="stop", when="after")
         flow.faults.append(kind)
         with self.lock:
             self.faults["modelarts_" + kind] += 1
@@ -294,7 +295,7 @@ def run_flow(t: Traffic, flow: Flow) -> Flow:
         with t.standin._lock:
             t.standin.usergroups.setdefault("S0CHAOS", []).append(user)
     if kind == "lookup_fault":
-        t.emulator.set_fault(job.job_id, "html_500", on="get", times=1)
+        t.emulator.set_fault(V1Job(job.job_id, job.version_id), "html_500", on="get", times=1)
         flow.faults.append("lookup_500")
         with t.lock:
             t.faults["modelarts_lookup_500"] += 1

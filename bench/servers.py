@@ -105,9 +105,10 @@ def _emulator_process(conn, seed: str) -> None:
     emulator = Timed(seed)
     store_stop = emulator.store.stop
 
-    def stop(job_id: int, version_id: int) -> None:
-        store_stop(job_id, version_id)
-        emulator.stopped.append((job_id, version_id, time.monotonic()))
+    def stop(ref):
+        answer = store_stop(ref)
+        emulator.stopped.append((ref.job_id, ref.version_id, time.monotonic()))
+        return answer
 
     emulator.store.stop = stop  # instrumentation only: the stop itself is the emulator's own
     conn.send(emulator.start("127.0.0.1", 0))

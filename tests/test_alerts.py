@@ -10,6 +10,7 @@ import pytest
 
 from bot.alerts.blocks import STOP_REQUEST
 from bot.alerts.parse import Alert, parse
+from bot.modelarts.refs import V1Job
 from bot.slack.blocks import CONFIRM
 from tests.plugins.alerts import ALERTS_TOKEN, generic
 from tests.plugins.slack import button_value, responses
@@ -211,18 +212,18 @@ class TestClick:
         alert = self.click_stop(bot, slack_api, "U0ALICE")
         ask = self.confirmation(slack_api, alert)
         assert "<@U0ALICE>" in ask.text and "team-a-resnet" in ask.text
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
         value = button_value(ask, CONFIRM)
         bot.click(CONFIRM, value, "U0ALICE", ask.channel, ask.ts)
         slack_api.wait_for(lambda: any("Stop requested" in m.text for m in
                                        slack_api.thread_replies(alert.channel, alert.ts)))
         slack_api.wait_for(lambda: "Stopped by <@U0ALICE> at" in alert.text)
         assert "UTC" in alert.text and not has_button(alert)
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
         bot.click(CONFIRM, value, "U0ALICE", ask.channel, ask.ts)
         slack_api.wait_for(lambda: any("already handled" in t
                                        for t in responses(slack_api, "U0ALICE")))
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_denied_user_stops_nothing(self, make_alert_bot, slack_api, emulator):
         bot = make_alert_bot()
@@ -231,7 +232,7 @@ class TestClick:
         slack_api.wait_for(lambda: any("may not stop" in t for t in responses(slack_api, "U0BOB")))
         settle()
         assert not slack_api.thread_replies(alert.channel, alert.ts)
-        assert has_button(alert) and emulator.stop_count(JOB, VERSION) == 0
+        assert has_button(alert) and emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
     def test_forged_button_value_cannot_pick_another_job(self, make_alert_bot, slack_api,
                                                          emulator):
@@ -250,7 +251,7 @@ class TestClick:
                                                                                "U0ALICE")))
         settle()
         assert not slack_api.calls_to("chat.postMessage")
-        assert emulator.stop_count(B_JOB, B_VERSION) == 0
+        assert emulator.stop_count(V1Job(B_JOB, B_VERSION)) == 0
 
     def test_stop_failure_shows_the_error_code_on_the_alert(self, make_alert_bot, slack_api,
                                                             emulator):
@@ -258,8 +259,8 @@ class TestClick:
         bot.alert(generic())
         alert = self.click_stop(bot, slack_api, "U0ONCALL")
         ask = self.confirmation(slack_api, alert)
-        emulator.set_fault(JOB, "failure", error_code="ModelArts.0105", error_msg="Error string",
-                           http_status=400)
+        emulator.set_fault(V1Job(JOB, VERSION), "failure", error_code="ModelArts.0105",
+                           error_msg="Error string", http_status=400)
         bot.click_button(ask, CONFIRM, "U0ONCALL")
         slack_api.wait_for(lambda: "Stop failed: ModelArts.0105" in alert.text)
         assert not has_button(alert)
@@ -270,4 +271,4 @@ class TestClick:
         self.click_stop(bot, slack_api, "U0ONCALL")
         slack_api.wait_for(lambda: any("not running" in t for t in responses(slack_api,
                                                                               "U0ONCALL")))
-        assert emulator.stop_count(182900, 279300) == 0
+        assert emulator.stop_count(V1Job(182900, 279300)) == 0

@@ -24,10 +24,13 @@ from bot.emulator import (
 )
 from bot.modelarts import signer
 from bot.modelarts.models import JobVersion
+from bot.modelarts.refs import V1Job
 
 JOB, VERSION = 182626, 278813
 BASE = f"/v1/{EMULATOR_PROJECT_ID}/training-jobs"
 STOP = f"{BASE}/{JOB}/versions/{VERSION}/stop"
+REF = V1Job(JOB, VERSION)
+FAULTS = f"faults/{REF.key}"
 
 
 def send_signed(emulator, session, method, path, params=(), *, sk=EMULATOR_SK, now=None,
@@ -82,13 +85,13 @@ class TestSignatureGate:
         assert body["error_msg"] == ("Incorrect IAM authentication information: "
                                      "verify aksk signature fail")
         assert body["request_id"] and resp.headers["X-Request-Id"]
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(REF) == 0
 
     def test_signature_covers_the_path(self, emulator, http_session):
         other = f"{BASE}/{JOB}/versions/278812/stop"
         resp = send_signed(emulator, http_session, "POST", STOP, sign_path=other)
         assert resp.status_code == 401
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(REF) == 0
 
     def test_signature_covers_the_query(self, emulator, http_session):
         resp = send_signed(emulator, http_session, "GET", BASE, [("per_page", 5)],
@@ -133,7 +136,7 @@ class TestTokens:
         assert resp.json() | {"request_id": None} == {
             "error_code": "APIGW.0301", "request_id": None,
             "error_msg": "Incorrect IAM authentication information: decrypt token fail"}
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(REF) == 0
 
     def test_expired_token_is_rejected(self, emulator, http_session):
         token = fetch_token(emulator, http_session).headers["X-Subject-Token"]
@@ -164,19 +167,19 @@ class TestJobs:
         assert isinstance(version, JobVersion) and version.status_name == "KILLED"
 
     def test_not_running_stop_answers_400(self, emulator, http_session):
-        emulator.set_status(JOB, VERSION, 10)
+        emulator.set_status(REF, 10)
         resp = send_signed(emulator, http_session, "POST", STOP)
         assert resp.status_code == 400
         body = resp.json()
         assert body["is_success"] is False and body["error_code"] == "ModelArts.2796"
         assert "error_message" in body
-        assert emulator.stop_count(JOB, VERSION) == 1
-        assert emulator.job(JOB, VERSION)["status"] == 10
+        assert emulator.stop_count(REF) == 1
+        assert emulator.job(REF)["status"] == 10
 
     def test_second_stop_is_refused(self, emulator, http_session):
         assert send_signed(emulator, http_session, "POST", STOP).status_code == 200
         assert send_signed(emulator, http_session, "POST", STOP).status_code == 400
-        assert emulator.stop_count(JOB, VERSION) == 2
+        assert emulator.stop_count(REF) == 2
 
     def test_unknown_version_answers_404(self, emulator, http_session):
         resp = send_signed(emulator, http_session, "GET", f"{BASE}/999/versions/1")
@@ -205,17 +208,17 @@ class TestJobs:
             {"version_id": 70, "status": 8}]}]}))
         with Emulator(seed) as emulator:
             emulator.start()
-            assert emulator.job(7, 70)["job_name"] == "tiny"
+            assert emulator.job(V1Job(7, 70))["job_name"] == "tiny"
             assert send_signed(emulator, http_session, "POST",
                                f"{BASE}/7/versions/70/stop").status_code == 200
-            assert emulator.stop_count(7, 70) == 1
+            assert emulator.stop_count(V1Job(7, 70)) == 1
 
 
 class TestFaultsOverHttp:
     def test_failure_fault_through_the_admin_route(self, emulator, http_session):
         fault = {"kind": "failure", "http_status": 409, "error_code": "ModelArts.2878",
                  "error_msg": "Job status changed", "field": "error_message"}
-        assert admin(emulator, http_session, "POST", f"faults/{JOB}", fault).status_code == 200
+        assert admin(emulator, http_session, "POST", FAULTS, fault).status_code == 200
         resp = send_signed(emulator, http_session, "POST", STOP)
         assert resp.status_code == 409
         assert resp.json() == {"is_success": False, "error_code": "ModelArts.2878",
@@ -224,36 +227,36 @@ class TestFaultsOverHttp:
         assert send_signed(emulator, http_session, "POST", STOP).status_code == 200
 
     def test_html_500_fault(self, emulator, http_session):
-        admin(emulator, http_session, "POST", f"faults/{JOB}", {"kind": "html_500"})
+        admin(emulator, http_session, "POST", FAULTS, {"kind": "html_500"})
         resp = send_signed(emulator, http_session, "POST", STOP)
         assert resp.status_code == 500 and resp.headers["Content-Type"] == "text/html"
         assert resp.text.startswith("<html>")
-        assert emulator.job(JOB, VERSION)["status"] == RUNNING
+        assert emulator.job(REF)["status"] == RUNNING
 
     def test_fault_for_a_number_of_times(self, emulator, http_session):
-        admin(emulator, http_session, "POST", f"faults/{JOB}", {"kind": "html_500", "times": 1})
+        admin(emulator, http_session, "POST", FAULTS, {"kind": "html_500", "times": 1})
         assert send_signed(emulator, http_session, "POST", STOP).status_code == 500
         assert send_signed(emulator, http_session, "POST", STOP).status_code == 200
 
     def test_drop_fault_closes_without_an_answer(self, emulator, http_session):
-        admin(emulator, http_session, "POST", f"faults/{JOB}", {"kind": "drop", "when": "after"})
+        admin(emulator, http_session, "POST", FAULTS, {"kind": "drop", "when": "after"})
         with pytest.raises(requests.ConnectionError):
             send_signed(emulator, http_session, "POST", STOP)
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(REF) == 1
 
     def test_slow_fault_before_the_stop(self, emulator, http_session):
-        emulator.set_fault(JOB, "slow", delay=5.0, when="before")
+        emulator.set_fault(REF, "slow", delay=5.0, when="before")
         with pytest.raises(requests.ReadTimeout):
             url = emulator.base_url + STOP
             headers = signer.sign("POST", url, {"X-Project-Id": EMULATOR_PROJECT_ID}, None,
                                   EMULATOR_AK, EMULATOR_SK)
             http_session.post(url, headers=headers, timeout=0.3)
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(REF) == 0
 
     def test_state_status_and_token_routes(self, emulator, http_session):
-        assert admin(emulator, http_session, "POST", f"jobs/{JOB}/versions/{VERSION}/status",
+        assert admin(emulator, http_session, "POST", f"jobs/v1:{JOB}:{VERSION}/status",
                      {"status": 11}).status_code == 200
-        assert emulator.job(JOB, VERSION)["status"] == 11
+        assert emulator.job(REF)["status"] == 11
         token = fetch_token(emulator, http_session).headers["X-Subject-Token"]
         assert admin(emulator, http_session, "POST", "expire-tokens").status_code == 200
         assert with_token(emulator, http_session, "GET", BASE, token).status_code == 401
@@ -268,6 +271,6 @@ class TestFaultsOverHttp:
         assert state["stop_counts"] == {f"{JOB}/{VERSION}": 1}
 
     def test_bad_fault_is_refused(self, emulator, http_session):
-        resp = admin(emulator, http_session, "POST", f"faults/{JOB}", {"kind": "explode"})
+        resp = admin(emulator, http_session, "POST", FAULTS, {"kind": "explode"})
         assert resp.status_code == 400
         assert send_signed(emulator, http_session, "POST", STOP).status_code == 200

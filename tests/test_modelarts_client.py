@@ -27,6 +27,7 @@ from bot.modelarts import models
 from bot.modelarts.auth import IAM_AUTH_FAILED, AkSkAuth
 from bot.modelarts.client import ModelArtsClient, build_client, hint_for
 from bot.modelarts.models import Failure, JobVersion, StopOutcome
+from bot.modelarts.refs import V1Job
 from bot.settings import load_settings
 from bot.standin.local import free_port
 
@@ -50,22 +51,23 @@ class TestStop:
         outcome = modelarts_client.stop_version(JOB, VERSION)
         assert outcome.is_success and outcome.error_code is None
         assert outcome.http_status == 200 and outcome.request_id
-        assert emulator.stop_count(JOB, VERSION) == 1
-        assert emulator.job(JOB, VERSION)["status"] == KILLING
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
+        assert emulator.job(V1Job(JOB, VERSION))["status"] == KILLING
 
     def test_ids_given_as_strings_are_accepted(self, emulator, modelarts_client):
         assert modelarts_client.stop_version(str(JOB), str(VERSION)).is_success
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_not_running_version_is_a_failure(self, emulator, modelarts_client):
-        emulator.set_status(JOB, VERSION, 10)
+        emulator.set_status(V1Job(JOB, VERSION), 10)
         outcome = modelarts_client.stop_version(JOB, VERSION)
         assert not outcome.is_success and not outcome.unknown
         assert (outcome.error_code, outcome.http_status) == ("ModelArts.2796", 400)
         assert "cannot be terminated" in outcome.error_msg
 
     def test_failure_with_error_msg(self, emulator, modelarts_client):
-        emulator.set_fault(JOB, "failure", error_code="ModelArts.0108", field="error_msg",
+        emulator.set_fault(V1Job(JOB, VERSION), "failure", error_code="ModelArts.0108",
+                           field="error_msg",
                            error_msg="You are not authorized to perform the (stop) operation",
                            http_status=403)
         outcome = modelarts_client.stop_version(JOB, VERSION)
@@ -75,15 +77,15 @@ class TestStop:
         assert outcome.request_id
 
     def test_failure_with_error_message_and_http_200(self, emulator, modelarts_client):
-        emulator.set_fault(JOB, "failure", error_code="ModelArts.0105", field="error_message",
-                           error_msg="Error string", http_status=200)
+        emulator.set_fault(V1Job(JOB, VERSION), "failure", error_code="ModelArts.0105",
+                           field="error_message", error_msg="Error string", http_status=200)
         outcome = modelarts_client.stop_version(JOB, VERSION)
         assert (outcome.is_success, outcome.error_code, outcome.error_msg) == (
             False, "ModelArts.0105", "Error string")
         assert outcome.http_status == 200
 
     def test_html_500_is_a_bad_response(self, emulator, modelarts_client):
-        emulator.set_fault(JOB, "html_500")
+        emulator.set_fault(V1Job(JOB, VERSION), "html_500")
         outcome = modelarts_client.stop_version(JOB, VERSION)
         assert (outcome.error_code, outcome.http_status) == (models.BAD_RESPONSE, 500)
         assert outcome.error_msg == "HTTP 500 with a non-JSON body"
@@ -92,15 +94,15 @@ class TestStop:
             "ModelArts is failing, try again"
 
     def test_timeout_after_the_stop_is_unknown_and_not_resent(self, emulator, http_session):
-        emulator.set_fault(JOB, "slow", delay=5.0, when="after")
+        emulator.set_fault(V1Job(JOB, VERSION), "slow", delay=5.0, when="after")
         outcome = aksk_client(emulator, http_session, timeout=0.5).stop_version(JOB, VERSION)
         assert outcome.unknown and outcome.error_code == models.TIMEOUT
         assert "outcome unknown" in outcome.error_msg
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
         assert stops_received(emulator, JOB, VERSION) == 1
 
     def test_dropped_connection_after_the_stop_is_not_resent(self, emulator, modelarts_client):
-        emulator.set_fault(JOB, "drop", when="after")
+        emulator.set_fault(V1Job(JOB, VERSION), "drop", when="after")
         outcome = modelarts_client.stop_version(JOB, VERSION)
         assert outcome.error_code == models.TRANSPORT and "outcome unknown" in outcome.error_msg
         assert stops_received(emulator, JOB, VERSION) == 1
@@ -118,7 +120,7 @@ class TestStop:
         outcome = aksk_client(emulator, http_session, sk="not-the-sk").stop_version(JOB, VERSION)
         assert (outcome.error_code, outcome.http_status) == ("APIGW.0301", 401)
         assert "verify aksk signature fail" in outcome.error_msg
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
         assert "MODELARTS_AK" in hint_for(outcome.error_code)
 
     @pytest.mark.parametrize("job_id, version_id", [
@@ -164,7 +166,7 @@ class TestRead:
         assert (result.error_code, result.http_status) == ("ModelArts.0210", 403)
 
     def test_get_fault_applies_to_reads(self, emulator, modelarts_client):
-        emulator.set_fault(JOB, "failure", on="get", error_code="ModelArts.0010",
+        emulator.set_fault(V1Job(JOB, VERSION), "failure", on="get", error_code="ModelArts.0010",
                            error_msg="Internal error", http_status=500, times=1)
         failed = modelarts_client.get_version(JOB, VERSION)
         assert isinstance(failed, Failure) and failed.error_code == "ModelArts.0010"
@@ -209,7 +211,7 @@ class TestIamToken:
         assert emulator.token_issues == 2
         after = emulator.requests[before:]
         assert [r.path.rsplit("/", 1)[-1] for r in after] == ["stop", "tokens", "stop"]
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_unknown_token_in_redis_is_replaced(self, emulator, make_iam_client, redis_client):
         client = make_iam_client()
@@ -220,7 +222,8 @@ class TestIamToken:
 
     def test_modelarts_token_error_triggers_a_refetch(self, emulator, make_iam_client):
         client = make_iam_client()
-        emulator.set_fault(JOB, "failure", on="get", http_status=401, error_code="ModelArts.0202",
+        emulator.set_fault(V1Job(JOB, VERSION), "failure", on="get", http_status=401,
+                           error_code="ModelArts.0202",
                            error_msg="Invalid Token header. Token expired", times=1)
         assert isinstance(client.get_version(JOB, VERSION), JobVersion)
         assert emulator.token_issues == 2
@@ -232,7 +235,7 @@ class TestIamToken:
             False, "APIGW.0301", 401)
         assert "token expires" in outcome.error_msg
         assert emulator.token_issues == 2
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
     def test_wrong_password_is_a_failure(self, emulator, make_iam_client):
         outcome = make_iam_client(password="wrong-password-123").stop_version(JOB, VERSION)
@@ -262,7 +265,7 @@ class TestNoSecretLeaks:
         client = make_iam_client()
         results.append(client.get_version(JOB, VERSION))
         emulator.expire_tokens()
-        emulator.set_fault(JOB, "html_500")
+        emulator.set_fault(V1Job(JOB, VERSION), "html_500")
         results.append(client.stop_version(JOB, VERSION))
         emulator.gate.token_ttl = 0
         emulator.expire_tokens()

@@ -13,6 +13,7 @@ import requests
 from bot.flow.confirmations import Result
 from bot.flow.outcomes import OwedReplies
 from bot.keys import Keys
+from bot.modelarts.refs import V1Job
 from bot.slack.blocks import CONFIRM
 from tests.plugins.slack import button_value
 from tests.test_stop_flow import JOB, VERSION, request_message
@@ -53,7 +54,7 @@ class TestOwedReplies:
         replies = outcome_replies(slack_api, msg)
         assert len(replies) == 1 and "Outcome unknown" in replies[0]
         assert "interrupted" in replies[0] and f"/modelarts status {JOB} {VERSION}" in replies[0]
-        assert emulator.stop_count(JOB, VERSION) == 0, "recovery must never stop"
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0, "recovery must never stop"
 
     def test_the_reply_lands_after_slack_refuses_it_for_a_while(self, make_bot, slack_api,
                                                                 emulator):
@@ -72,7 +73,7 @@ class TestOwedReplies:
             bot.bot.close()
         replies = outcome_replies(slack_api, msg)
         assert len(replies) == 1 and "Stop requested" in replies[0]
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_a_slow_owner_overtaken_by_recovery_posts_nothing(
             self, make_bot, slack_api, redis_client, key_prefix):
@@ -98,7 +99,7 @@ class TestOwedReplies:
         bot.click_button(msg, CONFIRM, "U0CAROL")
         slack_api.wait_for(lambda: "no longer holds a role" in msg.text)
         assert redis_client.zcard(Keys(key_prefix).owed()[0]) == 0
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
 
 def test_unparsable_bodies_are_400_not_500(make_bot):

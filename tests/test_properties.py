@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bot.alerts.blocks import STOP_REQUEST
 from bot.flow.commands import Command, Invalid, parse
 from bot.modelarts.models import MAX_ID
+from bot.modelarts.refs import V1Job
 from bot.slack.blocks import CANCEL, CONFIRM
 from tests.test_stop_flow import JOB, VERSION, request_message
 
@@ -130,16 +131,16 @@ class TestClicks:
                 return  # the one legitimate use of the button is checked below, once
             resp = bot.post(urlencode({"payload": json.dumps(body)}))
             assert resp.status_code < 500, resp.text
-            assert emulator.stop_count(JOB, VERSION) == state["allowed"]
+            assert emulator.stop_count(V1Job(JOB, VERSION)) == state["allowed"]
 
         click()
         time.sleep(0.5)   # work after the ack: a stop would show now
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
         # The harness can see a stop when one happens. (The buttons may be gone: a click with a
         # wrong id but this message's ts marks the message expired; the confirmation stays.)
         bot.click(CONFIRM, cid, "U0ONCALL", msg.channel, msg.ts)
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_any_form_body_never_5xx(self, make_bot, emulator):
         post = _signed_bytes(make_bot())
@@ -157,7 +158,7 @@ class TestClicks:
 
         send()
         time.sleep(0.3)
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
     def test_commands_with_any_text_never_5xx(self, make_bot, emulator):
         bot = make_bot()
@@ -169,7 +170,7 @@ class TestClicks:
 
         command()
         time.sleep(0.5)
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
 
 def _signed_bytes(bot):

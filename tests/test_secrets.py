@@ -14,6 +14,7 @@ import requests
 
 from bot.emulator import EMULATOR_DOMAIN, EMULATOR_PROJECT_NAME, EMULATOR_USERNAME, Emulator, User
 from bot.logs import JsonFormatter, ScrubSecrets
+from bot.modelarts.refs import V1Job
 from bot.slack.blocks import CONFIRM
 from bot.standin.slack import SlackStandIn
 from tests.plugins.alerts import AlertBot
@@ -97,11 +98,11 @@ def secret_bot(request, bot_settings, slack_api, emulator):
 
 
 def confirm_with(bot, slack_api, emulator, fault: dict | None, exclude=()) -> None:
-    emulator.set_status(JOB, VERSION, 8)
+    emulator.set_status(V1Job(JOB, VERSION), 8)
     bot.command(f"stop {JOB} {VERSION}")
     msg = request_message(slack_api, exclude)
     if fault:
-        emulator.set_fault(JOB, **fault)
+        emulator.set_fault(V1Job(JOB, VERSION), **fault)
     bot.click_button(msg, CONFIRM, "U0ONCALL")
     slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts), timeout=15)
     emulator.clear_faults()

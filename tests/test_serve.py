@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from bot.emulator import defaults
+from bot.modelarts.refs import V1Job
 from bot.slack.blocks import CONFIRM
 from bot.standin.local import free_port, wait_healthy
 from bot.standin.signing import slack_headers
@@ -94,7 +95,7 @@ class TestServe:
                                  headers=slack_headers(SIGNING_SECRET, body), timeout=5)
             assert resp.status_code == 200
             slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
-            assert emulator.stop_count(182626, 278813) == 1
+            assert emulator.stop_count(V1Job(182626, 278813)) == 1
             bad = requests.post(base + "/slack/events", data=body,
                                 headers=slack_headers("forged", body), timeout=5)
             assert bad.status_code == 401

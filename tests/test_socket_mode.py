@@ -20,6 +20,7 @@ import requests
 websockets_sync = pytest.importorskip("websockets.sync.server",
                                       reason="websockets (the dev extra) is not installed")
 
+from bot.modelarts.refs import V1Job  # noqa: E402
 from bot.slack.blocks import CONFIRM  # noqa: E402
 from bot.standin.local import free_port, wait_healthy  # noqa: E402
 from bot.standin.slack import APP_TOKEN, BOT_TOKEN  # noqa: E402
@@ -152,14 +153,14 @@ class TestSocketMode:
         first = socket_slack.send("interactive", click)
         socket_slack.ack(first)
         slack_api.wait_for(lambda: slack_api.thread_replies(message.channel, message.ts))
-        assert emulator.stop_count(182626, 278813) == 1
+        assert emulator.stop_count(V1Job(182626, 278813)) == 1
 
         again = socket_slack.send("interactive", click, retry_attempt=1, envelope_id=first)
         assert again == first
         socket_slack.ack(first, count=2)
         slack_api.wait_for(lambda: [c for c in slack_api.calls_to("chat.postEphemeral")
                                     if "already handled" in c.params.get("text", "")])
-        assert emulator.stop_count(182626, 278813) == 1
+        assert emulator.stop_count(V1Job(182626, 278813)) == 1
         assert len(slack_api.thread_replies(message.channel, message.ts)) == 1
 
     def test_a_malformed_command_is_answered_in_the_ack(self, socket_bot, socket_slack,

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bot.keys import Keys
+from bot.modelarts.refs import V1Job
 from bot.slack.blocks import CANCEL, CONFIRM
 from tests.plugins.slack import SIGNING_SECRET, button_value, responses
 
@@ -54,19 +55,19 @@ class TestHappyPath:
         actions = next(b for b in msg.blocks if b["type"] == "actions")["elements"]
         assert [a["action_id"] for a in actions] == [CONFIRM, CANCEL]
         assert actions[0]["style"] == "danger"
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
         assert bot.click_button(msg, CONFIRM, "U0ONCALL").status_code == 200
         replies = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
         assert "Stop requested" in replies[0].text
         assert str(JOB) in replies[0].text and "team-a-resnet" in replies[0].text
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
         slack_api.wait_for(lambda: "Stop requested" in msg.text and not has_buttons(msg))
         updates = [c.params["text"] for c in slack_api.calls_to("chat.update")]
         assert any("Stopping... confirmed by <@U0ONCALL>" in t for t in updates)
 
     def test_ack_comes_before_the_modelarts_lookup(self, make_bot, slack_api, emulator):
-        emulator.set_fault(JOB, "slow", on="get", delay=1.5)
+        emulator.set_fault(V1Job(JOB, VERSION), "slow", on="get", delay=1.5)
         bot = make_bot()
         started = time.monotonic()
         assert bot.command(f"stop {JOB} {VERSION}").status_code == 200
@@ -97,7 +98,7 @@ class TestRefusals:
         make_bot().command("stop 182900 279300")
         wait_reply(slack_api, "U0ONCALL", "is COMPLETED, not running: nothing to stop")
         assert not slack_api.calls_to("chat.postMessage")
-        assert emulator.stop_count(182900, 279300) == 0
+        assert emulator.stop_count(V1Job(182900, 279300)) == 0
 
     @pytest.mark.parametrize("user", ["U0STRANGER", "U0BOB"])
     def test_denied_user_gets_the_role_that_would_allow(self, make_bot, slack_api, emulator, user):
@@ -107,7 +108,7 @@ class TestRefusals:
         assert "team-a-resnet" in text and "`team-a`" in text and "`oncall`" in text
         settle()
         assert not slack_api.calls_to("chat.postMessage")
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
     def test_usergroup_member_may_stop(self, make_bot, slack_api, emulator):
         slack_api.usergroups["S0TEAMA"] = ["U0CAROL"]
@@ -116,13 +117,13 @@ class TestRefusals:
         msg = request_message(slack_api)
         bot.click_button(msg, CONFIRM, "U0CAROL")
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_usergroup_membership_does_not_reach_other_teams(self, make_bot, slack_api, emulator):
         slack_api.usergroups["S0TEAMA"] = ["U0CAROL"]
         make_bot().command(f"stop {B_JOB} {B_VERSION}", user="U0CAROL")
         wait_reply(slack_api, "U0CAROL", "may not stop")
-        assert emulator.stop_count(B_JOB, B_VERSION) == 0
+        assert emulator.stop_count(V1Job(B_JOB, B_VERSION)) == 0
 
     def test_bot_not_in_channel_asks_for_an_invite(self, make_bot, slack_api, redis_client,
                                                    key_prefix):
@@ -151,7 +152,7 @@ class TestMalformed:
         assert needle in resp.json()["text"] and "Usage" in resp.json()["text"]
         settle(0.2)
         assert not slack_api.calls_to("chat.postMessage")
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
 
 class TestSigning:
@@ -179,10 +180,10 @@ class TestClicks:
         msg = request_message(slack_api)
         bot.click_button(msg, CONFIRM, "U0ALICE")
         wait_reply(slack_api, "U0ALICE", "Only <@U0ONCALL> can confirm")
-        assert has_buttons(msg) and emulator.stop_count(JOB, VERSION) == 0
+        assert has_buttons(msg) and emulator.stop_count(V1Job(JOB, VERSION)) == 0
         bot.click_button(msg, CONFIRM, "U0ONCALL")
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_twenty_concurrent_clicks_give_one_stop(self, make_bot, slack_api, emulator):
         bot = make_bot()
@@ -197,7 +198,7 @@ class TestClicks:
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
         slack_api.wait_for(
             lambda: len(replies_with(slack_api, "U0ONCALL", "already handled")) == 19, timeout=20)
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
         assert len(slack_api.thread_replies(msg.channel, msg.ts)) == 1
 
     def test_slack_retry_of_a_click_stops_nothing_twice(self, make_bot, slack_api, emulator):
@@ -211,7 +212,7 @@ class TestClicks:
         wait_reply(slack_api, "U0ONCALL", "already handled")
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
         settle()
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
         assert len(slack_api.thread_replies(msg.channel, msg.ts)) == 1
 
     def test_two_replicas_share_one_confirmation(self, make_bot, slack_api, emulator):
@@ -226,7 +227,7 @@ class TestClicks:
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
         slack_api.wait_for(lambda: len(replies_with(slack_api, "U0ONCALL", "already handled")) == 9,
                           timeout=20)
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_request_on_one_replica_confirm_on_the_other(self, make_bot, slack_api, emulator):
         one, two = make_bot(), make_bot()
@@ -234,7 +235,7 @@ class TestClicks:
         msg = request_message(slack_api)
         two.click_button(msg, CONFIRM, "U0ONCALL")
         slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_expired_confirmation_stops_nothing_and_loses_buttons(self, make_bot, slack_api,
                                                                   emulator):
@@ -245,7 +246,7 @@ class TestClicks:
         bot.click_button(msg, CONFIRM, "U0ONCALL")
         wait_reply(slack_api, "U0ONCALL", "expired")
         slack_api.wait_for(lambda: not has_buttons(msg))
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
     def test_cancel_by_requester(self, make_bot, slack_api, emulator):
         bot = make_bot()
@@ -258,7 +259,7 @@ class TestClicks:
         slack_api.wait_for(lambda: "Cancelled by <@U0ONCALL>" in msg.text and not has_buttons(msg))
         bot.click(CONFIRM, value, "U0ONCALL", msg.channel, msg.ts)
         wait_reply(slack_api, "U0ONCALL", "already handled")
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
     def test_role_is_checked_again_at_confirm(self, make_bot, slack_api, emulator, roles_file):
         slack_api.usergroups["S0TEAMA"] = ["U0CAROL"]
@@ -268,7 +269,7 @@ class TestClicks:
         slack_api.usergroups["S0TEAMA"] = []
         bot.click_button(msg, CONFIRM, "U0CAROL")
         slack_api.wait_for(lambda: "no longer holds a role" in msg.text)
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
     def test_confirm_reads_the_cached_usergroup_with_its_consume(
             self, make_bot, slack_api, emulator, redis_client, key_prefix):
@@ -280,7 +281,7 @@ class TestClicks:
         redis_client.set(Keys(key_prefix).usergroup("S0TEAMA"), "[]", ex=300)
         bot.click_button(msg, CONFIRM, "U0CAROL")
         slack_api.wait_for(lambda: "no longer holds a role" in msg.text)
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
         assert len(slack_api.calls_to("usergroups.users.list")) == 1
 
     @pytest.mark.parametrize("payload", [
@@ -295,7 +296,7 @@ class TestClicks:
         resp = make_bot().post(urlencode({"payload": json.dumps(payload)}))
         assert resp.status_code < 500
         settle(0.2)
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
     def test_forged_confirmation_id_stops_nothing(self, make_bot, slack_api, emulator):
         bot = make_bot()
@@ -303,7 +304,7 @@ class TestClicks:
         msg = request_message(slack_api)
         bot.click(CONFIRM, "forged-id", "U0ONCALL", msg.channel, msg.ts, msg.blocks)
         wait_reply(slack_api, "U0ONCALL", "expired")
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
 
 class TestModelArtsFailures:
@@ -312,8 +313,8 @@ class TestModelArtsFailures:
         bot = make_bot()
         bot.command(f"stop {JOB} {VERSION}")
         msg = request_message(slack_api)
-        emulator.set_fault(JOB, "failure", error_code="ModelArts.0105", error_msg="Error string",
-                           field=field, http_status=400)
+        emulator.set_fault(V1Job(JOB, VERSION), "failure", error_code="ModelArts.0105",
+                           error_msg="Error string", field=field, http_status=400)
         bot.click_button(msg, CONFIRM, "U0ONCALL")
         reply = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))[0]
         assert "ModelArts.0105" in reply.text and "Error string" in reply.text
@@ -323,7 +324,7 @@ class TestModelArtsFailures:
         bot = make_bot()
         bot.command(f"stop {JOB} {VERSION}")
         msg = request_message(slack_api)
-        emulator.set_fault(JOB, "html_500")
+        emulator.set_fault(V1Job(JOB, VERSION), "html_500")
         bot.click_button(msg, CONFIRM, "U0ONCALL")
         reply = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))[0]
         assert "HTTP 500" in reply.text and "Stop failed" in reply.text
@@ -332,16 +333,16 @@ class TestModelArtsFailures:
         bot = make_bot(MODELARTS_TIMEOUT_SECONDS=0.5)
         bot.command(f"stop {JOB} {VERSION}")
         msg = request_message(slack_api)
-        emulator.set_fault(JOB, "slow", delay=1.5, when="after")
+        emulator.set_fault(V1Job(JOB, VERSION), "slow", delay=1.5, when="after")
         bot.click_button(msg, CONFIRM, "U0ONCALL")
         reply = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))[0]
         assert "Outcome unknown" in reply.text
-        slack_api.wait_for(lambda: emulator.stop_count(JOB, VERSION) == 1)
+        slack_api.wait_for(lambda: emulator.stop_count(V1Job(JOB, VERSION)) == 1)
         settle(1.5)
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_lookup_failure_is_reported_and_nothing_pending(self, make_bot, slack_api, emulator):
-        emulator.set_fault(JOB, "html_500", on="get")
+        emulator.set_fault(V1Job(JOB, VERSION), "html_500", on="get")
         make_bot().command(f"stop {JOB} {VERSION}")
         wait_reply(slack_api, "U0ONCALL", "Could not look up")
         assert not slack_api.calls_to("chat.postMessage")
@@ -356,7 +357,7 @@ class TestRedisDown:
         own_redis.stop()
         bot.click_button(msg, CONFIRM, "U0ONCALL")
         wait_reply(slack_api, "U0ONCALL", "can't reach my state store (Redis)")
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
         assert bot.http.get(bot.url + "/healthz", timeout=5).status_code == 200
 
         own_redis.start()  # empty again: the confirmation is gone, so the click is expired
@@ -366,7 +367,7 @@ class TestRedisDown:
         fresh = request_message(slack_api, exclude=(msg.ts,))
         bot.click_button(fresh, CONFIRM, "U0ONCALL")
         slack_api.wait_for(lambda: slack_api.thread_replies(fresh.channel, fresh.ts))
-        assert emulator.stop_count(JOB, VERSION) == 1
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
 
     def test_redis_down_at_request_tells_the_user_and_keeps_nothing(self, make_bot, slack_api,
                                                                     emulator, own_redis):
@@ -378,7 +379,7 @@ class TestRedisDown:
         if posted:  # the request was posted before Redis failed: it must say it can't be confirmed
             msg = next(iter(slack_api.messages.values()))
             slack_api.wait_for(lambda: not has_buttons(msg) and "Not recorded" in msg.text)
-        assert emulator.stop_count(JOB, VERSION) == 0
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
 
 
 class TestDecisionLog:

@@ -1,4 +1,5 @@
-"""A local stand-in for ModelArts v1 training jobs, IAM and the API gateway, for tests and demos.
+"""A local stand-in for ModelArts training jobs (v1 and v2), IAM and the API gateway, for tests
+and demos. Its test API is keyed by JobRef: ``emulator.stop_count(V2Job(id))``.
 
     with Emulator() as emulator:
         base_url = emulator.start()
@@ -16,9 +17,10 @@ from bot.emulator.defaults import (
 from bot.emulator.gate import User
 from bot.emulator.server import Emulator, Received, serve_forever
 from bot.emulator.state import KILLED, KILLING, RUNNING, Fault
+from bot.emulator.training import PHASES, STOPPABLE
 
 __all__ = [
     "EMULATOR_AK", "EMULATOR_DOMAIN", "EMULATOR_PASSWORD", "EMULATOR_PROJECT_ID",
-    "EMULATOR_PROJECT_NAME", "EMULATOR_SK", "EMULATOR_USERNAME", "KILLED", "KILLING", "RUNNING",
-    "Emulator", "Fault", "Received", "User", "serve_forever",
+    "EMULATOR_PROJECT_NAME", "EMULATOR_SK", "EMULATOR_USERNAME", "KILLED", "KILLING", "PHASES",
+    "RUNNING", "STOPPABLE", "Emulator", "Fault", "Received", "User", "serve_forever",
 ]

@@ -1,6 +1,10 @@
 """The emulator's API gateway and IAM: checks AK/SK signatures and issues and checks tokens.
 
 Rejections look like the Huawei gateway's: HTTP 401 with APIGW.0301 and a sub-message.
+IAM issues a token for a password request scoped to the emulator's project, by id or by name
+(``"scope": {"project": {"id": ...}}`` or ``{"name": ...}``), and the token carries that project.
+It refuses as Keystone, which IAM is built on, does: a wrong user, password or project is 401
+``{"error": {...}}``; a scope that names no project id or name is 400 IAM.0007.
 """
 
 from __future__ import annotations
@@ -34,8 +38,24 @@ class User:
 @dataclass
 class Token:
     user: str
-    project_name: str
+    project_id: str
     expires_at: float  # clock seconds
+
+
+_UNAUTHORIZED = {"error": {"code": 401, "title": "Unauthorized",
+                           "message": "The username or password is wrong."}}
+_NO_PROJECT = {"error": {"code": 401, "title": "Unauthorized",
+                         "message": "The request you have made requires authentication."}}
+_BAD_SCOPE = {"error_code": "IAM.0007",
+              "error_msg": "Request parameter auth.scope.project is invalid."}
+
+
+class IamRefused(Exception):
+    """A token request IAM refuses: ``status`` and the JSON ``body`` it answers."""
+
+    def __init__(self, status: int, body: dict) -> None:
+        super().__init__(status)
+        self.status, self.body = status, body
 
 
 class Rejected(Exception):
@@ -51,13 +71,14 @@ class Gate:
         self,
         ak: str,
         sk: str,
+        project_id: str,
         project_name: str,
         users: list[User],
         token_ttl: float,
         clock: Callable[[], float],
     ) -> None:
         self.ak, self._sk = ak, sk
-        self.project_name = project_name
+        self.project_id, self.project_name = project_id, project_name
         self._users = {(u.domain, u.name): u for u in users}
         self.token_ttl = token_ttl
         self._clock = clock
@@ -76,25 +97,46 @@ class Gate:
             return self._check_signature(method, path, query, headers, body)
         raise _gate(TOKEN_MISSING)
 
-    def issue(self, body: object) -> tuple[str, str] | None:
-        """A new token and its ISO expiry for a valid password request, else None."""
+    def issue(self, body: object) -> tuple[str, str]:
+        """A new token and its ISO expiry for a valid password request, or IamRefused."""
         try:
             identity = body["auth"]["identity"]  # type: ignore[index]
             user = identity["password"]["user"]
             key = (user["domain"]["name"], user["name"])
-            project = body["auth"]["scope"]["project"]["name"]  # type: ignore[index]
             ok = "password" in identity["methods"] and key in self._users
             ok = ok and hmac.compare_digest(self._users[key].password, str(user["password"]))
         except (KeyError, TypeError):
-            return None
-        if not ok or project != self.project_name:
-            return None
+            raise IamRefused(401, _UNAUTHORIZED) from None
+        if not ok:
+            raise IamRefused(401, _UNAUTHORIZED)
+        self._check_scope(body)
         token = "MIIemu" + secrets.token_urlsafe(32)
         expires_at = self._clock() + self.token_ttl
         with self._lock:
-            self._tokens[token] = Token(key[1], project, expires_at)
+            self._tokens[token] = Token(key[1], self.project_id, expires_at)
             self.token_issues += 1
         return token, datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z")
+
+    def _check_scope(self, body: object) -> None:
+        """The scope must name this project by id or by name (the id wins when both are given)."""
+        try:
+            project = body["auth"]["scope"]["project"]  # type: ignore[index]
+        except (KeyError, TypeError):
+            raise IamRefused(400, _BAD_SCOPE) from None
+        if not isinstance(project, dict) or not (project.get("id") or project.get("name")):
+            raise IamRefused(400, _BAD_SCOPE)
+        if project.get("id"):
+            ok = project["id"] == self.project_id
+        else:
+            ok = project["name"] == self.project_name
+        if not ok:
+            raise IamRefused(401, _NO_PROJECT)
+
+    def project_of(self, token: str) -> str | None:
+        """The project id a token is scoped to, or None for an unknown token."""
+        with self._lock:
+            found = self._tokens.get(token)
+        return found.project_id if found else None
 
     def expire_tokens(self) -> None:
         """Every token issued so far is expired from now on."""

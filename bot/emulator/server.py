@@ -1,21 +1,18 @@
-"""A real HTTP server that answers like ModelArts v1 training jobs, IAM, and the API gateway.
+"""A real HTTP server that answers like ModelArts training jobs (v1 and v2), IAM and the gateway.
 
-Error codes it chooses (the real ones for v1 are unconfirmed, see the API reference):
+v2 routes and their errors: see bot.emulator.v2. Error codes it chooses for v1 (the real ones are
+unconfirmed, see the API reference):
 - a stop of a version that is not running: HTTP 400, ModelArts.2796 (NotAllowedToTerminate, the
   closest documented code; the docs list it with 409 for the v2 service).
 - an unknown job or version: HTTP 404, ModelArts.2775 (TrainingJobNotFound; listed with 400).
 - a project id in the path that is not the emulator's: HTTP 403, ModelArts.0210.
 - a bad signature or token: HTTP 401, APIGW.0301, as the gateway answers.
 - an unknown route: HTTP 404, APIGW.0101.
-ModelArts errors use ``error_message`` (the current docs) unless a fault asks for ``error_msg``.
+- every v1 route once ``retire_v1(True)``: HTTP 404, APIGW.0101, as a region where the
+  old-version training API is withdrawn would answer (the gateway no longer publishes it).
+v1 errors use ``error_message`` (the current docs) unless a fault asks for ``error_msg``.
 
-Admin routes for tests in another process (no auth; bind the emulator to loopback):
-  GET    /_emulator/state                                   jobs, stop counts, token issues
-  POST   /_emulator/faults/{job_id}                         body: Fault fields, e.g. {"kind": ...}
-  DELETE /_emulator/faults                                  clear every fault
-  POST   /_emulator/jobs/{job_id}/versions/{version_id}/status   body: {"status": 8}
-  POST   /_emulator/stop-delay                              body: {"seconds": 0.5}
-  POST   /_emulator/expire-tokens
+Admin routes for tests in another process: see bot.emulator.admin.
 """
 
 from __future__ import annotations
@@ -33,9 +30,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.emulator import defaults
-from bot.emulator.gate import Gate, Rejected, User
-from bot.emulator.state import Fault, StopRefused, Store, load_jobs
+from bot.emulator import defaults, v2
+from bot.emulator.admin import admin
+from bot.emulator.gate import Gate, IamRefused, Rejected, User
+from bot.emulator.state import Fault, StopRefused, Store, load_seed
+from bot.emulator.training import PHASES
+from bot.modelarts.refs import JobRef, V1Job, V2Job
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ _V1 = r"^/v1/(?P<project>[^/]+)/training-jobs"
 _JOBS = re.compile(_V1 + r"$")
 _VERSIONS = re.compile(_V1 + r"/(?P<job>\d{1,19})/versions$")
 _VERSION = re.compile(_V1 + r"/(?P<job>\d{1,19})/versions/(?P<version>\d{1,19})(?P<stop>/stop)?$")
-_ADMIN_FAULT = re.compile(r"^/_emulator/faults/(?P<job>\d+)$")
-_ADMIN_STATUS = re.compile(r"^/_emulator/jobs/(?P<job>\d+)/versions/(?P<version>\d+)/status$")
+_STATUS_NUMBERS = re.compile(r"^\d{1,3}(,\d{1,3})*$")
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -77,10 +76,11 @@ class Emulator:
     ) -> None:
         self.project_id = project_id
         self._offset = 0.0
+        self.v1_retired = False
         users = users if users is not None else [User(
             defaults.EMULATOR_USERNAME, defaults.EMULATOR_PASSWORD, defaults.EMULATOR_DOMAIN)]
-        self.store = Store(load_jobs(seed_path), stop_delay, self.clock)
-        self.gate = Gate(ak, sk, project_name, users, token_ttl, self.clock)
+        self.store = Store(*load_seed(seed_path), stop_delay, self.clock)
+        self.gate = Gate(ak, sk, project_id, project_name, users, token_ttl, self.clock)
         self._received: list[Received] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -127,16 +127,32 @@ class Emulator:
     def wait(self, seconds: float) -> None:
         self._closing.wait(seconds)
 
-    # State and faults, for tests.
-    def job(self, job_id: int, version_id: int) -> dict[str, Any] | None:
-        """The version's current fields (status, names, times), or None."""
-        return self.store.version(job_id, version_id)
+    # State and faults, for tests: one API over both kinds, keyed by JobRef.
+    def job(self, ref: JobRef) -> dict[str, Any] | None:
+        """The current fields, or None: a v1 version's (status, names, times) or a v2 job
+        object as GET /v2/.../training-jobs/{id} returns it."""
+        return self.store.get(ref)
 
-    def set_status(self, job_id: int, version_id: int, status: int) -> None:
-        self.store.set_status(job_id, version_id, status)
+    def set_status(self, ref: JobRef, status: int | str) -> None:
+        """A v1 status number (8 RUNNING ...) or a v2 phase ("Running" ...)."""
+        self.store.set_status(ref, status)
 
-    def stop_count(self, job_id: int, version_id: int) -> int:
-        return self.store.stop_count(job_id, version_id)
+    def stop_count(self, ref: JobRef) -> int:
+        """Stop (v1) or terminate (v2) calls that reached this job, refused ones included."""
+        return self.store.stop_count(ref)
+
+    def add_training_jobs(self, n: int, name_prefix: str = "bulk-", phase: str = "Running",
+                          **fields: Any) -> list[V2Job]:
+        """``n`` new v2 jobs named ``{name_prefix}{k}``, with distinct create times (1 s apart,
+        the newest about now); ``fields`` sets other TrainingJob fields (node_count ...)."""
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {', '.join(PHASES)}")
+        return self.store.add_training_jobs(n, name_prefix, phase, **fields)
+
+    def retire_v1(self, retired: bool = True) -> None:
+        """Answer every v1 route with 404 APIGW.0101, as a region where old-version training
+        management is withdrawn (its API no longer published); v2 and IAM work as before."""
+        self.v1_retired = retired
 
     @property
     def stop_delay(self) -> float:
@@ -146,9 +162,9 @@ class Emulator:
     def stop_delay(self, seconds: float) -> None:
         self.store.stop_delay = seconds
 
-    def set_fault(self, job_id: int, kind: str, **options: Any) -> None:
-        """Make this job's requests go wrong; see ``Fault`` for ``kind`` and the options."""
-        self.store.set_fault(job_id, Fault(kind, **options))
+    def set_fault(self, ref: JobRef, kind: str, **options: Any) -> None:
+        """Make this job's requests go wrong (a v1 fault: the version named); see ``Fault``."""
+        self.store.set_fault(ref, Fault(kind, **options))
 
     def clear_faults(self) -> None:
         self.store.clear_faults()
@@ -173,8 +189,9 @@ class Emulator:
             self._received.append(received)
 
     def state(self) -> dict[str, Any]:
-        return {"jobs": self.store.jobs(), "stop_counts": self.store.stop_counts(),
-                "token_issues": self.token_issues, "stop_delay": self.stop_delay}
+        return {"jobs": self.store.jobs(), "training_jobs": self.store.training_jobs(),
+                "stop_counts": self.store.stop_counts(), "token_issues": self.token_issues,
+                "stop_delay": self.stop_delay, "v1_retired": self.v1_retired}
 
 
 class _Server(ThreadingHTTPServer):
@@ -214,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if parts.path.startswith("/_emulator/"):
-            self._send_json(*_admin(self.emulator, method, parts.path, body))
+            self._send_json(*admin(self.emulator, method, parts.path, body))
             return
         query = parse_qsl(parts.query, keep_blank_values=True)
         self.emulator.record(Received(method, parts.path, query, dict(self.headers.items()),
@@ -222,38 +239,41 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and parts.path == "/v3/auth/tokens":
             self._issue_token(body)
             return
+        if self.emulator.v1_retired and parts.path.startswith("/v1/"):
+            self._no_api()
+            return
         try:
             self.emulator.gate.check(method, parts.path, query, self.headers, body)
         except Rejected as exc:
             self._send_json(exc.status, {"error_code": exc.code, "error_msg": exc.msg,
                                          "request_id": uuid.uuid4().hex})
             return
-        self._route(method, parts.path, dict(query))
+        if parts.path.startswith("/v2/"):
+            self._route_v2(method, parts.path, body)
+        else:
+            self._route(method, parts.path, dict(query))
 
     def _issue_token(self, body: bytes) -> None:
+        gate = self.emulator.gate
         try:
-            issued = self.emulator.gate.issue(json.loads(body or b"null"))
+            token, expires_at = gate.issue(json.loads(body or b"null"))
         except ValueError:
-            issued = None
-        if issued is None:
-            # Keystone's error shape, which IAM keeps for a wrong user or password.
-            self._send_json(401, {"error": {"code": 401, "title": "Unauthorized",
-                                            "message": "The username or password is wrong."}})
+            self._send_json(400, {"error_code": "IAM.0007", "error_msg": "The body is not JSON."})
             return
-        token, expires_at = issued
+        except IamRefused as exc:
+            self._send_json(exc.status, exc.body)
+            return
+        project = {"name": gate.project_name, "id": gate.project_id,
+                   "domain": {"name": defaults.EMULATOR_DOMAIN}}
         self._send_json(201, {"token": {"expires_at": expires_at, "methods": ["password"],
-                                        "project": {"name": self.emulator.gate.project_name,
-                                                    "id": self.emulator.project_id}}},
-                        {"X-Subject-Token": token})
+                                        "project": project}}, {"X-Subject-Token": token})
 
     def _route(self, method: str, path: str, query: dict[str, str]) -> None:
         emulator = self.emulator
         match = _VERSION.match(path) or _VERSIONS.match(path) or _JOBS.match(path)
         wanted = "POST" if match and match.groupdict().get("stop") else "GET"
         if match is None or method != wanted:
-            self._send_json(404, {"error_code": "APIGW.0101", "request_id": uuid.uuid4().hex,
-                                  "error_msg": "The API does not exist or has not been published "
-                                  "in the environment"})
+            self._no_api()
             return
         if match["project"] != emulator.project_id:
             self._send_json(*_error(403, "ModelArts.0210",
@@ -264,24 +284,52 @@ class _Handler(BaseHTTPRequestHandler):
             return
         job_id = int(match["job"])
         if match.re is _VERSIONS:
-            self._with_fault(job_id, "get", lambda: _version_list(emulator, job_id, query))
-        elif match["stop"]:
-            version_id = int(match["version"])
-            self._with_fault(job_id, "stop", lambda: _stop(emulator, job_id, version_id))
+            refs = emulator.store.versions_of(job_id)
+            self._with_fault(refs, "get", lambda: _version_list(emulator, job_id, query))
+            return
+        ref = V1Job(job_id, int(match["version"]))
+        if match["stop"]:
+            self._with_fault([ref], "stop", lambda: _stop(emulator, ref))
         else:
-            version_id = int(match["version"])
-            self._with_fault(job_id, "get", lambda: _version(emulator, job_id, version_id))
+            self._with_fault([ref], "get", lambda: _version(emulator, ref))
 
-    def _with_fault(self, job_id: int, route: str, work: Callable[[], Reply]) -> None:
-        fault = self.emulator.store.take_fault(job_id, route)
-        if fault is None:
+    def _route_v2(self, method: str, path: str, body: bytes) -> None:
+        emulator = self.emulator
+        match = v2.JOB.match(path) or v2.ACTIONS.match(path) or v2.SEARCHES.match(path)
+        if match is None or method != ("GET" if match.re is v2.JOB else "POST"):
+            self._no_api()
+            return
+        if match["project"] != emulator.project_id:
+            self._send_json(*v2.error(403, "ModelArts.0210",
+                                      "The project id in the request URL does not match the "
+                                      "token"))
+            return
+        if match.re is v2.SEARCHES:
+            self._send_json(*v2.searches(emulator, body))
+            return
+        ref = v2.ref_of(match["id"])
+        if ref is None:
+            self._send_json(*v2.bad_id(match["id"]))
+        elif match.re is v2.JOB:
+            self._with_fault([ref], "get", lambda: v2.detail(emulator, ref))
+        else:
+            self._with_fault([ref], "stop", lambda: v2.action(emulator, ref, body))
+
+    def _no_api(self) -> None:
+        self._send_json(404, {"error_code": "APIGW.0101", "request_id": uuid.uuid4().hex,
+                              "error_msg": "The API does not exist or has not been published "
+                              "in the environment"})
+
+    def _with_fault(self, refs: list[JobRef], route: str, work: Callable[[], Reply]) -> None:
+        fault = self.emulator.store.take_fault(refs, route)
+        if fault is None or fault.kind == "stuck":  # stuck: the store holds the stop
             self._send_json(*work())
         elif fault.kind == "html_500":
             self._send(500, b"<html><body><h1>500 Internal Server Error</h1></body></html>",
                        "text/html")
         elif fault.kind == "failure":
-            self._send_json(fault.http_status, {"is_success": False,
-                                                "error_code": fault.error_code,
+            v1 = {"is_success": False} if isinstance(refs[0], V1Job) else {}
+            self._send_json(fault.http_status, {**v1, "error_code": fault.error_code,
                                                 fault.field: fault.error_msg})
         elif fault.when == "before":
             if self._disrupt(fault):
@@ -324,16 +372,16 @@ def _not_found(job_id: int) -> Reply:
                   "not found")
 
 
-def _version(emulator: Emulator, job_id: int, version_id: int) -> Reply:
-    found = emulator.store.version(job_id, version_id)
-    return (200, {"is_success": True, **found}) if found else _not_found(job_id)
+def _version(emulator: Emulator, ref: V1Job) -> Reply:
+    found = emulator.store.get(ref)
+    return (200, {"is_success": True, **found}) if found else _not_found(ref.job_id)
 
 
-def _stop(emulator: Emulator, job_id: int, version_id: int) -> Reply:
+def _stop(emulator: Emulator, ref: V1Job) -> Reply:
     try:
-        emulator.store.stop(job_id, version_id)
+        emulator.store.stop(ref)
     except KeyError:
-        return _not_found(job_id)
+        return _not_found(ref.job_id)
     except StopRefused:
         return _error(400, "ModelArts.2796", "NotAllowedToTerminate: The job cannot be "
                       "terminated. Check whether the job status is valid.")
@@ -353,11 +401,27 @@ def _paged(items: list[Any], per_page: int, page: int) -> list[Any]:
     return items if page == 0 else items[(page - 1) * per_page : page * per_page]
 
 
+_SORT_KEYS = ("job_name", "job_desc", "status", "duration", "version_count", "create_time")
+
+
 def _job_list(emulator: Emulator, query: dict[str, str]) -> Reply:
+    """Jobs (their latest version's status), filtered by ``status`` (one number, or several
+    comma-separated) and ``search_content`` (in the name, any case), sorted by ``sortBy``
+    (job_name) and ``order`` (asc) as the v1 docs describe."""
     paging = _page(query, 1)
+    status, search = query.get("status", ""), query.get("search_content", "")
+    sort_by, order = query.get("sortBy", "job_name"), query.get("order", "asc")
     if paging is None or paging[1] == 0:
         return _error(400, "ModelArts.0101", "Invalid Argument: per_page or page")
+    if (status and not _STATUS_NUMBERS.match(status)) or len(search) > 64:
+        return _error(400, "ModelArts.0101", "Invalid Argument: status or search_content")
+    if sort_by not in _SORT_KEYS or order not in ("asc", "desc"):
+        return _error(400, "ModelArts.0101", "Invalid Argument: sortBy or order")
     jobs = [{k: v for k, v in job.items() if k != "versions"} for job in emulator.store.jobs()]
+    wanted = {int(s) for s in status.split(",")} if status else None
+    jobs = [j for j in jobs if (wanted is None or j["status"] in wanted)
+            and search.lower() in j["job_name"].lower()]
+    jobs.sort(key=lambda j: (j[sort_by] is None, j[sort_by] or 0), reverse=order == "desc")
     return 200, {"is_success": True, "job_total_count": len(jobs), "job_count_limit": 100,
                  "jobs": _paged(jobs, *paging), "quotas": 100}
 
@@ -372,29 +436,6 @@ def _version_list(emulator: Emulator, job_id: int, query: dict[str, str]) -> Rep
     for key in ("version_id", "status", "create_time", "duration"):
         job.pop(key)
     return 200, {"is_success": True, **job, "versions": _paged(versions, *paging)}
-
-
-def _admin(emulator: Emulator, method: str, path: str, body: bytes) -> Reply:
-    """The /_emulator/ routes: drive the emulator from another process."""
-    try:
-        data = json.loads(body) if body else {}
-        if method == "GET" and path == "/_emulator/state":
-            return 200, emulator.state()
-        if method == "DELETE" and path == "/_emulator/faults":
-            emulator.clear_faults()
-        elif method == "POST" and (m := _ADMIN_FAULT.match(path)):
-            emulator.set_fault(int(m["job"]), **data)
-        elif method == "POST" and (m := _ADMIN_STATUS.match(path)):
-            emulator.set_status(int(m["job"]), int(m["version"]), int(data["status"]))
-        elif method == "POST" and path == "/_emulator/stop-delay":
-            emulator.stop_delay = float(data["seconds"])
-        elif method == "POST" and path == "/_emulator/expire-tokens":
-            emulator.expire_tokens()
-        else:
-            return 404, {"error": f"no admin route {method} {path}"}
-    except (ValueError, TypeError, KeyError) as exc:
-        return 400, {"error": f"{type(exc).__name__}: {exc}"}
-    return 200, {"ok": True}
 
 
 def serve_forever(
