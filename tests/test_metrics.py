@@ -173,8 +173,6 @@ class TestExposition:
         assert value(after, calls, api="v1", operation="stop") - value(
             before, calls, api="v1", operation="stop") == 1
 
-    @pytest.mark.xfail(strict=True, reason="waits for the Slack transport engineer: "
-                       "observe_slack() called from the Slack client")
     def test_a_full_stop_times_its_slack_posts(self, serve_bot, slack_api):
         server = serve_bot()
         before = scrape(server)

@@ -135,3 +135,23 @@ class TestAnswersAsUrllibDoes:
         call = slack_api.calls_to("chat.postMessage")[0]
         assert call.headers["authorization"] == f"Bearer {BOT_TOKEN}"
         assert call.params["text"] == "x"
+
+
+class TestMetrics:
+    def test_each_call_is_timed_and_an_error_counted_by_its_code(self, slack_api):
+        from prometheus_client import REGISTRY
+
+        def sample(name: str, **labels: str) -> float:
+            return REGISTRY.get_sample_value(name, labels) or 0.0
+
+        posts = ("modelarts_bot_slack_request_seconds_count", {"method": "chat.postMessage"})
+        refused = ("modelarts_bot_slack_errors_total",
+                   {"method": "chat.postMessage", "error": "not_in_channel"})
+        before = sample(posts[0], **posts[1]), sample(refused[0], **refused[1])
+        slack = client(slack_api.api_url)
+        slack.chat_postMessage(channel="C1", text="x")
+        slack_api.refused_channels["C0GONE"] = "not_in_channel"
+        with pytest.raises(SlackApiError):
+            slack.chat_postMessage(channel="C0GONE", text="x")
+        assert sample(posts[0], **posts[1]) - before[0] == 2
+        assert sample(refused[0], **refused[1]) - before[1] == 1

@@ -9,11 +9,13 @@ reads it there), a failed connection ``URLError``, a dropped one ``RemoteDisconn
 ``ConnectionResetError``, a slow answer ``TimeoutError``: so ``ConnectionErrorRetryHandler`` and
 ``RateLimitErrorRetryHandler`` work unchanged. Written against slack_sdk 3.x's
 ``BaseClient._perform_urllib_http_request_internal`` (the version is pinned in pyproject.toml).
+Each method call (retries included) is timed in ``bot.metrics`` (``observe_slack``).
 """
 
 from __future__ import annotations
 
 import io
+import time
 from email.message import Message
 from http.client import HTTPMessage, RemoteDisconnected
 from typing import Any
@@ -22,7 +24,7 @@ from urllib.request import Request
 
 import urllib3
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackRequestError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from urllib3.exceptions import (
     ConnectTimeoutError,
     MaxRetryError,
@@ -31,6 +33,8 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 from urllib3.exceptions import SSLError as Urllib3SSLError
+
+from bot import metrics
 
 POOL_SIZE = 16   # kept connections per host: >= the threads that call Slack in one process
 
@@ -45,6 +49,19 @@ class PooledWebClient(WebClient):
                                    "ssl_context": self.ssl}
         self.pool = (urllib3.ProxyManager(self.proxy, **options) if self.proxy
                      else urllib3.PoolManager(**options))
+
+    def api_call(self, api_method: str, **kwargs: Any) -> Any:
+        """slack_sdk's, timed: each method call, retries included, goes to the metrics."""
+        started, error = time.monotonic(), "network"
+        try:
+            answer = super().api_call(api_method, **kwargs)
+            error = None
+            return answer
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or f"http_{exc.response.status_code}")
+            raise
+        finally:
+            metrics.observe_slack(api_method, time.monotonic() - started, error)
 
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
         if not url.lower().startswith(("http://", "https://")):
