@@ -135,12 +135,12 @@ class TestRefusals:
 
 class TestMalformed:
     @pytest.mark.parametrize("text,needle", [
-        ("stop", "needs a job id and a version id"),
-        ("stop 182626", "needs a job id and a version id"),
+        ("stop", "needs a training_job_id"),
+        ("stop 182626", "training_job_id must be 32-36 letters"),
         ("stop abc 278813", "job_id must be a positive integer"),
         ("stop 182626 -1", "version_id must be a positive integer"),
         ("stop 0 278813", "job_id must be a positive integer"),
-        ("stop 182626 278813 now", "exactly two ids"),
+        ("stop 182626 278813 now", "I got 3 words"),
         ("stop " + "9" * 5000, "characters long"),
         ("stop 182626\x00 278813", "control characters"),
         ("stop １８２６２６ 278813", "job_id must be a positive integer"),
