@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,8 +9,6 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
-
-_REGION = re.compile(r"modelarts\.([a-z0-9-]+)\.")
 
 
 def _check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
@@ -41,6 +38,7 @@ class Settings(BaseSettings):
     MODELARTS_USERNAME: str | None = None
     MODELARTS_PASSWORD: SecretStr | None = None
     MODELARTS_DOMAIN: str | None = None
+    # The IAM token is scoped by MODELARTS_PROJECT_ID; a project name here scopes it by name.
     MODELARTS_PROJECT_NAME: str | None = None
     MODELARTS_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
 
@@ -120,14 +118,6 @@ class Settings(BaseSettings):
     def uses_aksk(self) -> bool:
         return self.MODELARTS_AK is not None
 
-    @property
-    def iam_project_name(self) -> str | None:
-        """The IAM token's project scope: MODELARTS_PROJECT_NAME, else the endpoint's region."""
-        if self.MODELARTS_PROJECT_NAME:
-            return self.MODELARTS_PROJECT_NAME
-        match = _REGION.search(self.MODELARTS_ENDPOINT or "")
-        return match.group(1) if match else None
-
     def problems(self, *, need_slack: bool = True) -> list[str]:
         """What stops the bot from serving, one line a problem, each naming its variable."""
         out: list[str] = []
@@ -151,8 +141,6 @@ class Settings(BaseSettings):
                          "MODELARTS_DOMAIN"]
                 out.extend(f"{n} is missing: the IAM token needs it" for n, v in zip(names, iam,
                            strict=True) if not v)
-                if self.MODELARTS_ENDPOINT and not self.iam_project_name:
-                    out.append("MODELARTS_PROJECT_NAME is missing: the endpoint names no region")
         elif any(iam[1:3]):
             out.append("MODELARTS_USERNAME/MODELARTS_PASSWORD are set together with MODELARTS_AK: "
                        "choose one way to authenticate")

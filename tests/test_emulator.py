@@ -45,10 +45,11 @@ def send_signed(emulator, session, method, path, params=(), *, sk=EMULATOR_SK, n
     return session.request(method, f"{url}?{query}" if query else url, headers=headers, timeout=5)
 
 
-def fetch_token(emulator, session, password=EMULATOR_PASSWORD) -> requests.Response:
+def fetch_token(emulator, session, password=EMULATOR_PASSWORD,
+                scope=(("name", EMULATOR_PROJECT_NAME),)) -> requests.Response:
     body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
         "name": EMULATOR_USERNAME, "password": password, "domain": {"name": EMULATOR_DOMAIN}}}},
-        "scope": {"project": {"name": EMULATOR_PROJECT_NAME}}}}
+        "scope": {"project": dict(scope)}}}
     return session.post(emulator.base_url + "/v3/auth/tokens", json=body, timeout=5)
 
 
@@ -124,6 +125,28 @@ class TestTokens:
         token = resp.headers["X-Subject-Token"]
         assert with_token(emulator, http_session, "GET", BASE, token).status_code == 200
         assert emulator.token_issues == 1
+
+    def test_project_scope_by_id_gives_a_token_carrying_the_project(self, emulator, http_session):
+        resp = fetch_token(emulator, http_session, scope=[("id", EMULATOR_PROJECT_ID)])
+        assert resp.status_code == 201
+        project = resp.json()["token"]["project"]
+        assert (project["id"], project["name"]) == (EMULATOR_PROJECT_ID, EMULATOR_PROJECT_NAME)
+        token = resp.headers["X-Subject-Token"]
+        assert emulator.gate.project_of(token) == EMULATOR_PROJECT_ID
+        assert with_token(emulator, http_session, "GET", BASE, token).status_code == 200
+
+    @pytest.mark.parametrize("scope", [[("id", "f" * 32)], [("name", "eu-west-0")],
+                                       [("id", "f" * 32), ("name", EMULATOR_PROJECT_NAME)]])
+    def test_wrong_project_gives_no_token(self, emulator, http_session, scope):
+        """A wrong id is refused even beside a right name: the id wins, as in IAM."""
+        resp = fetch_token(emulator, http_session, scope=scope)
+        assert resp.status_code == 401 and "X-Subject-Token" not in resp.headers
+        assert resp.json()["error"]["code"] == 401 and emulator.token_issues == 0
+
+    def test_scope_naming_no_project_is_400(self, emulator, http_session):
+        resp = fetch_token(emulator, http_session, scope=[])
+        assert resp.status_code == 400 and resp.json()["error_code"] == "IAM.0007"
+        assert emulator.token_issues == 0
 
     def test_wrong_password_gives_no_token(self, emulator, http_session):
         resp = fetch_token(emulator, http_session, password="nope")

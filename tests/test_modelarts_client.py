@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -309,16 +310,43 @@ class TestBuildClient:
             assert isinstance(client._auth, AkSkAuth)
             assert client.stop_version(JOB, VERSION).is_success
 
-    def test_iam_settings(self, emulator, redis_client, key_prefix):
-        settings = load_settings(
+    def iam_settings(self, emulator, **more):
+        return load_settings(
             MODELARTS_ENDPOINT=emulator.base_url, MODELARTS_PROJECT_ID=EMULATOR_PROJECT_ID,
             MODELARTS_AK=None, MODELARTS_SK=None, MODELARTS_IAM_ENDPOINT=emulator.base_url,
             MODELARTS_USERNAME=EMULATOR_USERNAME, MODELARTS_PASSWORD=EMULATOR_PASSWORD,
-            MODELARTS_DOMAIN="emulator-account", MODELARTS_PROJECT_NAME=EMULATOR_PROJECT_NAME,
-        )
+            MODELARTS_DOMAIN="emulator-account", **{"MODELARTS_PROJECT_NAME": None, **more})
+
+    def test_iam_settings_with_only_the_project_id(self, emulator, redis_client, key_prefix):
+        with requests.Session() as session:
+            client = build_client(self.iam_settings(emulator), redis_client, key_prefix, session)
+            assert client.stop_version(JOB, VERSION).is_success
+        assert emulator.token_issues == 1
+        token_request = json.loads(emulator.requests[0].body)
+        assert token_request["auth"]["scope"] == {"project": {"id": EMULATOR_PROJECT_ID}}
+        assert redis_client.exists(client._auth.key)
+        assert client._auth.key.startswith(key_prefix + "{iam}:")
+
+    def test_project_name_overrides_the_scope(self, emulator, redis_client, key_prefix):
+        settings = self.iam_settings(emulator, MODELARTS_PROJECT_NAME=EMULATOR_PROJECT_NAME)
         with requests.Session() as session:
             client = build_client(settings, redis_client, key_prefix, session)
             assert client.stop_version(JOB, VERSION).is_success
-        assert emulator.token_issues == 1
-        assert redis_client.exists(client._auth.key)
-        assert client._auth.key.startswith(key_prefix)
+        token_request = json.loads(emulator.requests[0].body)
+        assert token_request["auth"]["scope"] == {"project": {"name": EMULATOR_PROJECT_NAME}}
+
+    def test_wrong_project_name_is_refused_by_iam(self, emulator, redis_client, key_prefix):
+        settings = self.iam_settings(emulator, MODELARTS_PROJECT_NAME="eu-west-0")
+        with requests.Session() as session:
+            client = build_client(settings, redis_client, key_prefix, session)
+            outcome = client.stop_version(JOB, VERSION)
+        assert (outcome.is_success, outcome.error_code, outcome.http_status) == (
+            False, IAM_AUTH_FAILED, 401)
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0 and emulator.token_issues == 0
+
+    def test_id_and_name_scopes_keep_separate_tokens(self, emulator, make_iam_client):
+        by_id, by_name = make_iam_client(), make_iam_client(project_name=EMULATOR_PROJECT_NAME)
+        assert by_id._auth.key != by_name._auth.key
+        assert isinstance(by_id.get_version(JOB, VERSION), JobVersion)
+        assert isinstance(by_name.get_version(JOB, VERSION), JobVersion)
+        assert emulator.token_issues == 2

@@ -50,11 +50,22 @@ class TestSettings:
         problems = s.problems(need_slack=False)
         assert any("MODELARTS_AK/MODELARTS_SK are missing" in p for p in problems)
 
-    def test_iam_project_defaults_to_the_endpoint_region(self):
-        s = load_settings(MODELARTS_ENDPOINT="https://modelarts.cn-north-4.myhuaweicloud.com",
-                          MODELARTS_PROJECT_ID="p", MODELARTS_IAM_ENDPOINT="https://iam.example.com",
+    @pytest.mark.parametrize("endpoint", ["https://modelarts.cn-north-4.myhuaweicloud.com",
+                                          "http://127.0.0.1:8090", "https://modelarts.corp"])
+    def test_iam_user_needs_no_project_name(self, endpoint):
+        """The token is scoped by MODELARTS_PROJECT_ID: whatever the endpoint names, nothing
+        beyond what AK/SK users set is needed."""
+        s = load_settings(MODELARTS_ENDPOINT=endpoint, MODELARTS_PROJECT_ID="p",
+                          MODELARTS_IAM_ENDPOINT="https://iam.example.com",
+                          MODELARTS_USERNAME="u", MODELARTS_PASSWORD=SECRET, MODELARTS_DOMAIN="d",
+                          MODELARTS_PROJECT_NAME=None)
+        assert s.problems(need_slack=False) == []
+
+    def test_iam_user_still_needs_the_project_id(self):
+        s = load_settings(MODELARTS_ENDPOINT="http://127.0.0.1:8090", MODELARTS_PROJECT_ID=None,
+                          MODELARTS_IAM_ENDPOINT="https://iam.example.com",
                           MODELARTS_USERNAME="u", MODELARTS_PASSWORD=SECRET, MODELARTS_DOMAIN="d")
-        assert s.iam_project_name == "cn-north-4" and s.problems(need_slack=False) == []
+        assert any("MODELARTS_PROJECT_ID is missing" in p for p in s.problems(need_slack=False))
 
     def test_aksk_and_iam_user_together_is_contradictory(self):
         s = load_settings(MODELARTS_ENDPOINT="https://modelarts.cn-north-4.myhuaweicloud.com",

@@ -17,6 +17,7 @@ import redis
 import requests
 from pydantic import SecretStr
 
+from bot.keys import Keys
 from bot.modelarts import signer
 from bot.modelarts.models import Failure
 
@@ -60,6 +61,8 @@ class AkSkAuth:
 class IamTokenAuth:
     """A project-scoped IAM token, cached in Redis so that every replica shares one.
 
+    The scope is the project id (MODELARTS_PROJECT_ID, the one in every ModelArts URL, so the
+    token can never name another project), or ``project_name`` when one is given (an override).
     A short Redis lock keeps replicas from all fetching at once. When Redis fails, the token is
     kept in this process instead, so the bot still works.
     """
@@ -79,23 +82,27 @@ class IamTokenAuth:
         username: str,
         password: SecretStr,
         domain: str,
-        project_name: str,
+        project_id: str,
         session: requests.Session,
         redis: redis.Redis,
         key_prefix: str,
         timeout: float,
+        *,
+        project_name: str | None = None,
     ) -> None:
         self.iam_endpoint = iam_endpoint.rstrip("/")
         self.username = username
         self._password = password
         self.domain = domain
-        self.project_name = project_name
+        # The project scope IAM gets: {"id": ...}, or {"name": ...} when overridden.
+        self.scope = {"name": project_name} if project_name else {"id": project_id}
         self._session = session
         self._redis = redis
         self._timeout = timeout
-        scope = f"{self.iam_endpoint}{username}{domain}{project_name}".encode()
-        self.key = f"{key_prefix}iam-token:{hashlib.sha256(scope).hexdigest()[:16]}"
-        self._lock_key = self.key + ":lock"
+        kind, value = next(iter(self.scope.items()))
+        scope = "\n".join([self.iam_endpoint, username, domain, kind, value]).encode()
+        self.key = Keys(key_prefix).iam_token(hashlib.sha256(scope).hexdigest()[:16])
+        self._lock_key = self.key + ":lock"  # same {iam} hash tag as the token
         self._lock_ms = int((timeout + 2) * 1000)
         self._delete_if_equal = redis.register_script(self.DELETE_IF_EQUAL)
         self._local: tuple[str, float] | None = None  # (token, unix time to stop using it)
@@ -181,15 +188,14 @@ class IamTokenAuth:
         if not token or expires_at is None:
             raise _failed("IAM answered without a token or its expiry", resp.status_code,
                           request_id)
-        log.info("fetched a new IAM token for user %s, project %s", self.username,
-                 self.project_name)
+        log.info("fetched a new IAM token for user %s, project %s", self.username, self.scope)
         return token, expires_at
 
     def _body(self) -> dict:
         user = {"name": self.username, "password": self._password.get_secret_value(),
                 "domain": {"name": self.domain}}
         return {"auth": {"identity": {"methods": ["password"], "password": {"user": user}},
-                         "scope": {"project": {"name": self.project_name}}}}
+                         "scope": {"project": dict(self.scope)}}}
 
 
 def _failed(msg: str, status: int | None = None, request_id: str | None = None) -> AuthError:

@@ -341,6 +341,7 @@ def build_client(
         auth = IamTokenAuth(
             settings.MODELARTS_IAM_ENDPOINT or "", settings.MODELARTS_USERNAME or "",
             settings.MODELARTS_PASSWORD or SecretStr(""), settings.MODELARTS_DOMAIN or "",
-            settings.iam_project_name or "", session, redis, key_prefix, timeout,
+            project_id, session, redis, key_prefix, timeout,
+            project_name=settings.MODELARTS_PROJECT_NAME,
         )
     return ModelArtsClient(settings.MODELARTS_ENDPOINT or "", project_id, auth, session, timeout)

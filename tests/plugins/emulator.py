@@ -14,7 +14,6 @@ from bot.emulator import (
     EMULATOR_DOMAIN,
     EMULATOR_PASSWORD,
     EMULATOR_PROJECT_ID,
-    EMULATOR_PROJECT_NAME,
     EMULATOR_SK,
     EMULATOR_USERNAME,
     Emulator,
@@ -53,16 +52,18 @@ def modelarts_client(emulator: Emulator, http_session: requests.Session) -> Mode
 def make_iam_client(
     emulator: Emulator, redis_client: redis.Redis, key_prefix: str
 ) -> Iterator[Callable[..., ModelArtsClient]]:
-    """Build IAM-token clients for the emulator, each with its own session, sharing Redis."""
+    """Build IAM-token clients for the emulator (scoped by project id unless given a name), each
+    with its own session, sharing Redis."""
     sessions: list[requests.Session] = []
 
     def make(password: str = EMULATOR_PASSWORD, timeout: float = CLIENT_TIMEOUT,
-             store: redis.Redis | None = None) -> ModelArtsClient:
+             store: redis.Redis | None = None, project_id: str = EMULATOR_PROJECT_ID,
+             project_name: str | None = None) -> ModelArtsClient:
         session = requests.Session()
         sessions.append(session)
         auth = IamTokenAuth(emulator.base_url, EMULATOR_USERNAME, SecretStr(password),
-                            EMULATOR_DOMAIN, EMULATOR_PROJECT_NAME, session,
-                            store or redis_client, key_prefix, timeout)
+                            EMULATOR_DOMAIN, project_id, session, store or redis_client,
+                            key_prefix, timeout, project_name=project_name)
         return ModelArtsClient(emulator.base_url, EMULATOR_PROJECT_ID, auth, session, timeout)
 
     yield make
