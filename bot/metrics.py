@@ -4,8 +4,8 @@ The API (each call is a few microseconds, never raises, never does I/O):
 
   observe_modelarts(api, operation, seconds, error_code=None)
       one HTTP call to ModelArts (or IAM) that took ``seconds``; ``error_code`` is ModelArts'
-      ``error_code`` ("ModelArts.0104", "APIGW.0301") or our own ("timeout", "http_503") when the
-      call failed, None when it succeeded.
+      ``error_code`` ("ModelArts.0104", "APIGW.0301") or the client's own ("BOT.TIMEOUT",
+      "BOT.CONNECTION_REFUSED") when the call failed, None when it succeeded.
   observe_slack(method, seconds, error=None)
       one Slack Web API call ("chat.postMessage"); ``error`` is Slack's error string
       ("ratelimited", "channel_not_found") or "http_<status>"/"network", None on success.
@@ -22,17 +22,18 @@ Labels are bounded: ``api`` is "v1"/"v2"; every other label value must look like
 becomes "other". That check is a second guard only: never pass an id, a user, a job name or a
 secret (a numeric job id is refused, but a job name may look like a code).
 
-Multiprocess: under gunicorn (bot.serve) PROMETHEUS_MULTIPROC_DIR is set before this module is
-imported, each worker writes its values to files there and ``GET /metrics`` sums them
+Multiprocess: under gunicorn, bot.serve calls ``use_multiprocess_dir`` in the arbiter before
+the fork; each worker then writes its values to files there and ``GET /metrics`` sums them
 (bot.metrics_web). The metric objects are module-level on purpose: that is how prometheus-client
 shares them between threads and (through those files) between processes.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, values
 
 disable_created_metrics()   # no *_created series: one process shows what many workers show
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,39}")
@@ -108,3 +109,17 @@ def decision(event: str, outcome: object = None) -> None:
 
 def ack(kind: str, seconds: float) -> None:
     ACKS.labels(code(kind)).observe(seconds)
+
+
+def use_multiprocess_dir(path: str) -> None:
+    """Keep values in files under ``path`` from now on, whatever imported prometheus-client
+    first. Call it before anything is counted in this process (gunicorn: in the arbiter).
+
+    prometheus-client picks its value storage when it is imported, and a metric without labels
+    takes its storage when it is created; labelled children take theirs at ``.labels()``. So the
+    storage is picked again, and the metrics without labels get a new value."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    values.ValueClass = values.get_value_class()
+    for metric in (ALERTS_QUEUED, OWED_PENDING, OWED_OVERDUE, CONFIRMATIONS_PENDING,
+                   SAMPLE_ERRORS):
+        metric._metric_init()

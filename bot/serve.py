@@ -1,15 +1,13 @@
 """Run the WSGI app under gunicorn (gthread workers): a production server, not Bolt's dev one.
 
 Metrics: every worker writes its counts to files in PROMETHEUS_MULTIPROC_DIR (emptied at start; a
-temporary directory, removed at exit, when unset), and ``GET /metrics`` sums them. This module
-must not import prometheus-client before that variable is set: it picks its storage at import.
+temporary directory, removed at exit, when unset), and ``GET /metrics`` sums them.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 
 from gunicorn.app.base import BaseApplication
@@ -76,23 +74,19 @@ def application(bot):
 
 
 def metrics_dir() -> tuple[str, bool]:
-    """PROMETHEUS_MULTIPROC_DIR emptied of old workers' files, or a new temporary one (True)."""
-    if "prometheus_client" in sys.modules:
-        from prometheus_client import values
+    """PROMETHEUS_MULTIPROC_DIR emptied of old workers' files, or a new temporary one (True);
+    metrics are kept there from now on, in this process and in the workers it forks."""
+    from bot import metrics
 
-        if values.ValueClass is values.MutexValue:
-            raise RuntimeError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR "
-                               "was set: /metrics would show one worker's numbers")
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path, own = os.environ.get("PROMETHEUS_MULTIPROC_DIR"), False
     if not path:
-        path = tempfile.mkdtemp(prefix="modelarts-bot-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-        return path, True
+        path, own = tempfile.mkdtemp(prefix="modelarts-bot-metrics-"), True
     os.makedirs(path, exist_ok=True)
     for name in os.listdir(path):
         if name.endswith(".db"):
             os.remove(os.path.join(path, name))
-    return path, False
+    metrics.use_multiprocess_dir(path)
+    return path, own
 
 
 def child_exit(server: object, worker: object) -> None:

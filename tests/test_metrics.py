@@ -159,8 +159,6 @@ class TestExposition:
         assert moved("modelarts_bot_ack_seconds_count", kind="command") == 1
         assert moved("modelarts_bot_ack_seconds_count", kind="click") == 1
 
-    @pytest.mark.xfail(strict=True, reason="waits for the lead: stop_request() and "
-                       "observe_modelarts() called from the ModelArts client and the stop flow")
     def test_a_full_stop_counts_one_accepted_stop_call(self, serve_bot, slack_api):
         server = serve_bot()
         before = scrape(server)
@@ -170,8 +168,39 @@ class TestExposition:
         assert value(after, stops, api="v1", result="accepted") - value(
             before, stops, api="v1", result="accepted") == 1
         calls = "modelarts_bot_modelarts_request_seconds_count"
-        assert value(after, calls, api="v1", operation="stop") - value(
-            before, calls, api="v1", operation="stop") == 1
+        assert value(after, calls, api="v1", operation="stop_version") - value(
+            before, calls, api="v1", operation="stop_version") == 1
+
+    @pytest.mark.parametrize("fault, options, result, code", [
+        ("failure", dict(error_code="ModelArts.0105", error_msg="no", http_status=400),
+         "refused", "ModelArts.0105"),
+        ("slow", dict(delay=1.5, when="after"), "unknown", "BOT.TIMEOUT"),
+    ])
+    def test_a_failed_stop_counts_its_result_and_error(self, serve_bot, slack_api, emulator,
+                                                        fault, options, result, code):
+        server = serve_bot(MODELARTS_TIMEOUT_SECONDS=0.5)
+        assert server.command(f"stop {JOB} {VERSION}").status_code == 200
+        msg = request_message(slack_api)
+        before = scrape(server)
+        emulator.set_fault(V1Job(JOB, VERSION), fault, **options)
+        assert server.click_button(msg, CONFIRM, "U0ONCALL").status_code == 200
+        slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
+        after = scrape(server)
+
+        def moved(name: str, **labels: str) -> float:
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        stops = "modelarts_bot_stop_requests_total"
+        assert moved(stops, api="v1", result=result) == 1
+        assert moved(stops, api="v1", result="accepted") == 0
+        errors = [(dict(labels)["code"], v - value(before, name, **dict(labels)))
+                  for (name, labels), v in after.items()
+                  if name == "modelarts_bot_modelarts_errors_total"
+                  and dict(labels)["operation"] == "stop_version"]
+        moved_codes = [c for c, delta in errors if delta]
+        assert moved_codes == [code]
+        assert moved("modelarts_bot_decisions_total", event="failed", outcome=(
+            "stop_failed" if result == "refused" else "unknown")) == 1
 
     def test_a_full_stop_times_its_slack_posts(self, serve_bot, slack_api):
         server = serve_bot()
@@ -311,6 +340,23 @@ class TestRulesAndDashboard:
         for expr in exprs:
             names = promql_metric_names(expr)
             assert names and names <= exported_names(), (expr, names - exported_names())
+
+
+class TestStorage:
+    def test_files_are_used_even_when_prometheus_client_was_imported_first(self, tmp_path):
+        """bench.baseline imports bot.web (and so prometheus-client) before bot.serve."""
+        code = ("import os, glob, bot.web; from bot import metrics; from bot.serve import "
+                "metrics_dir; path, own = metrics_dir(); metrics.decision('confirmed'); "
+                "metrics.OWED_PENDING.set(3); "
+                "print(sorted(os.path.basename(f) for f in glob.glob(path + '/*.db')))")
+        (tmp_path / "old_1.db").write_bytes(b"stale")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+                              cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
+        files = eval(done.stdout)  # noqa: S307 - our own child's repr of a list of names
+        assert [f.split("_")[0] for f in files] == ["counter", "gauge"]
+        assert "old_1.db" not in files and files[1].startswith("gauge_livemostrecent_")
 
 
 def ack_counts(metrics_dir: Path) -> dict[int, float]:
