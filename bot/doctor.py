@@ -23,6 +23,10 @@ class Problem(Exception):
     """A check failed; the message says what is wrong and how to fix it."""
 
 
+class Notice(Exception):
+    """A check found something worth knowing that does not stop the bot."""
+
+
 def check_settings(settings: Settings) -> str:
     problems = settings.problems()
     if problems:
@@ -48,15 +52,32 @@ def _reason(exc: Exception) -> str:
 
 
 def check_modelarts(settings: Settings) -> str:
+    """The v2 API (what jobs are today): a search with limit 1. Failing is a failure."""
+    found = _client(settings).search_jobs(limit=1)
+    if isinstance(found, Failure):
+        raise Problem(f"v2 job search failed: {_failed(found)}; check MODELARTS_ENDPOINT, "
+                      "MODELARTS_PROJECT_ID and the credentials")
+    return "credentials accepted (v2 job search answered)"
+
+
+def check_modelarts_v1(settings: Settings) -> str:
+    """The v1 API (old-version jobs): a job list. Failing is only a warning: it is retired."""
+    jobs = _client(settings).list_jobs(per_page=1)
+    if isinstance(jobs, Failure):
+        raise Notice(f"v1 not available here: old-version training is retired in this region "
+                     f"({_failed(jobs)})")
+    return "old-version job list answered"
+
+
+def _client(settings: Settings):
     if not settings.MODELARTS_ENDPOINT or not settings.MODELARTS_PROJECT_ID:
         raise Problem("not configured: set MODELARTS_ENDPOINT and MODELARTS_PROJECT_ID")
-    client = build_client(settings, redis_client(settings), settings.REDIS_KEY_PREFIX)
-    jobs = client.list_jobs(per_page=1)
-    if isinstance(jobs, Failure):
-        status = f" (HTTP {jobs.http_status})" if jobs.http_status else ""
-        raise Problem(f"job list failed: {jobs.error_code}{status}: {jobs.error_msg}; check "
-                      "MODELARTS_ENDPOINT, MODELARTS_PROJECT_ID and the credentials")
-    return "credentials accepted (job list answered)"
+    return build_client(settings, redis_client(settings), settings.REDIS_KEY_PREFIX)
+
+
+def _failed(failure: Failure) -> str:
+    status = f" (HTTP {failure.http_status})" if failure.http_status else ""
+    return f"{failure.error_code}{status}: {failure.error_msg}"
 
 
 def check_slack(settings: Settings) -> str:
@@ -91,6 +112,7 @@ def run(settings: Settings, out=print) -> int:
         ("settings", lambda: check_settings(settings)),
         ("redis", lambda: check_redis(settings)),
         ("modelarts", lambda: check_modelarts(settings)),
+        ("modelarts-v1", lambda: check_modelarts_v1(settings)),
         ("slack", lambda: check_slack(settings)),
         ("roles", lambda: check_roles(settings)),
     ]
@@ -98,6 +120,8 @@ def run(settings: Settings, out=print) -> int:
     for name, check in checks:
         try:
             out(f"OK    {name}: {check()}")
+        except Notice as exc:
+            out(f"WARN  {name}: {exc}")
         except Problem as exc:
             failed += 1
             out(f"FAIL  {name}: {exc}")

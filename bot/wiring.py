@@ -95,5 +95,5 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     secret = settings.SLACK_SIGNING_SECRET
     socket_mode = settings.SLACK_APP_TOKEN is not None
     app = create_app(flow, slack, None if socket_mode or not secret else secret.get_secret_value(),
-                     alert_ids=messages.ids)
+                     alert_ids=messages.ref)
     return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed)

@@ -44,9 +44,31 @@ class TestDoctor:
         done = doctor(env, tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
         lines = done.stdout.strip().splitlines()
-        assert [line.split()[0] for line in lines[:5]] == ["OK"] * 5
-        assert [line.split()[1] for line in lines[:5]] == [
-            "settings:", "redis:", "modelarts:", "slack:", "roles:"]
+        assert [line.split()[0] for line in lines[:6]] == ["OK"] * 6
+        assert [line.split()[1] for line in lines[:6]] == [
+            "settings:", "redis:", "modelarts:", "modelarts-v1:", "slack:", "roles:"]
+        assert "v2 job search answered" in lines[2]
+
+    def test_v1_retired_is_a_warning_not_a_failure(self, env, tmp_path, emulator):
+        emulator.retire_v1(True)
+        done = doctor(env, tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "WARN  modelarts-v1: v1 not available here: old-version training is retired" \
+            in done.stdout
+        assert "OK    modelarts: credentials accepted (v2 job search answered)" in done.stdout
+
+    def test_iam_settings_without_a_project_name(self, env, tmp_path, emulator):
+        """Only what every IAM user has: the token is scoped by MODELARTS_PROJECT_ID."""
+        iam = {k: v for k, v in env.items() if k not in ("MODELARTS_AK", "MODELARTS_SK")}
+        iam.update(MODELARTS_IAM_ENDPOINT=emulator.base_url,
+                   MODELARTS_USERNAME=defaults.EMULATOR_USERNAME,
+                   MODELARTS_PASSWORD=defaults.EMULATOR_PASSWORD,
+                   MODELARTS_DOMAIN=defaults.EMULATOR_DOMAIN)
+        done = doctor(iam, tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "FAIL" not in done.stdout and "WARN" not in done.stdout
+        assert emulator.token_issues == 1
+        assert defaults.EMULATOR_PASSWORD not in done.stdout + done.stderr
 
     def test_wrong_sk_names_the_failing_check_without_the_secret(self, env, tmp_path):
         wrong = "wrong-sk-3b9c7d1e"
