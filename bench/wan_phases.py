@@ -67,7 +67,7 @@ def alerts(rig: Rig, k: int, first: int) -> list[float]:
     """``k`` alerts one after another, each to a channel of its own; seconds to its post."""
     out = []
     for n in range(first, first + k):
-        channel = f"C0WAN{n:04d}"
+        channel = f"C0WAN{n:07d}"
         body = payloads.alert(50_000 + n, channel)
         (sent,) = rig.load.run(rig.bot.base, [body], 1)
         assert sent.status == 202, f"alert intake answered {sent.status}"
@@ -89,12 +89,13 @@ def counted(fronts: dict[str, StandIn]) -> dict[str, int]:
 
 def measure(rig: Rig, fronts: dict[str, StandIn], rtt_ms: float, flows: int, warm: int) -> dict:
     """Warm up (connections opened in every worker), then count and time the steady run."""
+    first = int(rtt_ms) * 1000     # alert ids and channels of their own in each run
     stop_flows(rig, warm)
-    alerts(rig, warm, 0)
+    alerts(rig, warm, first)
     before = counted(fronts)
     timed = stop_flows(rig, flows)
     mid = counted(fronts)
-    timed["alert_to_post"] = alerts(rig, flows, warm)
+    timed["alert_to_post"] = alerts(rig, flows, first + warm)
     after = counted(fronts)
     kinds = {}
     for kind, seconds in timed.items():
