@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     ROLES_FILE: str = "roles.yml"
     CONFIRM_TTL_SECONDS: int = Field(default=120, ge=5, le=86400)
     USERGROUP_CACHE_SECONDS: int = Field(default=60, ge=0, le=86400)
+    # After a stop, the bot follows the job to its final state (bot/flow/watches.py): a status
+    # look-up every interval, until the deadline (a shorter one when the stop's outcome is unknown).
+    STOP_VERIFY_INTERVAL_SECONDS: float = Field(default=5.0, gt=0, le=300)
+    STOP_VERIFY_SECONDS: float = Field(default=600.0, gt=0, le=86400)
+    STOP_UNKNOWN_VERIFY_SECONDS: float = Field(default=120.0, gt=0, le=86400)
 
     ALERTS_TOKEN: SecretStr | None = None
     ALERTS_CHANNEL: str | None = None
@@ -73,6 +78,14 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str | None, info) -> str | None:
         return _check_url(info.field_name, value, ("http", "https"))
+
+    @field_validator("REDIS_KEY_PREFIX")
+    @classmethod
+    def _no_hash_tag(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError("REDIS_KEY_PREFIX may not contain { or }: the bot adds its own "
+                             "hash tags (bot/keys.py)")
+        return value
 
     @field_validator("REDIS_URL")
     @classmethod

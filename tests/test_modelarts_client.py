@@ -142,7 +142,7 @@ class TestRead:
         assert isinstance(version, JobVersion)
         assert (version.job_id, version.version_id) == (JOB, VERSION)
         assert (version.job_name, version.version_name) == ("team-a-resnet", "V0002")
-        assert version.status == RUNNING and version.is_running and version.status_name == "RUNNING"
+        assert version.status == RUNNING and version.stoppable and version.status_name == "RUNNING"
         assert isinstance(version.duration_ms, int) and version.duration_ms > 0
         assert isinstance(version.create_time_ms, int)
         assert isinstance(version.start_time_ms, int)
@@ -350,3 +350,80 @@ class TestBuildClient:
         assert isinstance(by_id.get_version(JOB, VERSION), JobVersion)
         assert isinstance(by_name.get_version(JOB, VERSION), JobVersion)
         assert emulator.token_issues == 2
+
+
+class TestV2:
+    """The v2 calls and the one interface over both APIs, against the emulator."""
+
+    RESNET = "3faf5c03-aaa1-4cbe-879d-24b05d997347"
+
+    def test_get_job_gives_typed_fields(self, modelarts_client):
+        from bot.modelarts.models import TrainingJob
+
+        job = modelarts_client.get_job(self.RESNET)
+        assert isinstance(job, TrainingJob)
+        assert (job.name, job.phase, job.user_name, job.node_count) == (
+            "team-a-resnet50", "Running", "alice", 8)
+        assert job.stoppable and not job.final and job.flavor_name and job.pool_name
+        assert job.duration_ms is not None and job.duration_ms > 0
+
+    def test_lookup_and_stop_dispatch_on_the_ref(self, modelarts_client, emulator):
+        from bot.modelarts.refs import V1Job, V2Job
+
+        assert modelarts_client.lookup(V2Job(self.RESNET)).name == "team-a-resnet50"
+        assert modelarts_client.lookup(V1Job(182626, 278813)).name == "team-a-resnet"
+        outcome = modelarts_client.stop(V2Job(self.RESNET))
+        assert outcome.is_success and outcome.http_status == 202
+        assert emulator.stop_count(V2Job(self.RESNET)) == 1
+        assert emulator.stop_count(V1Job(182626, 278813)) == 0
+        assert modelarts_client.lookup(V2Job(self.RESNET)).stopping
+
+    def test_terminate_refused_is_a_typed_outcome(self, modelarts_client, emulator):
+        from bot.modelarts.refs import V2Job
+
+        done = "2e3f4a5b-6c7d-4e8f-9a0b-1c2d3e4f5a6b"   # Completed
+        outcome = modelarts_client.terminate_job(done)
+        assert not outcome.is_success and not outcome.unknown
+        assert (outcome.error_code, outcome.http_status) == ("ModelArts.2796", 409)
+        assert outcome.request_id
+        assert emulator.stop_count(V2Job(done)) == 1
+
+    def test_unknown_id_is_2775_with_400(self, modelarts_client):
+        from bot.modelarts.models import Failure
+
+        found = modelarts_client.get_job("00000000-0000-4000-8000-000000000000")
+        assert isinstance(found, Failure)
+        assert (found.error_code, found.http_status) == ("ModelArts.2775", 400)
+
+    @pytest.mark.parametrize("bad", ["", "abc", "3faf5c03/../../x", "a" * 37, 42, None,
+                                     "3faf5c03-aaa1-4cbe-879d-24b05d99734\n"])
+    def test_malformed_ids_never_reach_the_wire(self, modelarts_client, emulator, bad):
+        with pytest.raises(InvalidIdError):
+            modelarts_client.get_job(bad)
+        with pytest.raises(InvalidIdError):
+            modelarts_client.terminate_job(bad)
+        assert not emulator.requests
+
+    def test_search_pages_and_filters(self, modelarts_client, emulator):
+        emulator.add_training_jobs(60, name_prefix="bulk-")
+        first = modelarts_client.search_jobs(("Running",), name="bulk-", page=0)
+        second = modelarts_client.search_jobs(("Running",), name="bulk-", page=1)
+        assert first.count == 60 and len(first.items) == 50 and len(second.items) == 10
+        ids = [j.id for j in first.items + second.items]
+        assert len(set(ids)) == 60
+        times = [j.create_time_ms for j in first.items]
+        assert times == sorted(times, reverse=True)
+
+    def test_timeout_of_a_terminate_is_unknown_and_sent_once(self, emulator, http_session):
+        from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK
+        from bot.modelarts.auth import AkSkAuth
+        from bot.modelarts.client import ModelArtsClient
+        from bot.modelarts.refs import V2Job
+
+        client = ModelArtsClient(emulator.base_url, EMULATOR_PROJECT_ID,
+                                 AkSkAuth(EMULATOR_AK, SecretStr(EMULATOR_SK),
+                                          EMULATOR_PROJECT_ID), http_session, 0.3)
+        emulator.set_fault(V2Job(self.RESNET), "slow", delay=1.0, when="after")
+        outcome = client.terminate_job(self.RESNET)
+        assert outcome.unknown and outcome.error_code == "BOT.TIMEOUT"
+        assert emulator.stop_count(V2Job(self.RESNET)) == 1

@@ -26,7 +26,7 @@ MAX_BODY = 64 * 1024
 MAX_ALERTS = 500
 # Channel ids only: the queue is per channel, and "#alerts" and "C0123" would be two queues for
 # one channel, so Slack's per-channel limit and the order could not be kept.
-CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,30}$")
+CHANNEL = re.compile(r"\A[CGD][A-Z0-9]{2,30}\Z")
 LIMITS = {"job_name": 200, "status": 64, "summary": 1000, "severity": 32, "description": 2000,
           "url": 2000}
 Errors = dict[str, str]

@@ -15,10 +15,10 @@ from bot.errors import InvalidIdError
 
 MAX_ID = 2**63 - 1  # v1 ids are Long in the API
 # v2 ids: a UUID in every sample, 32 letters and digits on one page: accept both, loosely.
-V2_ID = re.compile(r"^[0-9a-zA-Z-]{32,36}$")
+V2_ID = re.compile(r"\A[0-9a-zA-Z-]{32,36}\Z")  # \Z: no trailing newline
 # What a typed argument must look like to be taken as a v2 id (anything else may be a name).
-V2_SHAPE = re.compile(r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                      r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")
+V2_SHAPE = re.compile(r"\A(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                      r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32})\Z")
 
 
 def validate_id(value: object, what: str = "id") -> int:
