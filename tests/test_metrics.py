@@ -371,23 +371,43 @@ def ack_counts(metrics_dir: Path) -> dict[int, float]:
     return out
 
 
+def serve_env(slack_api, emulator, redis_url, key_prefix, roles_file, **extra: str) -> dict:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return {**keep, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack_api.api_url, "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": key_prefix, "ROLES_FILE": str(roles_file),
+            "MODELARTS_ENDPOINT": emulator.base_url,
+            "MODELARTS_PROJECT_ID": defaults.EMULATOR_PROJECT_ID,
+            "MODELARTS_AK": defaults.EMULATOR_AK, "MODELARTS_SK": defaults.EMULATOR_SK,
+            "HOST": "127.0.0.1", **extra}
+
+
 @pytest.mark.slow
 class TestGunicorn:
+    def test_own_metrics_dir_is_removed_at_exit(self, tmp_path, slack_api, emulator, redis_url,
+                                                key_prefix, roles_file):
+        port, temp = free_port(), tmp_path / "tmp"
+        temp.mkdir()
+        env = serve_env(slack_api, emulator, redis_url, key_prefix, roles_file,
+                        PORT=str(port), WEB_CONCURRENCY="1", TMPDIR=str(temp))
+        proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=tmp_path, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", proc)
+            assert [p.name.startswith("modelarts-bot-metrics-") for p in temp.iterdir()] == [True]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        assert list(temp.iterdir()) == []
+
     def test_two_workers_counts_add_up(self, tmp_path, slack_api, emulator, redis_url,
                                         key_prefix, roles_file):
         port, metrics_dir = free_port(), tmp_path / "prom"
         metrics_dir.mkdir()
         (metrics_dir / "counter_1.db").write_bytes(b"stale")   # a previous run's file
-        keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-        env = {**keep, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-               "SLACK_API_URL": slack_api.api_url, "REDIS_URL": redis_url,
-               "REDIS_KEY_PREFIX": key_prefix, "ROLES_FILE": str(roles_file),
-               "MODELARTS_ENDPOINT": emulator.base_url,
-               "MODELARTS_PROJECT_ID": defaults.EMULATOR_PROJECT_ID,
-               "MODELARTS_AK": defaults.EMULATOR_AK, "MODELARTS_SK": defaults.EMULATOR_SK,
-               "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2",
-               "WEB_THREADS": "4", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-               "METRICS_TOKEN": METRICS_TOKEN}
+        env = serve_env(slack_api, emulator, redis_url, key_prefix, roles_file,
+                        PORT=str(port), WEB_CONCURRENCY="2", WEB_THREADS="4",
+                        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), METRICS_TOKEN=METRICS_TOKEN)
         proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=tmp_path, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         base = f"http://127.0.0.1:{port}"
