@@ -8,12 +8,14 @@ seconds, not tens. The keys are Cluster-safe by construction (bot/keys.py).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.connection import parse_url
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
@@ -29,6 +31,37 @@ def quick_retry() -> Retry:
     return Retry(ExponentialBackoff(cap=0.2, base=0.05), 1)
 
 
+UNREACHABLE = "Redis Cluster cannot be connected"
+
+
+def _unreachable_is_connection_error(call):
+    """RedisCluster says "no node answers" with RedisClusterException, which is no RedisError:
+    raise the ConnectionError the other topologies raise, so that the flows' ``except RedisError``
+    tells the user. Any other RedisClusterException (keys in two slots: a bug) stays as it is."""
+    @functools.wraps(call)
+    def wrapped(*args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        except RedisClusterException as exc:
+            if isinstance(exc, redis.RedisError) or UNREACHABLE not in str(exc):
+                raise
+            raise redis.ConnectionError(UNREACHABLE) from exc
+    return wrapped
+
+
+class ClusterClient(RedisCluster):
+    """RedisCluster whose unreachable cluster is a ``redis.ConnectionError``, in commands,
+    scripts and pipelines alike."""
+
+    __init__ = _unreachable_is_connection_error(RedisCluster.__init__)
+    execute_command = _unreachable_is_connection_error(RedisCluster.execute_command)
+
+    def pipeline(self, transaction=None, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        pipe.execute = _unreachable_is_connection_error(pipe.execute)
+        return pipe
+
+
 def topology(settings: Settings) -> str:
     if settings.REDIS_CLUSTER:
         return "cluster"
@@ -37,13 +70,13 @@ def topology(settings: Settings) -> str:
 
 def connect(settings: Settings) -> Client:
     """The client for REDIS_URL's topology. A Cluster client asks a start-up node for the slot
-    map here, so it raises (RedisError or RedisClusterException) when none answers; the others
-    connect on first use."""
+    map here, so it raises redis.ConnectionError when none answers; the others connect on first
+    use."""
     tls = {"ssl_ca_certs": settings.REDIS_CA_FILE} if settings.REDIS_CA_FILE else {}
     match topology(settings):
         case "cluster":
-            return RedisCluster.from_url(settings.REDIS_URL, retry=quick_retry(),
-                                         health_check_interval=30, **TIMEOUTS, **tls)
+            return ClusterClient.from_url(settings.REDIS_URL, retry=quick_retry(),
+                                          health_check_interval=30, **TIMEOUTS, **tls)
         case "sentinel":
             return _sentinel_master(settings, tls)
         case _:
@@ -59,7 +92,8 @@ def _sentinel_master(settings: Settings, tls: dict[str, Any]) -> redis.Redis:
         tls = {**tls, "ssl": True}
     node = {k: v for k, v in url.items() if k not in ("host", "port", "path")}
     secret = settings.REDIS_SENTINEL_PASSWORD
-    asking = {**TIMEOUTS, **tls, "password": secret.get_secret_value() if secret else None}
+    asking = {**TIMEOUTS, **tls, "retry": quick_retry(),
+              "password": secret.get_secret_value() if secret else None}
     sentinel = Sentinel(sentinel_addresses(settings.REDIS_SENTINELS or ""),
                         sentinel_kwargs=asking, **TIMEOUTS)
     return sentinel.master_for(settings.REDIS_SENTINEL_MASTER or "", retry=quick_retry(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
 from bot import doctor
 from bot.errors import ConfigError
@@ -16,6 +17,7 @@ from bot.redis_conn import connect
 from bot.settings import load_settings
 from bot.slack.blocks import CONFIRM
 from bot.standin.local import free_port
+from bot.standin.topologies import Procs, start_cluster
 from tests.plugins.slack import button_value
 from tests.test_alert_storm import (  # noqa: F401 - limited is a fixture
     CHANNELS,
@@ -25,7 +27,7 @@ from tests.test_alert_storm import (  # noqa: F401 - limited is a fixture
     send,
     wait_delivered,
 )
-from tests.test_stop_flow import JOB, VERSION, replies_with, request_message
+from tests.test_stop_flow import JOB, VERSION, replies_with, request_message, wait_reply
 
 TAGS = ("{flow}", "{alerts}", "{iam}")
 
@@ -92,6 +94,27 @@ class TestAlerts:
         assert retry_after_violations(limited) == []
         assert one.bot.alerts.backlog() == 0
         assert any("{alerts}" in k for k in bot_keys(on_cluster, key_prefix))
+
+
+class TestClusterDown:
+    def test_a_dead_cluster_costs_the_user_a_clear_reply_not_a_5xx(
+            self, make_bot, slack_api, emulator, tmp_path):
+        """A cluster of the test's own, killed after the bot learnt its slot map."""
+        procs = Procs(tmp_path)
+        try:
+            cluster = start_cluster(procs)
+            bot = make_bot(REDIS_URL=cluster.url, REDIS_CLUSTER=True)
+        finally:
+            procs.close()
+        assert bot.command(f"stop {JOB} {VERSION}").status_code == 200
+        wait_reply(slack_api, "U0ONCALL", "can't reach my state store (Redis)")
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
+
+    def test_no_start_up_node_is_a_connection_error(self):
+        settings = load_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+                                 REDIS_CLUSTER=True)
+        with pytest.raises(redis.ConnectionError, match="Redis Cluster cannot be connected"):
+            connect(settings)
 
 
 class TestDoctorAndSettings:
