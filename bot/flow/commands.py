@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
 from bot.errors import InvalidIdError
-from bot.modelarts.refs import JobRef, ref_from_words
+from bot.modelarts.refs import V2_SHAPE, JobRef, ref_from_words
 
 MAX_TEXT = 200
 USAGE = (
     "Usage:\n"
-    "• `/modelarts stop &lt;training_job_id&gt;`: stop a running training job (asks you to "
-    "confirm)\n"
-    "• `/modelarts status &lt;training_job_id&gt;`: show a training job's phase\n"
+    "• `/modelarts list [filter]`: the running jobs you may stop, each with a Stop button; "
+    "filter by a part of the name or a glob (`team-a-*`)\n"
+    "• `/modelarts stop &lt;training_job_id or name&gt;`: stop a running training job (asks you "
+    "to confirm)\n"
+    "• `/modelarts status &lt;training_job_id or name&gt;`: show a training job's phase\n"
     "• Old-version jobs: `/modelarts stop &lt;job_id&gt; &lt;version_id&gt;` and "
     "`/modelarts status &lt;job_id&gt; &lt;version_id&gt;`\n"
     "• `/modelarts help`: this message"
 )
 EXAMPLE = "e.g. `/modelarts {action} 3faf5c03-aaa1-4cbe-879d-24b05d997347`"
+MAX_NAME = 64
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")            # a job name, as ModelArts allows them
+PATTERN = re.compile(r"^[A-Za-z0-9_*?-]{1,64}$")       # a list filter: a name part or a glob
 
 
 @dataclass(frozen=True)
 class Command:
-    action: str                  # "help" | "stop" | "status"
-    ref: JobRef | None = None
+    action: str                  # "help" | "list" | "stop" | "status"
+    ref: JobRef | None = None    # stop/status by id
+    name: str | None = None      # stop/status by exact name (ref is None)
+    pattern: str | None = None   # list: a part of the name, or a glob with * and ?
 
 
 @dataclass(frozen=True)
@@ -45,17 +53,47 @@ def parse(text: str | None) -> Command | Invalid:
     words = text.split()
     if not words or words[0].lower() == "help":
         return Command("help") if len(words) <= 1 else Invalid("`help` takes no arguments.")
-    action = words[0].lower()
+    action, args = words[0].lower(), words[1:]
+    if action == "list":
+        return _list(args)
     if action not in ("stop", "status"):
         return Invalid(f"I don't know the command `{words[0][:30]}`.")
-    args = words[1:]
     if not args:
         return Invalid(f"`{action}` needs a training_job_id, {EXAMPLE.format(action=action)} "
                        "(old-version jobs: a job id and a version id).")
     if len(args) > 2:
         return Invalid(f"`{action}` takes a training_job_id, or a job id and a version id; "
                        f"I got {len(args)} words after it.")
+    if len(args) == 1 and not V2_SHAPE.match(args[0]):
+        return _by_name(action, args[0])
     try:
         return Command(action, ref_from_words(args))
     except InvalidIdError as exc:
         return Invalid(f"{exc}.")
+
+
+def _list(args: list[str]) -> Command | Invalid:
+    if not args:
+        return Command("list")
+    if len(args) > 1:
+        return Invalid(f"`list` takes one filter (a part of the name, or a glob like "
+                       f"`team-a-*`); I got {len(args)} words after it.")
+    if not PATTERN.match(args[0]):
+        return Invalid("A filter is up to 64 letters, digits, `_`, `-`, and the wildcards `*` "
+                       "and `?`, e.g. `/modelarts list team-a-*`.")
+    return Command("list", pattern=args[0])
+
+
+def _by_name(action: str, word: str) -> Command | Invalid:
+    """One word that is not a v2 id: a job name, unless it is all digits (a v1 job id that
+    lacks its version: a name of digits only cannot be looked up)."""
+    if word.isascii() and word.isdigit():
+        return Invalid(f"training_job_id must be 32-36 letters, digits or '-'. If `{word[:20]}` "
+                       f"is an old-version job id, add its version id: "
+                       f"`/modelarts {action} {word[:20]} &lt;version_id&gt;`.")
+    if not NAME.match(word):
+        hint = " To pick among jobs, try `/modelarts list` with a filter." if (
+            PATTERN.match(word)) else ""
+        return Invalid(f"`{action}` takes a training_job_id, a job name (up to {MAX_NAME} "
+                       f"letters, digits, `_` and `-`), or a job id and a version id.{hint}")
+    return Command(action, name=word)

@@ -32,6 +32,12 @@ def click(body: dict) -> tuple[str, str, str, str, list | None] | None:
     return user, value, channel, ts, blocks if isinstance(blocks, list) else None
 
 
+def on_ephemeral(body: dict) -> bool:
+    """True when the button sits on an ephemeral message (a list answer): Slack then sends no
+    ``message``, and nothing can thread under that message or edit it."""
+    return _dict(body.get("container")).get("is_ephemeral") is True
+
+
 def _dict(value: object) -> dict:
     """A payload part that should be an object; anything else (true, a list...) counts as none."""
     return value if isinstance(value, dict) else {}

@@ -1,25 +1,34 @@
-"""The alert message's Stop button: treated exactly like ``/modelarts stop`` typed by the clicker.
+"""The Stop button of an alert message and of each ``/modelarts list`` entry: treated exactly
+like ``/modelarts stop`` typed by the clicker.
 
-Which job: the one the bot recorded for this message (channel and ts come from Slack's payload,
-not from the button); the button's value is used only when no record is left. Either way
-``flow.request`` runs the status check and the clicker's role check, so a forged value can stop
-nothing the clicker could not stop by typing the command.
+Which job: for an alert, the one the bot recorded for this message (channel and ts come from
+Slack's payload, not from the button); the button's value is used only when no record is left.
+A list entry sits on an ephemeral message: no record, no thread, no alert to update; its value is
+the job. Either way ``flow.request`` parses nothing further: the value is validated here
+(``parse_ref``), and the request looks the job up again and checks the clicker's role, so a forged
+value can stop nothing the clicker could not stop by typing the command.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 
-from slack_bolt import App
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
 
 from bot.alerts.blocks import STOP_REQUEST
 from bot.errors import InvalidIdError
 from bot.flow.stop import StopFlow
 from bot.modelarts.refs import JobRef, parse_ref
 from bot.slack.later import Later
-from bot.slack.listeners.actions import listener
+from bot.slack.listeners.actions import click, ephemeral, on_ephemeral
 
+log = logging.getLogger(__name__)
 Lookup = Callable[[str, str], "JobRef | None"]
+# The alert's button, and the list's numbered ones (action ids are unique within a message).
+STOP_ACTIONS = re.compile(rf"^{STOP_REQUEST}(?::\d{{1,2}})?$")
 
 
 def ref_from_value(value: str) -> JobRef | None:
@@ -30,19 +39,27 @@ def ref_from_value(value: str) -> JobRef | None:
 
 
 def register(app: App, flow: StopFlow, later: Later, lookup: Lookup | None = None) -> None:
-    def handle(user: str, value: str, channel: str, ts: str, blocks: list | None,
-               notify: Callable[[str], None]) -> None:
-        request_stop(flow, lookup, user, value, channel, ts, notify)
+    def on_click(ack: Ack, body: dict, client: WebClient) -> None:
+        ack()
+        got = click(body)
+        if got is None:
+            log.warning("ignored a malformed %s payload", STOP_REQUEST)
+            return
+        user, value, channel, ts, _ = got
+        alert_ts = None if on_ephemeral(body) else ts
+        later(request_stop, flow, lookup, user, value, channel, alert_ts,
+              ephemeral(client, channel, user))
 
-    app.action(STOP_REQUEST)(listener(STOP_REQUEST, handle, later))
+    app.action(STOP_ACTIONS)(on_click)
 
 
 def request_stop(flow: StopFlow, lookup: Lookup | None, user: str, value: str, channel: str,
-                 ts: str, notify: Callable[[str], None]) -> None:
-    """After the ack: which job (a Redis read), then the same request as the command's."""
-    ref = (lookup(channel, ts) if lookup else None) or ref_from_value(value)
+                 ts: str | None, notify: Callable[[str], None]) -> None:
+    """After the ack: which job (a Redis read for an alert), then the command's request.
+    ``ts``: the alert message's; None for a list entry."""
+    ref = (lookup(channel, ts) if lookup and ts else None) or ref_from_value(value)
     if ref is None:
-        notify("This alert does not say which job to stop. Use `/modelarts stop "
-               "&lt;training_job_id&gt;`.")
+        notify("This button does not say which job to stop. Use `/modelarts stop "
+               "&lt;training_job_id&gt;` or `/modelarts list`.")
         return
     flow.request(user, channel, ref, notify, thread_ts=ts, alert_ts=ts)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from slack_bolt import Ack, App, Respond
 
 from bot.flow.commands import USAGE, Command, parse
+from bot.flow.finder import Finder
 from bot.flow.stop import StopFlow
 from bot.logs import decision
 from bot.slack.later import Later
 
 
-def register(app: App, flow: StopFlow, later: Later) -> None:
+def register(app: App, flow: StopFlow, later: Later, finder: Finder | None = None) -> None:
+    finder = finder or Finder(flow)
+
     @app.command("/modelarts")
     def modelarts(ack: Ack, command: dict, respond: Respond) -> None:
         parsed = parse(command.get("text"))
@@ -27,8 +30,17 @@ def register(app: App, flow: StopFlow, later: Later) -> None:
         def notify(text: str) -> None:
             respond(text=text, response_type="ephemeral", replace_original=False)
 
+        def show(text: str, blocks: list[dict]) -> None:
+            respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+
         user, channel = command["user_id"], command["channel_id"]
-        if parsed.action == "status":
+        if parsed.action == "list":
+            later(finder.listing, user, parsed.pattern, show, notify)
+        elif parsed.name is not None and parsed.action == "status":
+            later(finder.status, user, parsed.name, notify, show)
+        elif parsed.name is not None:
+            later(finder.stop, user, channel, parsed.name, notify, show)
+        elif parsed.action == "status":
             later(flow.status, user, parsed.ref, notify)
         else:
             later(flow.request, user, channel, parsed.ref, notify)

@@ -1,0 +1,277 @@
+"""Find running jobs without their ids: ``/modelarts list``, and stop or status by name.
+
+Both APIs are read: v2 ``training-job-searches`` (phases Creating, Pending, Running; the first
+page says how many match, the other pages are fetched concurrently) and the v1 job list (status
+RUNNING), at the same time. A source that fails is named in the answer and never hides the
+other's jobs. Each job is then checked against the roles file exactly as a stop is
+(``RoleChecker.check``), with the usergroup cache read in one MGET for the whole list.
+
+A name never widens what a user may do: one running job of that name goes into
+``StopFlow.request`` (status check and role check on the job found), a list entry's button
+leads there again on click.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import redis
+
+from bot.errors import InvalidIdError
+from bot.flow.stop import StopFlow
+from bot.modelarts.models import RUNNING, STOPPABLE_PHASES, Failure, Job, JobVersion
+from bot.modelarts.refs import JobRef
+from bot.slack import lists
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str], None]
+Show = Callable[[str, list[dict]], None]      # an ephemeral answer with blocks
+
+V2_PAGE = 50          # the largest page training-job-searches gives
+V2_MAX_PAGES = 40     # 2,000 running v2 jobs read at most
+V1_PAGE = 200
+V1_MAX_PAGES = 5      # 1,000 running v1 jobs read at most
+STATUS_PAGES = 2      # status by name, when none runs: the newest 100 jobs with the name in it
+SHOWN_BY_STATUS = 3
+WORKERS = 6
+REDIS_DOWN = "I can't reach my state store (Redis) to check your roles. Try again shortly."
+UNMAPPED = ("You have no role in this bot's roles file, so you can't look up jobs. "
+            "Ask the platform team to map you.")
+
+
+@dataclass(frozen=True)
+class NameFilter:
+    """Which names: a part of the name (any case), a glob with ``*``/``?`` (any case), or
+    exactly one name. ``hint`` is what the servers may filter on (a name part)."""
+
+    text: str
+    exact: bool = False
+
+    @property
+    def glob(self) -> bool:
+        return not self.exact and any(c in self.text for c in "*?")
+
+    @property
+    def hint(self) -> str | None:
+        if not self.glob:
+            return self.text
+        parts = [p for p in re.split(r"[*?]+", self.text) if p]
+        return max(parts, key=len) if parts else None
+
+    def matches(self, name: str) -> bool:
+        if self.exact:
+            return name == self.text
+        if self.glob:
+            return fnmatch.fnmatchcase(name.lower(), self.text.lower())
+        return self.text.lower() in name.lower()
+
+
+@dataclass
+class Found:
+    """Jobs read from both sources (newest first), and what could not be read."""
+
+    jobs: list[Job] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    partial: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """True when neither source gave anything."""
+        return not self.jobs and len(self.problems) == 2
+
+
+class Finder:
+    def __init__(self, flow: StopFlow, pool: ThreadPoolExecutor | None = None) -> None:
+        self.flow = flow
+        self.modelarts = flow.modelarts
+        self.roles = flow.roles
+        self.pool = pool or ThreadPoolExecutor(WORKERS, thread_name_prefix="finder")
+
+    # -- /modelarts list [pattern] ----------------------------------------------------------
+    def listing(self, user: str, pattern: str | None, show: Show, notify: Notify) -> None:
+        found = self.running(NameFilter(pattern) if pattern else None)
+        if found.failed:
+            notify("I could not list jobs: " + "; ".join(found.problems))
+            return
+        split = self._split(user, found.jobs, notify)
+        if split is not None:
+            show(*lists.list_message(*split, pattern, found.problems, found.partial))
+
+    # -- /modelarts stop <name>, /modelarts status <name> -----------------------------------
+    def stop(self, user: str, channel: str, name: str, notify: Notify, show: Show) -> None:
+        found = self.running(NameFilter(name))
+        if found.failed:
+            notify("I could not look for the job: " + "; ".join(found.problems))
+            return
+        exact = [job for job in found.jobs if job.name == name]
+        if len(exact) == 1:
+            for problem in found.problems:
+                notify(f"Only part of ModelArts was searched: {problem}")
+            self.flow.request(user, channel, exact[0].ref, notify)
+            return
+        self._choices(user, name, exact, found, notify, show)
+
+    def status(self, user: str, name: str, notify: Notify, show: Show) -> None:
+        try:
+            mapped = self.roles.is_mapped(user)
+        except redis.RedisError:
+            notify(REDIS_DOWN)
+            return
+        if not mapped:
+            notify(UNMAPPED)
+            return
+        found = self.running(NameFilter(name))
+        if found.failed:
+            notify("I could not look for the job: " + "; ".join(found.problems))
+            return
+        exact = [job for job in found.jobs if job.name == name]
+        if len(exact) == 1:
+            self.flow.status(user, exact[0].ref, notify)
+            return
+        if not exact:
+            ended = self.named(name)
+            if ended.jobs:
+                notify(lists.not_running_text(name, ended.jobs[:SHOWN_BY_STATUS],
+                                              ended.problems))
+                return
+        self._choices(user, name, exact, found, notify, show)
+
+    def _choices(self, user: str, name: str, exact: list[Job], found: Found, notify: Notify,
+                 show: Show) -> None:
+        """Several running jobs of this name (the list of them), or none (similar names)."""
+        if exact:
+            split = self._split(user, exact, notify)
+            if split is not None:
+                show(*lists.several_message(name, *split, found.problems))
+            return
+        split = self._split(user, found.jobs, notify)
+        if split is not None:
+            show(*lists.not_found_message(name, *split, found.problems))
+
+    # -- reading both sources ---------------------------------------------------------------
+    def running(self, names: NameFilter | None = None) -> Found:
+        """Running jobs whose names pass ``names``, from v2 and v1 at once, newest first."""
+        hint = names.hint if names else None
+        v1 = self.pool.submit(self._v1_running, hint)
+        v2 = self._v2_search(STOPPABLE_PHASES, hint, V2_MAX_PAGES)
+        return _merge(v2, v1.result(), names)
+
+    def named(self, name: str) -> Found:
+        """Jobs of any phase or status whose name is ``name`` (the newest few), for status."""
+        v1 = self.pool.submit(self._v1_list, None, name, 1)
+        v2 = self._v2_search((), name, STATUS_PAGES)
+        return _merge(v2, v1.result(), NameFilter(name, exact=True))
+
+    def _v2_search(self, phases: tuple[str, ...], hint: str | None,
+                   max_pages: int) -> tuple[list[Job], Failure | None, bool]:
+        first = self.modelarts.search_jobs(phases, hint, 0, V2_PAGE)
+        if isinstance(first, Failure):
+            return [], first, False
+        pages = min(-(-first.count // V2_PAGE), max_pages)
+        rest = list(self.pool.map(lambda page: self.modelarts.search_jobs(
+            phases, hint, page, V2_PAGE), range(1, pages)))
+        jobs: list[Job] = list(first.items)
+        for page in rest:
+            if isinstance(page, Failure):
+                return jobs, page, True
+            jobs += page.items
+        return jobs, None, first.count > pages * V2_PAGE
+
+    def _v1_running(self, hint: str | None) -> tuple[list[Job], Failure | None, bool]:
+        return self._v1_list(RUNNING, hint, V1_MAX_PAGES)
+
+    def _v1_list(self, status: int | None, hint: str | None,
+                 max_pages: int) -> tuple[list[Job], Failure | None, bool]:
+        jobs: list[Job] = []
+        for page in range(1, max_pages + 1):
+            got = self.modelarts.list_jobs(V1_PAGE, page, status, hint)
+            if isinstance(got, Failure):
+                return jobs, got, False
+            jobs += [job for job in map(_v1_job, got) if job is not None]
+            if len(got) < V1_PAGE:
+                return jobs, None, False
+        return jobs, None, True
+
+    # -- the role filter --------------------------------------------------------------------
+    def _split(self, user: str, jobs: list[Job], notify: Notify) -> tuple[list[Job], int] | None:
+        """(the jobs the user may stop, how many others), or None (user told why)."""
+        try:
+            allowed = self.allowed(user, jobs)
+        except redis.RedisError:
+            notify(REDIS_DOWN)
+            return None
+        return allowed, len(jobs) - len(allowed)
+
+    def allowed(self, user: str, jobs: list[Job]) -> list[Job]:
+        """The jobs ``user`` may stop. One MGET of the usergroup cache for all of them, and one
+        check per distinct set of roles allowing a job (the verdict depends on nothing else)."""
+        fetched = self._group_cache()
+        verdicts: dict[tuple[str, ...], bool] = {}
+        out = []
+        for job in jobs:
+            allowing = tuple(self.roles.roles.roles_allowing(job.name))
+            if allowing not in verdicts:
+                verdicts[allowing] = self.roles.check(user, job.name, fetched).allowed
+            if verdicts[allowing]:
+                out.append(job)
+        return out
+
+    def _group_cache(self) -> dict[str, bytes | None] | None:
+        groups = list(self.roles.roles.usergroups)
+        if not groups or not self.roles.cache_seconds:
+            return None
+        keys = [self.roles.keys.usergroup(g) for g in groups]
+        return dict(zip(keys, self.roles.redis.mget(keys), strict=True))
+
+
+def _merge(v2: tuple[list[Job], Failure | None, bool], v1: tuple[list[Job], Failure | None, bool],
+           names: NameFilter | None) -> Found:
+    found = Found()
+    seen = set()
+    for api, (jobs, failure, partial) in (("v2", v2), ("v1", v1)):
+        if failure is not None:
+            log.warning("%s job list failed: %s", api, failure.error_code)
+            found.problems.append(lists.source_problem(api, failure))
+        found.partial = found.partial or partial
+        for job in jobs:
+            ref = _ref(job)
+            if ref is not None and ref not in seen and (names is None or names.matches(job.name)):
+                seen.add(ref)
+                found.jobs.append(job)
+    found.jobs.sort(key=lambda job: job.create_time_ms or 0, reverse=True)
+    return found
+
+
+def _ref(job: Job) -> JobRef | None:
+    """The job's ref, or None for an id ModelArts should never send (it could not be stopped)."""
+    try:
+        return job.ref
+    except InvalidIdError:
+        return None
+
+
+def _v1_job(entry: object) -> JobVersion | None:
+    """A list entry (a job with its latest version) as a JobVersion; None if unreadable."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        return JobVersion(
+            job_id=int(entry["job_id"]), version_id=int(entry["version_id"]),
+            job_name=str(entry.get("job_name") or ""), version_name="",
+            status=int(entry["status"]), duration_ms=_int(entry.get("duration")),
+            create_time_ms=_int(entry.get("create_time")))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

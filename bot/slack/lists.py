@@ -1,0 +1,141 @@
+"""The job list: pure builders from found jobs to Slack text and Block Kit, no I/O.
+
+One section per job with its Stop button as the accessory (one block per entry), so 20 entries
+and the notes stay far below Slack's 50 blocks. Names are cut before escaping, every section is
+cut to 3,000 characters without splitting an entity, and entries stop early when the message
+would pass about 11,000 characters (Slack refuses long block messages: msg_blocks_too_long).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.alerts.blocks import STOP_REQUEST
+from bot.modelarts.models import Failure, Job
+from bot.slack import blocks as b
+
+MAX_ENTRIES = 20
+MAX_SUGGESTIONS = 5
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+MAX_TOTAL = 11_000
+MAX_NAME = 80
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis, never inside an ``&...;`` entity."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
+def short_name(name: str) -> str:
+    """A job name cut for a list entry (before escaping)."""
+    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
+
+
+def stop_button(job: Job, n: int) -> dict:
+    """The entry's Stop button: the alert's action, numbered (action ids are unique per
+    message); its value is the job's key, which the click parses and checks again."""
+    return {"type": "button", "action_id": f"{STOP_REQUEST}:{n}", "style": "danger",
+            "value": job.ref.key, "text": {"type": "plain_text", "text": "Stop"}}
+
+
+def entry(job: Job, n: int) -> dict:
+    text = f"{b.job_ref(short_name(job.name), job.ref)}\n{b.details(job)}"
+    return {"type": "section", "block_id": f"job_{n}",
+            "text": {"type": "mrkdwn", "text": fit(text, MAX_SECTION)},
+            "accessory": stop_button(job, n)}
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def matching(pattern: str | None) -> str:
+    return f" matching `{b.escape(pattern)}`" if pattern else ""
+
+
+def source_problem(api: str, failure: Failure) -> str:
+    """``v1 not available: `APIGW.0101` (HTTP 404): ...``: a source that could not be read."""
+    status = f" (HTTP {failure.http_status})" if failure.http_status else ""
+    return (f"{api} not available: `{b.escape(failure.error_code)}`{status}: "
+            f"{b.escape(fit(failure.error_msg, 200))}")
+
+
+def hidden_line(hidden: int) -> str:
+    verb = "is" if hidden == 1 else "are"
+    return (f"{plural(hidden, 'running job')} {verb} not listed: your roles don't allow you to "
+            "stop them. Ask the platform team if you need to.")
+
+
+def entries(jobs: list[Job], limit: int) -> list[dict]:
+    """Entries for the first ``limit`` jobs, fewer if the message would grow too long."""
+    out, total = [], 0
+    for n, job in enumerate(jobs[:limit]):
+        block = entry(job, n)
+        total += len(block["text"]["text"])
+        if total > MAX_TOTAL:
+            break
+        out.append(block)
+    return out
+
+
+def job_list(jobs: list[Job], hidden: int, *, heading: str, problems: Sequence[str] = (),
+             limit: int = MAX_ENTRIES, more: str = "narrow it with a filter",
+             partial: bool = False) -> tuple[str, list[dict]]:
+    """``heading``, then the jobs (newest first) with Stop buttons, then what is not shown."""
+    shown = entries(jobs, limit)
+    notes = []
+    if len(jobs) > len(shown):
+        notes.append(f"and {len(jobs) - len(shown)} more: {more}.")
+    if hidden:
+        notes.append(hidden_line(hidden))
+    if partial:
+        notes.append("I stopped reading after the newest running jobs; there are more.")
+    notes += problems
+    blocks = [b.section(fit(heading, MAX_SECTION)), *shown,
+              *(b.context(fit(note, MAX_SECTION)) for note in notes)]
+    text = " ".join([heading, *(f"{job.name} ({job.ref})" for job in jobs[: len(shown)]),
+                     *notes])
+    return fit(text, 3000), blocks[:MAX_BLOCKS]
+
+
+def list_message(jobs: list[Job], hidden: int, pattern: str | None, problems: list[str],
+                 partial: bool = False) -> tuple[str, list[dict]]:
+    """The answer to ``/modelarts list [pattern]``."""
+    if jobs:
+        heading = f"*{plural(len(jobs), 'running job')} you may stop*{matching(pattern)}:"
+    else:
+        heading = f"No running job you may stop{matching(pattern)}."
+    return job_list(jobs, hidden, heading=heading, problems=problems, partial=partial)
+
+
+def several_message(name: str, jobs: list[Job], hidden: int,
+                    problems: list[str]) -> tuple[str, list[dict]]:
+    """Several running jobs have this name: pick one by its button."""
+    shown = b.escape(short_name(name))
+    heading = (f"*{plural(len(jobs), 'running job')} named `{shown}`* that you may stop: "
+               "pick one." if jobs else f"No running job named `{shown}` that you may stop.")
+    return job_list(jobs, hidden, heading=heading, problems=problems)
+
+
+def not_found_message(name: str, similar: list[Job], hidden: int,
+                      problems: list[str]) -> tuple[str, list[dict]]:
+    """No running job has this name; up to 5 running jobs whose names contain it."""
+    heading = f"No running job is named `{b.escape(short_name(name))}`."
+    if similar:
+        heading += " Running jobs whose names contain it, that you may stop:"
+    return job_list(similar, hidden, heading=heading, problems=problems,
+                    limit=MAX_SUGGESTIONS, more="use `/modelarts list` with a filter")
+
+
+def not_running_text(name: str, jobs: list[Job], problems: list[str]) -> str:
+    """For status by name: no running job has it, these (newest first) do."""
+    lines = [f"No running job is named `{b.escape(short_name(name))}`; the newest with "
+             "that name:", *(b.status_text(job) for job in jobs), *problems]
+    return fit("\n".join(lines), 3000)
