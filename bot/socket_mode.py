@@ -21,10 +21,9 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 
-from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
-
 from bot.httpd import serve_in_thread
 from bot.settings import Settings
+from bot.slack.guard import GuardedSocketModeHandler as SocketModeHandler  # checks payloads
 from bot.web import Wsgi, plain
 from bot.wiring import Bot
 

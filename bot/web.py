@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from slack_bolt import BoltRequest
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.slack import guard
 from bot.wiring import Bot
 
 log = logging.getLogger(__name__)
@@ -23,16 +24,28 @@ def plain(start_response: Callable, status: str, text: str,
     return [data]
 
 
-def readable(raw: bytes, content_type: str | None) -> bool:
-    """True when Bolt can build a request from this body. Bolt parses (and indexes into) the body
-    before it checks the signature, so a form ``payload`` that is not a JSON object, or a body
-    that is not UTF-8, would be a 500 from anyone on the internet."""
+def refusal(raw: bytes, content_type: str | None) -> guard.Refused | None:
+    """Why Bolt does not get this body; None when it does. Bolt parses (and indexes into) the
+    body before it checks the signature, so what it cannot read would be a 500 from anyone."""
     try:
         request = BoltRequest(body=raw.decode("utf-8"),
                               headers={"content-type": [content_type or ""]})
+    except UnicodeDecodeError:
+        return guard.Refused(400, "the body is not UTF-8")
+    except RecursionError:   # json gives up at about 1000 levels; guard.MAX_DEPTH is far lower
+        return guard.Refused(400, f"the body is nested deeper than {guard.MAX_DEPTH} levels")
     except (ValueError, TypeError, AttributeError, KeyError, IndexError):
-        return False
-    return isinstance(request.body, dict)
+        return guard.Refused(400, "the body is not a form or JSON object Slack would send")
+    return guard.refusal(request.body)
+
+
+def verifiable(environ: dict) -> bool:
+    """Bolt's signature check raises on a timestamp that is not an integer (int()) or a signature
+    that is not ASCII (hmac.compare_digest): both would be a 500."""
+    timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "0")
+    signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+    return (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
+            and signature.isascii())
 
 
 def create_wsgi(bot: Bot, routes: dict[str, Wsgi] | None = None) -> Wsgi:
@@ -57,9 +70,13 @@ def create_wsgi(bot: Bot, routes: dict[str, Wsgi] | None = None) -> Wsgi:
         if not 0 <= length <= MAX_BODY:
             return plain(start_response, "413 Content Too Large", "body too large\n")
         raw = environ["wsgi.input"].read(length)
-        if not readable(raw, environ.get("CONTENT_TYPE")):
-            log.warning("rejected a request body Bolt cannot parse")
-            return plain(start_response, "400 Bad Request", "malformed body\n")
+        if not verifiable(environ):
+            return plain(start_response, "401 Unauthorized", "invalid signature headers\n")
+        refused = refusal(raw, environ.get("CONTENT_TYPE"))
+        if refused:
+            log.warning("refused a request body: %s", refused.reason)
+            status = "404 Not Found" if refused.status == 404 else "400 Bad Request"
+            return plain(start_response, status, f"refused: {refused.reason}\n")
         environ["wsgi.input"] = io.BytesIO(raw)
         return slack(environ, start_response)
 

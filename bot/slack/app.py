@@ -8,30 +8,22 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
 from bot.flow.stop import StopFlow
+from bot.slack.guard import refusal
 from bot.slack.later import Later, report_error
 from bot.slack.listeners import actions, alerts, commands
 
 log = logging.getLogger(__name__)
 
 
-def well_formed(body: dict) -> bool:
-    """Interactive payloads must carry a list of action objects with a string action_id."""
-    if body.get("type") not in ("block_actions", "interactive_message"):
-        return True
-    actions = body.get("actions")
-    return (isinstance(actions, list) and len(actions) > 0
-            and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
-            and isinstance(body.get("user"), dict))
-
-
 class GuardedApp(App):
-    """Bolt indexes into ``actions`` before any middleware runs: a malformed payload would be a
-    500. Answer 400 instead, for HTTP and Socket Mode alike."""
+    """Bolt indexes into a body before any middleware runs: a body Slack never sends would be a
+    500. Answer 400 (404: a kind we do not serve) instead, for HTTP and Socket Mode alike."""
 
     def dispatch(self, req: BoltRequest) -> BoltResponse:
-        if not well_formed(req.body):
-            log.warning("rejected a malformed interactive payload")
-            return BoltResponse(status=400, body="malformed interactive payload")
+        refused = refusal(req.body)
+        if refused:
+            log.warning("refused a request: %s", refused.reason)
+            return BoltResponse(status=refused.status, body=f"refused: {refused.reason}")
         return super().dispatch(req)
 
 

@@ -1,0 +1,148 @@
+"""The one check of a request body before Bolt reads it, for HTTP and Socket Mode alike.
+
+Bolt indexes into a body while it builds the request (team, user, channel...), while it builds
+every listener's arguments (``actions[0]``, ``event.type``, ``view.type``), while it logs an
+unhandled request, and our listeners index the command form. On a body Slack would never send,
+each of those raises, and Bolt answers 500 (or its error handler raises again). So:
+
+- deny by default: only the kinds this app serves go to Bolt (slash commands, block_actions,
+  and Bolt's own url_verification and ssl_check); any other kind is a 404, as Bolt answers a
+  request no listener takes;
+- a served kind must carry what its listener reads, with Slack's types;
+- Bolt's own readers must run on it without raising.
+
+``refusal(body)`` says why not, or None. A new kind of listener: add its kind and fields here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from slack_bolt import BoltContext
+from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
+from slack_bolt.logger.messages import warning_unhandled_request
+from slack_bolt.request.internals import build_context
+from slack_bolt.request.payload_utils import (
+    to_action,
+    to_command,
+    to_event,
+    to_message,
+    to_options,
+    to_shortcut,
+    to_step,
+    to_view,
+)
+from slack_sdk.socket_mode.client import BaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+
+log = logging.getLogger(__name__)
+
+# Slack's deepest payloads (rich text inside a message inside an action payload) are about 12
+# levels; anything deeper is refused before code that recurses over it (json.dumps, repr) runs.
+MAX_DEPTH = 40
+MAX_ID_LENGTH = 200   # the longest user or channel id taken; Slack's are about 11 characters
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A body not passed to Bolt: the HTTP status to answer and why."""
+
+    status: int
+    reason: str
+
+
+def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
+    """True when ``value`` nests lists and dicts more than ``limit`` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def refusal(body: object) -> Refused | None:
+    """Why this body does not go to Bolt; None when it does."""
+    if not isinstance(body, dict):
+        return Refused(400, "the body is not a JSON object")
+    if too_deep(body):
+        return Refused(400, f"the body is nested deeper than {MAX_DEPTH} levels")
+    checks = [check for applies, check in _SERVED if applies(body)]
+    if not checks:
+        return Refused(404, "no listener for this kind of request")
+    for check in [*checks, _bolt_reads]:
+        reason = check(body)
+        if reason:
+            return Refused(400, reason)
+    return None
+
+
+def _command(body: dict) -> str | None:
+    """The fields the command listener reads: all strings, the ids short and present."""
+    for name in ("command", "user_id", "channel_id", "response_url"):
+        if not isinstance(body.get(name), str) or not body[name]:
+            return f"slash command without a {name}"
+    if len(body["user_id"]) > MAX_ID_LENGTH or len(body["channel_id"]) > MAX_ID_LENGTH:
+        return "slash command with an id too long"
+    if not isinstance(body.get("text", ""), str):
+        return "slash command whose text is not a string"
+    return None
+
+
+def _actions(body: dict) -> str | None:
+    """Bolt's action matcher reads ``actions[0].action_id``; the button listeners check the rest."""
+    actions = body.get("actions")
+    if not (isinstance(actions, list) and actions
+            and all(isinstance(a, dict) and isinstance(a.get("action_id"), str)
+                    for a in actions)):
+        return "interactive payload without a list of actions with an action_id"
+    if not isinstance(body.get("user"), dict):
+        return "interactive payload without a user object"
+    return None
+
+
+def _challenge(body: dict) -> str | None:
+    if not isinstance(body.get("challenge"), str):
+        return "url_verification without a challenge string"
+    return None
+
+
+Check = Callable[[dict], "str | None"]
+_SERVED: list[tuple[Callable[[dict], bool], Check]] = [
+    (lambda body: "command" in body, _command),
+    (lambda body: body.get("type") == "block_actions", _actions),
+    (lambda body: body.get("type") == "url_verification", _challenge),
+    (lambda body: body.get("ssl_check") == "1", lambda body: None),
+]
+
+# What Bolt derives from every body: the context, every listener's (and the error handler's)
+# arguments (kwargs_injection.build_required_kwargs), the "unhandled request" warning.
+_READERS = (to_options, to_shortcut, to_action, to_view, to_command, to_event, to_message,
+            to_step, lambda body: build_context(BoltContext(), body),
+            lambda body: warning_unhandled_request(SimpleNamespace(body=body)))
+
+
+def _bolt_reads(body: dict) -> str | None:
+    try:
+        for read in _READERS:
+            read(body)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError):
+        return "the body's fields are not of the types Slack sends"
+    return None
+
+
+class GuardedSocketModeHandler(SocketModeHandler):
+    """Bolt builds a request from an envelope before ``App.dispatch``: check the payload first.
+    A refused envelope is logged and not acked (the Socket Mode form of a 4xx)."""
+
+    def handle(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
+        refused = refusal(req.payload)
+        if refused:
+            log.warning("refused a Socket Mode envelope: %s", refused.reason)
+            return
+        super().handle(client, req)

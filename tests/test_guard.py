@@ -1,0 +1,174 @@
+"""The edge guard (bot/slack/guard.py, bot/web.py): bodies Slack never sends get a 4xx naming
+what is wrong, over real HTTP to a served bot, and nothing runs. The property tests in
+tests/test_properties.py generate such bodies at random; these are the named cases."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import urlencode
+
+import pytest
+from slack_bolt import BoltRequest
+
+from bot.slack.guard import MAX_DEPTH, refusal, too_deep
+from bot.standin.signing import slack_headers
+from tests.plugins.slack import TEAM
+
+
+def stops(emulator) -> int:
+    """Stop calls that reached the emulator, for any job."""
+    return sum(emulator.store.stop_counts().values())
+
+
+def command_form(slack_api, text: str = "help", **changes) -> dict:
+    form = {"token": "legacy-unused", "team_id": TEAM, "channel_id": "C0INCIDENT",
+            "user_id": "U0ONCALL", "user_name": "oncall", "command": "/modelarts", "text": text,
+            "api_app_id": "A0BOT", "trigger_id": "1.trigger",
+            "response_url": slack_api.response_url("cmd-U0ONCALL")}
+    form.update(changes)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+def nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def post_raw(bot, raw: bytes, content_type: str = "application/x-www-form-urlencoded",
+             **headers):
+    signed = {**slack_headers(bot.secret, raw), "Content-Type": content_type, **headers}
+    return bot.http.post(bot.url + "/slack/events", data=raw, headers=signed, timeout=10)
+
+
+class TestTooDeep:
+    def test_counts_levels_of_lists_and_dicts(self):
+        assert not too_deep([[1]], limit=2)
+        assert too_deep([[[1]]], limit=2)
+        assert too_deep({"a": [{"b": 1}]}, limit=2)
+        assert not too_deep({"a": 1, "b": "x" * 10_000}, limit=1)
+
+    def test_a_structure_far_deeper_than_the_recursion_limit_is_measured(self):
+        deep: list = []
+        for _ in range(100_000):
+            deep = [deep]
+        assert too_deep(deep)
+
+
+CMD = {"command": "/modelarts", "user_id": "U1", "channel_id": "C1", "response_url": "u"}
+CLICK = {"type": "block_actions", "actions": [{"action_id": "a"}], "user": {"id": "U1"}}
+
+
+class TestRefusal:
+    @pytest.mark.parametrize(("body", "says"), [
+        ([], "not a JSON object"),
+        ({**CMD, "user_id": None}, "user_id"),
+        ({k: v for k, v in CMD.items() if k != "channel_id"}, "channel_id"),
+        ({k: v for k, v in CMD.items() if k != "response_url"}, "response_url"),
+        ({**CMD, "user_id": 5}, "user_id"),
+        ({**CMD, "user_id": "U" * 201}, "too long"),
+        ({**CMD, "text": ["stop"]}, "text"),
+        ({**CLICK, "actions": [{"value": "x"}]}, "action_id"),
+        ({**CLICK, "user": "U1"}, "user"),
+        ({"type": "url_verification", "challenge": {"a": 1}}, "challenge"),
+        ({**CMD, "user": 5}, "types Slack sends"),
+        ({**CMD, "authorizations": "abc"}, "types Slack sends"),
+        ({**CMD, "type": "view_submission", "view": ["callback_id"]}, "types Slack sends"),
+        ({**CMD, "command": "/other", "type": "block_suggestion", "action_id": []},
+         "types Slack sends"),
+        ({**CLICK, "message": {"blocks": json.loads(nested(MAX_DEPTH))}}, "nested deeper"),
+        ({"type": "event_callback", "event": json.loads(nested(MAX_DEPTH))}, "nested deeper"),
+    ])
+    def test_a_body_slack_never_sends_is_a_400_that_names_what_is_wrong(self, body, says):
+        got = refusal(body)
+        assert got.status == 400 and says in got.reason
+
+    @pytest.mark.parametrize("body", [
+        {},
+        {"type": "event_callback", "event": {"type": "app_mention", "user": "U1"}},
+        {"type": "view_submission", "view": {"type": "modal", "callback_id": "v"}},
+        {"type": "shortcut", "callback_id": "x", "user": {"id": "U1"}},
+        {"type": "interactive_message", "callback_id": "x", "actions": [{"name": "n"}]},
+        {"type": "block_suggestion", "action_id": []},
+    ])
+    def test_a_kind_this_app_does_not_serve_is_a_404_before_bolt_reads_it(self, body):
+        assert refusal(body).status == 404
+
+    @pytest.mark.parametrize("body", [
+        CMD, CLICK,
+        {**CMD, "team_id": "T1", "enterprise_id": "E1", "text": "stop 1 2"},
+        {**CLICK, "team": {"id": "T1"}, "channel": {"id": "C1"}, "message": {"blocks": [
+            {"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": [
+                {"type": "text", "text": "x", "style": {"bold": True}}]}]}]}},
+        {"ssl_check": "1", "token": "x"},
+        {"type": "url_verification", "challenge": "abc", "token": "x"},
+    ])
+    def test_takes_what_slack_sends(self, body):
+        assert refusal(body) is None
+
+    def test_what_it_takes_bolt_builds_a_request_from(self):
+        body = {**CLICK, "enterprise": "E1", "channel": "C1", "team": {"id": "T1"}}
+        assert refusal(body) is None
+        context = BoltRequest(body=body, mode="socket_mode").context
+        assert (context.user_id, context.channel_id, context.team_id) == ("U1", "C1", "T1")
+
+
+class TestOverHttp:
+    """The cases of issue 14, each once, against a served bot."""
+
+    @pytest.mark.parametrize("missing", ["user_id", "channel_id"])
+    def test_a_command_without_its_user_or_channel_is_a_400(self, make_bot, slack_api,
+                                                             emulator, missing):
+        bot = make_bot()
+        resp = bot.post(urlencode(command_form(slack_api, "stop 182626 278813",
+                                               **{missing: None})))
+        assert resp.status_code == 400
+        assert missing in resp.text
+        time.sleep(0.3)   # work after an ack would show by now
+        assert not slack_api.calls_to("chat.postMessage") and stops(emulator) == 0
+
+    @pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 999, 1001, 50_000])
+    def test_a_payload_nested_thousands_of_levels_deep_is_a_400(self, make_bot, levels):
+        bot = make_bot()
+        payload = '{"type": "block_actions", "actions": ' + nested(levels) + "}"
+        resp = bot.post(urlencode({"payload": payload}))
+        assert resp.status_code == 400
+        assert "nested" in resp.text
+
+    def test_an_events_api_body_nested_deep_is_a_400(self, make_bot):
+        raw = ('{"type": "event_callback", "event": {"type": "x", "blocks": '
+               + nested(5000) + "}}").encode()
+        assert post_raw(make_bot(), raw, "application/json").status_code == 400
+
+    def test_json_where_a_form_is_expected_is_read_as_json_and_checked(self, make_bot,
+                                                                       slack_api):
+        form = command_form(slack_api, "help", user_id=["U0ONCALL"])
+        resp = post_raw(make_bot(), json.dumps(form).encode(), "application/json")
+        assert resp.status_code == 400 and "user_id" in resp.text
+
+    def test_a_body_that_is_not_utf8_is_a_400(self, make_bot, slack_api):
+        raw = urlencode(command_form(slack_api, "help")).encode() + b"&x=\xff\xfe"
+        resp = post_raw(make_bot(), raw)
+        assert resp.status_code == 400 and "UTF-8" in resp.text
+
+    @pytest.mark.parametrize("headers", [
+        {"X-Slack-Request-Timestamp": "abc"},
+        {"X-Slack-Request-Timestamp": b""},
+        {"X-Slack-Request-Timestamp": "9" * 5000},
+        {"X-Slack-Request-Timestamp": "\u0661\u0662".encode()},
+        {"X-Slack-Signature": "v0=\u00e9".encode("latin-1")},
+    ])
+    def test_signature_headers_bolt_cannot_compare_are_a_401(self, make_bot, slack_api,
+                                                             headers):
+        raw = urlencode(command_form(slack_api, "help")).encode()
+        assert post_raw(make_bot(), raw, **headers).status_code == 401
+
+    def test_url_verification_and_ssl_check_still_answer(self, make_bot):
+        bot = make_bot()
+        raw = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "x"})
+        resp = post_raw(bot, raw.encode(), "application/json")
+        assert resp.status_code == 200 and resp.json() == {"challenge": "c-123"}
+        assert post_raw(bot, b"ssl_check=1&token=x").status_code == 200
+
+    def test_the_valid_command_still_works(self, make_bot, slack_api):
+        resp = make_bot().post(urlencode(command_form(slack_api, "help")))
+        assert resp.status_code == 200 and "Usage" in resp.text
