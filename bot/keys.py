@@ -39,6 +39,11 @@ class Keys:
         """Outcome replies owed: the zset by due time, and the hash of entries."""
         return [f"{self.flow}owed", f"{self.flow}owed:rec"]
 
+    def watches(self) -> list[str]:
+        """Stops being followed to their end (bot.flow.watches): the zset by next check time,
+        and the hash of entries."""
+        return [f"{self.flow}watch", f"{self.flow}watch:rec"]
+
     def usergroup(self, group: str) -> str:
         """Cached members of a Slack usergroup."""
         return f"{self.flow}usergroup:{group}"

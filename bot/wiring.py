@@ -21,6 +21,7 @@ from bot.flow.confirmations import ConfirmationStore
 from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker, Roles, load_roles
 from bot.flow.stop import StopFlow
+from bot.flow.watches import Watches
 from bot.modelarts.client import ModelArtsClient, build_client
 from bot.settings import Settings
 from bot.slack.app import create_app
@@ -38,20 +39,25 @@ class Bot:
     alerts: AlertQueue | None = None
     dispatcher: Dispatcher | None = None
     owed: OwedReplies | None = None
+    watches: Watches | None = None
 
     def start_background(self) -> None:
-        """Start the alert dispatcher threads and the owed-replies recovery (once per process;
-        gunicorn: per worker)."""
+        """Start the alert dispatcher threads, the owed-replies recovery and the watches (once per
+        process; gunicorn: per worker)."""
         if self.dispatcher:
             self.dispatcher.start()
         if self.owed:
             self.owed.start()
+        if self.watches:
+            self.watches.start()
 
     def close(self) -> None:
         if self.dispatcher:
             self.dispatcher.stop()
         if self.owed:
             self.owed.stop()
+        if self.watches:
+            self.watches.stop()
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -86,14 +92,21 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     messages = AlertMessages(alerts, slack)
     dispatcher = Dispatcher(alerts, alert_slack or slack_client(settings, retry_429=False),
                             pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
+    # Each stop followed to its end; a look-up (with its token retry) fits in the lease.
+    watches = Watches(redis, prefix, modelarts, slack_client(settings, retry_429=False),
+                      interval=settings.STOP_VERIFY_INTERVAL_SECONDS,
+                      span=settings.STOP_VERIFY_SECONDS,
+                      unknown_span=settings.STOP_UNKNOWN_VERIFY_SECONDS,
+                      lease_seconds=2 * settings.MODELARTS_TIMEOUT_SECONDS + 5,
+                      alert_final=messages.final_state)
     # A living replica goes from the confirm to its reply posted within this (the chat.update
     # before the stop and the stop may take 10 s each); after it, any replica posts
     # "Outcome unknown" in its place.
     owed = OwedReplies(redis, prefix, slack_client(settings, retry_429=False),
-                       2 * settings.MODELARTS_TIMEOUT_SECONDS + 30)
+                       2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches)
     flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported, owed)
     secret = settings.SLACK_SIGNING_SECRET
     socket_mode = settings.SLACK_APP_TOKEN is not None
     app = create_app(flow, slack, None if socket_mode or not secret else secret.get_secret_value(),
                      alert_ids=messages.ref)
-    return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed)
+    return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed, watches)

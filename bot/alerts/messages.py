@@ -36,8 +36,16 @@ class AlertMessages:
         """StopFlow calls this once a stop confirmed from an alert has an outcome."""
         if not c.alert_ts:
             return
-        line = (ab.stopped_line(user, time.time()) if outcome.is_success
-                else ab.stop_failed_line(outcome.error_code, outcome.unknown))
+        self.show(c, ab.stopped_line(user, time.time()) if outcome.is_success
+                  else ab.stop_failed_line(outcome.error_code, outcome.unknown))
+
+    def final_state(self, c: Confirmation, line: str) -> None:
+        """The watch that followed the stop ended (bot.flow.watches): ``line`` says how."""
+        if c.alert_ts:
+            self.show(c, line.removesuffix(".") + ".")
+
+    def show(self, c: Confirmation, line: str) -> None:
+        """Record ``line`` as the alert's outcome and show it on the alert message."""
         try:
             self.queue.mark(c.channel, c.alert_ts, outcome=line)
             found = self.queue.message(c.channel, c.alert_ts)

@@ -10,6 +10,9 @@ its thread, even when the replica dies right after sending it, or Slack refuses 
     recovery, a thread in every replica: CLAIM the oldest due entry (it becomes the owner) ──▶
         post its reply text, or "Outcome unknown" when the stop's answer was never known
         ──▶ DONE │ refused: due later, at most MAX_TRIES times. Recovery never calls ModelArts.
+    DONE also opens the watch that follows the stop to its end (bot.flow.watches): the owner's
+        (accepted or unknown outcome) kept in the entry, or an "unknown" one for an interrupted
+        stop; so a replica dying anywhere between the stop and the reply still leaves a watch.
 
 Keys (bot.keys: Keys.owed()): a zset  cid -> due (Redis ms)
                               a hash  cid -> JSON {c: record JSON, user, owner, stage, text,
@@ -27,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import redis
 from slack_sdk import WebClient
@@ -35,6 +39,9 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.flow.confirmations import Confirmation, Owe
 from bot.keys import Keys
 from bot.slack import blocks as b
+
+if TYPE_CHECKING:
+    from bot.flow.watches import Watches
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,8 @@ return 1
 
 # Change an entry, only for its owner.
 # KEYS[1] zset, KEYS[2] hash; ARGV[1] cid, ARGV[2] owner, ARGV[3] new owner ("" = none),
-# ARGV[4] stage ("" = keep), ARGV[5] text ("" = keep), ARGV[6] ms until due, ARGV[7] tries to add
+# ARGV[4] stage ("" = keep), ARGV[5] text ("" = keep), ARGV[6] ms until due, ARGV[7] tries to add,
+# ARGV[8] the watch to open once the reply is posted (bot.flow.watches entry JSON; "" = keep)
 # returns 1 if changed, 0 if the entry is gone or another owner holds it
 SET = _NOW + """
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
@@ -64,20 +72,26 @@ if e['owner'] ~= ARGV[2] then return 0 end
 e['owner'] = ARGV[3]
 if ARGV[4] ~= '' then e['stage'] = ARGV[4] end
 if ARGV[5] ~= '' then e['text'] = ARGV[5] end
+if ARGV[8] and ARGV[8] ~= '' then e['watch'] = ARGV[8] end
 e['tries'] = (tonumber(e['tries']) or 0) + tonumber(ARGV[7])
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(e))
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[6]), ARGV[1])
 return 1
 """
 
-# The reply landed (or was given up): forget the entry, only for its owner.
-# KEYS[1] zset, KEYS[2] hash; ARGV[1] cid, ARGV[2] owner
-# returns 1 if deleted, 0 if gone or another owner holds it
-DONE = """
+# The reply landed (or was given up): forget the entry, only for its owner, and open the watch
+# that follows the stop (bot.flow.watches), unless one is open already.
+# KEYS[1] zset, KEYS[2] hash; KEYS[3] watches zset, KEYS[4] watches hash (only with ARGV[3])
+# ARGV[1] cid, ARGV[2] owner, ARGV[3] watch entry JSON ("" = none), ARGV[4] ms until its check
+# returns 1 if deleted, 0 if gone or another owner holds it (then no watch is opened)
+DONE = _NOW + """
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw or cjson.decode(raw)['owner'] ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[3] and ARGV[3] ~= '' and redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[3]) == 1 then
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
+end
 return 1
 """
 
@@ -127,11 +141,13 @@ def retry_ms(exc: Exception, tries: int) -> int:
 
 class OwedReplies:
     def __init__(self, client: redis.Redis, prefix: str, slack: WebClient,
-                 budget_seconds: float, post_lease_seconds: float = POST_LEASE_MS / 1000) -> None:
+                 budget_seconds: float, post_lease_seconds: float = POST_LEASE_MS / 1000,
+                 watches: Watches | None = None) -> None:
         """``budget_seconds``: how long a living replica may take from OPEN to its reply posted;
         after that, recovery in any replica takes the entry. ``slack`` must not retry 429s
         itself: a refused post is handed back (due after Retry-After), so a post never outlasts
-        the lease it was started under."""
+        the lease it was started under. ``watches``: each stop is followed to its end, the watch
+        opened by the DONE that records its reply (None: no watches)."""
         self.redis = client
         self.keys = Keys(prefix).owed()
         self.slack = slack
@@ -141,6 +157,7 @@ class OwedReplies:
         self._set = client.register_script(SET)
         self._done = client.register_script(DONE)
         self._claim = client.register_script(CLAIM)
+        self.watches = watches
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -152,22 +169,27 @@ class OwedReplies:
     def cancel(self, cid: str, owe: Owe) -> None:
         """No stop will be sent (the role re-check failed): nothing is owed."""
         try:
-            self._done(keys=self.keys, args=[cid, owe.owner])
+            self._finish(cid, owe.owner)
         except redis.RedisError:
             log.warning("could not drop an owed reply; recovery will post 'outcome unknown'",
                         extra={"confirmation": cid})
 
-    def deliver(self, c: Confirmation, owe: Owe, text: str) -> None:
+    def deliver(self, c: Confirmation, owe: Owe, text: str,
+                follow: tuple[str, str] | None = None) -> None:
         """Post the outcome the owner knows. If Redis or Slack is down, recovery posts later.
+        ``follow``: (watch kind, confirming user): the watch to open once the reply is posted.
 
         While at least POST_LEASE_MS of the lease is left, the entry is certainly still this
         owner's (recovery claims only once it is due), so it posts straight away; later, it
         first renews the lease in Redis (SET), and posts nothing if recovery took the entry."""
         elapsed_ms = (time.monotonic() - owe.started) * 1000
+        watch = ""
+        if follow and self.watches:   # since: the consume, that is the confirm click
+            watch = self.watches.entry(c, follow[1], follow[0], time.time() - elapsed_ms / 1000)
         if elapsed_ms > owe.lease_ms - self.post_lease_ms:
             try:
                 mine = patient(lambda: self._set(keys=self.keys, args=[
-                    c.id, owe.owner, owe.owner, "outcome", text, self.post_lease_ms, 0]))
+                    c.id, owe.owner, owe.owner, "outcome", text, self.post_lease_ms, 0, watch]))
             except redis.RedisError:
                 log.warning("Redis unreachable: the outcome reply is left to recovery",
                             extra={"confirmation": c.id})
@@ -176,11 +198,12 @@ class OwedReplies:
                 log.info("the outcome reply was taken over by recovery",
                          extra={"confirmation": c.id})
                 return
-        self._post(c.id, owe.owner, c.channel, c.thread_ts or c.ts, text, tries=0)
+        self._post(c.id, owe.owner, c.channel, c.thread_ts or c.ts, text, tries=0, watch=watch)
 
     def _post(self, cid: str, owner: str, channel: str, thread: str, text: str,
-              tries: int, stage: str = "outcome") -> bool:
-        """Post ``text``; if Slack refuses, keep it owed (with ``stage``), due after a backoff."""
+              tries: int, stage: str = "outcome", watch: str = "") -> bool:
+        """Post ``text``; if Slack refuses, keep it owed (with ``stage`` and ``watch``), due after
+        a backoff. Once posted, DONE opens ``watch``."""
         try:
             self.slack.chat_postMessage(channel=channel, text=text, thread_ts=thread or None)
         except (SlackClientError, OSError) as exc:
@@ -189,12 +212,12 @@ class OwedReplies:
                         type(exc).__name__, delay, extra={"confirmation": cid})
             try:
                 patient(lambda: self._set(keys=self.keys, args=[
-                    cid, owner, "", stage, text, delay, 1]))
+                    cid, owner, "", stage, text, delay, 1, watch]))
             except redis.RedisError:
                 pass  # its lease runs out and recovery takes it
             return False
         try:
-            patient(lambda: self._done(keys=self.keys, args=[cid, owner]))
+            patient(lambda: self._finish(cid, owner, watch))
         except redis.RedisError:
             log.error("posted an outcome reply but could not record it; it may be posted again",
                       extra={"confirmation": cid})
@@ -211,19 +234,29 @@ class OwedReplies:
         c = Confirmation.from_json(e["c"])
         ts = e.get("ts") or ""
         c = replace(c, ts=c.ts or ts, thread_ts=c.thread_ts or ts)
+        stage = e.get("stage") or "stopping"
+        watch = e.get("watch") or ""
+        if stage != "outcome" and self.watches:   # interrupted: settle it by the job's status
+            watch = self.watches.entry(c, e.get("user") or c.requester, "unknown", None)
         if int(e.get("tries") or 0) >= MAX_TRIES:
             log.error("gave up posting an outcome reply after %d tries", MAX_TRIES,
                       extra={"confirmation": cid, "channel": c.channel})
-            self._done(keys=self.keys, args=[cid, token])
+            self._finish(cid, token, watch)
             return True
-        text = e.get("text") or b.interrupted_reply(c)
+        text = e.get("text") or b.interrupted_reply(c, watched=bool(watch))
         log.info("posting an owed outcome reply", extra={"confirmation": cid,
                                                          "stage": e.get("stage")})
-        stage = e.get("stage") or "stopping"
         if self._post(cid, token, c.channel, c.thread_ts or c.ts, text, int(e.get("tries") or 0),
-                      stage) and stage != "outcome" and c.ts:
+                      stage, watch) and stage != "outcome" and c.ts:
             self._settle(c, e.get("user") or c.requester)
         return True
+
+    def _finish(self, cid: str, owner: str, watch: str = "") -> int:
+        """DONE: forget the entry and open ``watch`` (if any), in one script."""
+        if not watch or not self.watches:
+            return self._done(keys=self.keys, args=[cid, owner, "", 0])
+        return self._done(keys=self.keys + self.watches.keys,
+                          args=[cid, owner, watch, self.watches.first_check_ms])
 
     def _settle(self, c: Confirmation, user: str) -> None:
         line = f"Outcome unknown: check status. Confirmed by {b.mention(user)}."

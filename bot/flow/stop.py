@@ -171,8 +171,11 @@ class StopFlow:
                  outcome="unknown" if outcome.unknown else
                  ("stop_requested" if outcome.is_success else "stop_failed"),
                  error_code=outcome.error_code, http_status=outcome.http_status)
+        # Accepted or unknown: followed to its end, the watch opened once the reply is posted.
+        follow = "accepted" if outcome.is_success else "unknown" if outcome.unknown else None
         if self.owed and owe:   # retried until it lands, by this replica or another
-            self.owed.deliver(c, owe, b.outcome_reply(c, outcome, hint))
+            text = b.outcome_reply(c, outcome, hint, bool(follow and self.owed.watches))
+            self.owed.deliver(c, owe, text, (follow, user) if follow else None)
         else:
             self._post(c.channel, b.outcome_reply(c, outcome, hint), thread_ts=c.thread_ts)
         line = f"{b.outcome_line(outcome)} Confirmed by {b.mention(user)}."

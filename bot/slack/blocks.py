@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from bot.flow.confirmations import Confirmation
 from bot.modelarts.models import Job, StopOutcome, TrainingJob
 from bot.modelarts.refs import JobRef
@@ -128,15 +130,20 @@ def outcome_line(outcome: StopOutcome) -> str:
 STOP_PATH = {"v1": "RUNNING → KILLING → KILLED", "v2": "Running → Terminating → Terminated"}
 
 
-def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None) -> str:
+def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None,
+                  watched: bool = False) -> str:
+    """``watched``: the bot follows the stop (bot.flow.watches) and says so."""
     ref = job_ref(c.job_name, c.ref)
     if outcome.is_success:
+        follow = ("I'll post here when it has stopped." if watched else
+                  f"Check with `/modelarts status {c.ref.args}`.")
         return (f":white_check_mark: Stop requested for {ref}. ModelArts is stopping it "
-                f"({STOP_PATH[c.ref.api]}). Check with `/modelarts status {c.ref.args}`.")
+                f"({STOP_PATH[c.ref.api]}). {follow}")
     if outcome.unknown:
         text = (f":warning: Outcome unknown for {ref}: ModelArts did not answer in time, "
-                f"the stop may or may not have been carried out. Check with "
-                f"`/modelarts status {c.ref.args}` before trying again.")
+                f"the stop may or may not have been carried out. " + (
+                    checking(c) if watched else
+                    f"Check with `/modelarts status {c.ref.args}` before trying again."))
     else:
         status = f" (HTTP {outcome.http_status})" if outcome.http_status else ""
         text = (f":x: Stop failed for {ref}: `{outcome.error_code}`{status}: "
@@ -148,11 +155,91 @@ def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None) -> st
     return text
 
 
-def interrupted_reply(c: Confirmation) -> str:
+def interrupted_reply(c: Confirmation, watched: bool = False) -> str:
     """The owed reply for a confirmed stop whose answer the bot never saw (the replica died)."""
     return (f":warning: Outcome unknown for {job_ref(c.job_name, c.ref)}: the bot was "
-            f"interrupted around sending the stop, so it can't tell whether ModelArts got it. "
-            f"Check with `/modelarts status {c.ref.args}` before trying again.")
+            f"interrupted around sending the stop, so it can't tell whether ModelArts got it. " +
+            (checking(c) if watched else
+             f"Check with `/modelarts status {c.ref.args}` before trying again."))
+
+
+# -- following a stop to its end (bot.flow.watches) ----------------------------------------------
+def checking(c: Confirmation) -> str:
+    return (f"I'm checking its status (`/modelarts status {c.ref.args}`) and will say here "
+            f"whether the stop took effect.")
+
+
+STOP_REQUEST = "modelarts_stop_request"  # the alert's Stop button (bot.alerts.blocks)
+
+
+def took(seconds: float) -> str:
+    """``14 s``, ``10 min``, ``3 min 5 s``."""
+    seconds = max(0, round(seconds))
+    minutes, rest = divmod(seconds, 60)
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{minutes} min" + (f" {rest} s" if rest else "")
+
+
+def ended_line(user: str, state: str, at: float, stopped: bool) -> str:
+    """The request message's (and the alert's) last line once the job has ended."""
+    who = f"Stopped by {mention(user)}" if stopped else f"Stop confirmed by {mention(user)}"
+    return f"{who} · {escape(state)} at {hhmm(at)}" + ("" if stopped else " (ended on its own)")
+
+
+def watch_final(c: Confirmation, state: str, stopped: bool, since: float | None,
+                now: float, unknown: bool) -> str:
+    """The job reached a final state: by the stop (``stopped``) or on its own."""
+    name = f"*{escape(c.job_name or 'the job')}*"
+    after = f" ({'stopped' if stopped else 'ended'} {took(now - since)} after the request)" \
+        if since else ""
+    if stopped:
+        lead = "The stop did take effect: " if unknown else ""
+        return f":white_check_mark: {lead}{name} is {escape(state)}{after}."
+    return (f":information_source: {name} is {escape(state)}: it ended on its own before the "
+            f"stop took effect{after}.")
+
+
+def watch_took_effect(c: Confirmation, state: str, span: float) -> str:
+    return (f":white_check_mark: The stop did take effect: *{escape(c.job_name or 'the job')}* is "
+            f"{escape(state)}. I'll follow it for up to {took(span)} and post here when it has "
+            f"stopped.")
+
+
+def watch_deadline(c: Confirmation, user: str, state: str | None, span: float,
+                   error: str | None = None) -> str:
+    """The deadline passed and the job is still stopping (or its status could not be read)."""
+    name = job_ref(c.job_name, c.ref)
+    now = (f"is still {escape(state)} after {took(span)}" if state else
+           f"could not be looked up for {took(span)} (last error `{escape(error or '?')}`)")
+    return (f":warning: {mention(user)} {name} {now}, so I stopped watching it. Nothing was "
+            f"stopped again. Check `/modelarts status {c.ref.args}` and the job's events and "
+            f"logs in the ModelArts console; ask the platform team if it stays like this.")
+
+
+def watch_not_taken(c: Confirmation, user: str, state: str,
+                    span: float) -> tuple[str, list[dict]]:
+    """The stop's outcome was unknown and the job still runs: say so, offer a fresh Stop."""
+    text = (f":x: {mention(user)} The stop did not take effect: {job_ref(c.job_name, c.ref)} is "
+            f"still {escape(state)} after {took(span)}. Nothing was stopped again. To stop it, "
+            f"press Stop: it asks for a new confirmation.")
+    button = {"type": "actions", "block_id": "modelarts_watch", "elements": [
+        {"type": "button", "action_id": STOP_REQUEST, "style": "danger", "value": c.ref.key,
+         "text": {"type": "plain_text", "text": "Stop"}}]}
+    return text, [section(text), button]
+
+
+def not_taken_line(state: str, at: float) -> str:
+    return f"The stop did not take effect: still {escape(state)} at {hhmm(at)}."
+
+
+def deadline_line(user: str, state: str | None, at: float) -> str:
+    return (f"Stop requested by {mention(user)} · still {escape(state or 'unknown')} at "
+            f"{hhmm(at)}: no longer watched.")
+
+
+def hhmm(epoch: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(epoch)) + " UTC"
 
 
 def strip_buttons(blocks: list[dict] | None, line: str) -> list[dict]:

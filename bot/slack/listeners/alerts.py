@@ -47,19 +47,29 @@ def register(app: App, flow: StopFlow, later: Later, lookup: Lookup | None = Non
             return
         user, value, channel, ts, _ = got
         alert_ts = None if on_ephemeral(body) else ts
-        later(request_stop, flow, lookup, user, value, channel, alert_ts,
-              ephemeral(client, channel, user))
+        thread = reply_thread(body, ts)    # a Stop offered in a thread (bot.flow.watches)
+        later(request_stop, flow, lookup, user, value, channel, None if thread else alert_ts,
+              ephemeral(client, channel, user), thread)
 
     app.action(STOP_ACTIONS)(on_click)
 
 
 def request_stop(flow: StopFlow, lookup: Lookup | None, user: str, value: str, channel: str,
-                 ts: str | None, notify: Callable[[str], None]) -> None:
+                 ts: str | None, notify: Callable[[str], None], thread: str | None = None) -> None:
     """After the ack: which job (a Redis read for an alert), then the command's request.
-    ``ts``: the alert message's; None for a list entry."""
+    ``ts``: the alert message's; None for a list entry. ``thread``: where a reply with a Stop
+    button sits (the request is asked there)."""
     ref = (lookup(channel, ts) if lookup and ts else None) or ref_from_value(value)
     if ref is None:
         notify("This button does not say which job to stop. Use `/modelarts stop "
                "&lt;training_job_id&gt;` or `/modelarts list`.")
         return
-    flow.request(user, channel, ref, notify, thread_ts=ts, alert_ts=ts)
+    flow.request(user, channel, ref, notify, thread_ts=thread or ts, alert_ts=ts)
+
+
+def reply_thread(body: dict, ts: str) -> str | None:
+    """The thread of a clicked reply (Slack names it in the signed payload); None otherwise."""
+    container, message = (v if isinstance(v, dict) else {}
+                          for v in (body.get("container"), body.get("message")))
+    thread = container.get("thread_ts") or message.get("thread_ts")
+    return thread if isinstance(thread, str) and 0 < len(thread) <= 40 and thread != ts else None

@@ -1,0 +1,240 @@
+"""Every stop followed to its end (issue 12), end to end: signed requests to the served app, real
+Redis, the ModelArts emulator and the Slack stand-in over loopback HTTP. Short intervals come from
+settings; every wait polls with a deadline."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import urlencode
+
+import pytest
+
+from bot.flow.confirmations import Confirmation
+from bot.flow.watches import Watches
+from bot.keys import Keys
+from bot.modelarts.refs import V1Job, V2Job
+from bot.slack import blocks as b
+from bot.slack.blocks import CONFIRM
+from tests.plugins.slack import TEAM, button_value
+from tests.test_stop_flow import JOB, VERSION, request_message
+
+REF = V1Job(JOB, VERSION)                                  # team-a-resnet, RUNNING
+V2 = V2Job("3faf5c03-aaa1-4cbe-879d-24b05d997347")         # team-a-resnet50, Running
+FAST = {"STOP_VERIFY_INTERVAL_SECONDS": 0.2}
+
+
+def texts(slack_api, msg) -> list[str]:
+    return [m.text for m in slack_api.thread_replies(msg.channel, msg.ts)]
+
+
+def with_text(slack_api, msg, needle: str) -> list[str]:
+    return [t for t in texts(slack_api, msg) if needle in t]
+
+
+def status_calls(emulator, ref) -> int:
+    path = (f"/training-jobs/{ref.job_id}/versions/{ref.version_id}" if isinstance(ref, V1Job)
+            else f"/training-jobs/{ref.training_job_id}")
+    return sum(1 for r in emulator.requests if r.method == "GET" and r.path.endswith(path))
+
+
+def watched(redis_client, key_prefix) -> int:
+    return redis_client.hlen(Keys(key_prefix).watches()[1])
+
+
+def stop(bot, slack_api, args: str, user: str = "U0ONCALL"):
+    """Request and confirm a stop; the request message."""
+    bot.command(f"stop {args}", user=user)
+    msg = request_message(slack_api)
+    assert bot.click_button(msg, CONFIRM, user).status_code == 200
+    return msg
+
+
+@pytest.fixture
+def running(make_bot):
+    """A served bot replica with its background threads, closed afterwards."""
+    bots = []
+
+    def make(**overrides):
+        bot = make_bot(**{**FAST, **overrides})
+        bot.bot.start_background()
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        bot.bot.close()
+
+
+class TestFollowedToTheEnd:
+    def test_the_final_message_comes_after_killed_not_before(self, running, slack_api, emulator,
+                                                             redis_client, key_prefix):
+        emulator.stop_delay = 3600
+        bot = running()
+        msg = stop(bot, slack_api, f"{JOB} {VERSION}")
+        reply = slack_api.wait_for(lambda: with_text(slack_api, msg, "Stop requested"))[0]
+        assert "I'll post here when it has stopped" in reply
+        slack_api.wait_for(lambda: status_calls(emulator, REF) >= 4, timeout=15)
+        assert emulator.job(REF)["status"] == 9
+        assert not with_text(slack_api, msg, "is KILLED"), "no final message before KILLED"
+        emulator.set_status(REF, 12)     # the transition (advance() would skew AK/SK time)
+        final = slack_api.wait_for(lambda: with_text(slack_api, msg, "is KILLED"))
+        assert emulator.job(REF)["status"] == 12
+        assert final[0].startswith(":white_check_mark: *team-a-resnet* is KILLED (stopped ")
+        assert "s after the request)" in final[0]
+        slack_api.wait_for(lambda: "Stopped by <@U0ONCALL> · KILLED at" in msg.text)
+        slack_api.wait_for(lambda: watched(redis_client, key_prefix) == 0)
+        calls = status_calls(emulator, REF)
+        time.sleep(1)
+        assert len(with_text(slack_api, msg, "is KILLED")) == 1
+        assert status_calls(emulator, REF) == calls, "no status calls after the end"
+        assert emulator.stop_count(REF) == 1
+
+    def test_a_v2_job_is_followed_to_terminated(self, running, slack_api, emulator):
+        bot = running()
+        msg = stop(bot, slack_api, V2.training_job_id)
+        final = slack_api.wait_for(lambda: with_text(slack_api, msg, "is Terminated"), timeout=15)
+        assert final[0].startswith(":white_check_mark: *team-a-resnet50* is Terminated")
+        assert emulator.job(V2)["status"]["phase"] == "Terminated"
+        slack_api.wait_for(lambda: "Stopped by <@U0ONCALL> · Terminated at" in msg.text)
+
+    def test_a_job_that_ends_on_its_own_meanwhile_is_said_so(self, running, slack_api,
+                                                             emulator):
+        emulator.set_fault(REF, "stuck")
+        bot = running()
+        msg = stop(bot, slack_api, f"{JOB} {VERSION}")
+        slack_api.wait_for(lambda: status_calls(emulator, REF) >= 3, timeout=15)
+        emulator.set_status(REF, 11)    # FAILED, before the stop got there
+        final = slack_api.wait_for(lambda: with_text(slack_api, msg, "is FAILED"))
+        assert "ended on its own before the stop took effect" in final[0]
+        slack_api.wait_for(lambda: "FAILED at" in msg.text and "ended on its own" in msg.text)
+
+
+class TestDeadline:
+    def test_stuck_in_killing_tells_the_requester_then_stops_checking(
+            self, running, slack_api, emulator, redis_client, key_prefix):
+        emulator.set_fault(REF, "stuck")
+        bot = running(STOP_VERIFY_SECONDS=3)
+        msg = stop(bot, slack_api, f"{JOB} {VERSION}", user="U0ALICE")
+        said = slack_api.wait_for(lambda: with_text(slack_api, msg, "still KILLING"), timeout=15)
+        assert said[0].startswith(":warning: <@U0ALICE> ") and "after 3 s" in said[0]
+        assert "stopped watching" in said[0] and "Nothing was stopped again" in said[0]
+        assert f"/modelarts status {JOB} {VERSION}" in said[0]
+        slack_api.wait_for(lambda: "still KILLING" in msg.text and "no longer watched" in msg.text)
+        slack_api.wait_for(lambda: watched(redis_client, key_prefix) == 0)
+        calls = status_calls(emulator, REF)
+        assert 2 <= calls <= 3 / 0.2 + 2 + 1, "bounded by deadline / interval (+ the request's)"
+        time.sleep(1)
+        assert status_calls(emulator, REF) == calls, "no more status calls"
+        assert emulator.stop_count(REF) == 1 and emulator.job(REF)["status"] == 9
+
+
+class TestOutcomeUnknown:
+    def test_a_timed_out_stop_that_took_effect_is_settled_as_such(self, running, slack_api,
+                                                                  emulator):
+        emulator.stop_delay = 3600
+        emulator.set_fault(REF, "slow", when="after", delay=2.0)
+        bot = running(MODELARTS_TIMEOUT_SECONDS=1)
+        msg = stop(bot, slack_api, f"{JOB} {VERSION}")
+        unknown = slack_api.wait_for(lambda: with_text(slack_api, msg, "Outcome unknown"))
+        assert "I'm checking its status" in unknown[0]
+        took = slack_api.wait_for(lambda: with_text(slack_api, msg, "did take effect"),
+                                  timeout=15)
+        assert "is KILLING" in took[0] and "follow it" in took[0]
+        emulator.set_status(REF, 12)     # the transition (advance() would skew AK/SK time)
+        final = slack_api.wait_for(lambda: with_text(slack_api, msg, "is KILLED"))
+        assert final[0].startswith(":white_check_mark: *team-a-resnet* is KILLED")
+        assert emulator.stop_count(REF) == 1, "never a second stop"
+
+    def test_a_timed_out_stop_without_effect_offers_a_fresh_stop(self, running, slack_api,
+                                                                 emulator, redis_client,
+                                                                 key_prefix):
+        emulator.set_fault(REF, "drop", when="before", times=1)
+        bot = running(STOP_UNKNOWN_VERIFY_SECONDS=2)
+        msg = stop(bot, slack_api, f"{JOB} {VERSION}")
+        slack_api.wait_for(lambda: with_text(slack_api, msg, "Outcome unknown"))
+        said = slack_api.wait_for(lambda: [m for m in slack_api.thread_replies(msg.channel,
+                                                                               msg.ts)
+                                           if "did not take effect" in m.text], timeout=15)[0]
+        assert said.text.startswith(":x: <@U0ONCALL> The stop did not take effect")
+        assert "still RUNNING after 2 s" in said.text and "Nothing was stopped again" in said.text
+        assert button_value(said, b.STOP_REQUEST) == REF.key
+        slack_api.wait_for(lambda: "did not take effect" in msg.text)
+        slack_api.wait_for(lambda: watched(redis_client, key_prefix) == 0)
+        assert emulator.stop_count(REF) == 0, "never an automatic retry"
+
+        click_in_thread(bot, said, "U0ALICE")
+        fresh = request_message(slack_api, exclude=(msg.ts,))
+        assert fresh.text.startswith("<@U0ALICE> asks to stop *team-a-resnet*")
+        assert fresh.thread_ts == msg.ts, "the new confirmation is asked in the same thread"
+        assert emulator.stop_count(REF) == 0
+
+
+class TestReplicas:
+    def test_a_replica_dead_mid_watch_is_taken_over(self, make_bot, running, slack_api,
+                                                    emulator, redis_client, key_prefix):
+        """The watch's claimer dies holding its lease; another replica finishes the watch."""
+        first = make_bot(**FAST)        # no background threads: its watch waits in Redis
+        msg = stop(first, slack_api, f"{JOB} {VERSION}")
+        slack_api.wait_for(lambda: watched(redis_client, key_prefix) == 1)
+        dead = watches_for(first, redis_client, key_prefix, lease=1.5)
+        time.sleep(1.1)                 # the first check is due
+        assert dead._claim(keys=dead.keys, args=["dead-replica", dead.lease_ms])
+        second = running()
+        final = slack_api.wait_for(lambda: with_text(slack_api, msg, "is KILLED"), timeout=15)
+        assert final[0].startswith(":white_check_mark:")
+        slack_api.wait_for(lambda: watched(redis_client, key_prefix) == 0)
+        time.sleep(1)
+        assert len(with_text(slack_api, msg, "is KILLED")) == 1
+        assert second.bot.watches is not None and emulator.stop_count(REF) == 1
+
+    def test_two_replicas_many_watches_one_final_message_each(self, running, slack_api,
+                                                              emulator, redis_client,
+                                                              key_prefix):
+        refs = emulator.add_training_jobs(30, name_prefix="many-")
+        emulator.stop_delay = 1.5
+        one, two = running(), running()
+        for n, ref in enumerate(refs):
+            emulator.store.stop(ref)
+            c = Confirmation(f"cid-{n}", "U0ONCALL", "C0MANY", "", f"{n}.000100", ref,
+                             f"many-{n}", time.time())
+            (one if n % 2 else two).bot.watches.open(c, "U0ONCALL", "accepted", time.time())
+        slack_api.wait_for(lambda: watched(redis_client, key_prefix) == 0, timeout=30)
+        time.sleep(1)
+        for n in range(len(refs)):
+            finals = [m.text for m in slack_api.thread_replies("C0MANY", f"{n}.000100")]
+            assert len(finals) == 1 and f"*many-{n}* is Terminated" in finals[0], (n, finals)
+        assert all(emulator.stop_count(ref) == 1 for ref in refs)
+
+
+def watches_for(bot, redis_client, key_prefix, lease: float) -> Watches:
+    return Watches(redis_client, key_prefix, bot.bot.modelarts, bot.bot.slack, interval=0.2,
+                   span=60, unknown_span=10, lease_seconds=lease)
+
+
+def click_in_thread(bot, message, user: str):
+    """Click the Stop button of a message that sits in a thread: Slack's payload names it."""
+    payload = {
+        "type": "block_actions", "api_app_id": "A0BOT", "token": "legacy-unused",
+        "team": {"id": TEAM, "domain": "standin"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+        "container": {"type": "message", "message_ts": message.ts, "channel_id": message.channel,
+                      "is_ephemeral": False, "thread_ts": message.thread_ts},
+        "channel": {"id": message.channel, "name": "incident"},
+        "message": {"type": "message", "ts": message.ts, "thread_ts": message.thread_ts,
+                    "text": message.text, "blocks": message.blocks},
+        "trigger_id": f"{time.time()}.trigger",
+        "response_url": bot.slack_api.response_url(f"act-{user}"),
+        "actions": [{"type": "button", "action_id": b.STOP_REQUEST, "block_id": "modelarts_watch",
+                     "value": button_value(message, b.STOP_REQUEST),
+                     "action_ts": str(time.time())}],
+    }
+    resp = bot.post(urlencode({"payload": json.dumps(payload)}))
+    assert resp.status_code == 200
+    return resp
+
+
+def test_the_fresh_stop_is_the_alerts_button():
+    from bot.alerts.blocks import STOP_REQUEST
+
+    assert b.STOP_REQUEST == STOP_REQUEST
