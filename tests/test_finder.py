@@ -436,3 +436,49 @@ def test_the_listing_benchmark_runs(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["v2_search_calls_per_list"] == 2
     assert set(result["list_answer_ms"]) == {"U0ONCALL", "U0TEAMA"}
+
+
+# -- the shell -----------------------------------------------------------------------------
+SHELL_SCRIPT = """\
+/modelarts list team-a-*
+2
+/modelarts stop team-a-resnet50
+7
+quit
+"""
+
+
+class TestShell:
+    def test_list_and_stop_by_name_in_the_shell(self, redis_url, tmp_path):
+        from tests.test_shell import after, shell
+
+        done = shell(SHELL_SCRIPT, redis_url, tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        head = done.stdout.split("U0YOU> ")[0]
+        assert "running: team-a-resnet50; team-a-llama-sft;" in head
+        assert "try `/modelarts list`" in head
+        listed_ = after(done.stdout, "U0YOU> /modelarts list team-a-*")
+        assert ("(only visible to you) *4 running jobs you may stop* matching `team-a-*`:"
+                in listed_)
+        assert "(training_job_id 6b3e1f2a-9c4d-4e8f-a1b2-c3d4e5f60718)" in listed_
+        assert "[2] Stop" in listed_ and "[4] Stop" in listed_
+        clicked = after(done.stdout, "U0YOU> 2")
+        assert "#1 in C0SHELL:" in clicked and "asks to stop *team-a-llama-sft*" in clicked
+        assert "[5] Confirm stop   [6] Cancel" in clicked
+        by_name = after(done.stdout, "U0YOU> /modelarts stop team-a-resnet50")
+        assert "asks to stop *team-a-resnet50*" in by_name
+        assert "[7] Confirm stop   [8] Cancel" in by_name
+        confirmed = after(done.stdout, "U0YOU> 7")
+        assert "Stopping... confirmed by @U0YOU" in confirmed
+        assert "Stop requested for *team-a-resnet50*" in confirmed
+
+    def test_render_numbers_an_ephemeral_list_button(self):
+        from bot.shell.render import Transcript
+
+        t = Transcript()
+        _, blocks = lists.list_message([job("team-a-x", 1)], 0, None, [])
+        lines = t.ephemeral({"text": "x", "blocks": blocks}, "U0YOU", "U0YOU")
+        assert lines[1].endswith("[1] Stop") or lines[2].endswith("[1] Stop")
+        button = t.button(1)
+        assert button.ephemeral and parse_ref(button.value) == job("team-a-x", 1).ref
+        assert button.action_id == f"{STOP_REQUEST}:0"

@@ -101,7 +101,8 @@ class TestShellTranscript:
 
     def test_a_malformed_command_is_answered_in_the_ack(self, transcript):
         out = after(transcript, "U0YOU> /modelarts stop 182626")
-        assert out.startswith("(only visible to you) `stop` needs a job id and a version id")
+        assert out.startswith("(only visible to you) training_job_id must be 32-36 letters")
+        assert "add its version id" in out
 
 
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")

@@ -8,6 +8,7 @@ is the only state, so that ``2`` typed at the prompt can name a button shown ear
            :white_check_mark: Stop requested ...
     #1 (edited):                                         chat.update
     (only visible to you) You may not stop ...          chat.postEphemeral, response_url
+       *team-a-resnet50* (...)   [3] Stop              a list entry's button (ephemeral)
     · usergroups.users.list usergroup=S0TEAMA            any other Web API call
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 INDENT = "   "
+EPHEMERAL = ("", "")   # where an ephemeral message's buttons sit: no channel message, no ts
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 
 
@@ -31,6 +33,11 @@ class Button:
     value: str
     block_id: str
     label: str
+
+    @property
+    def ephemeral(self) -> bool:
+        """On an ephemeral message (a list): Slack sends its click without a ``message``."""
+        return (self.channel, self.ts) == EPHEMERAL
 
 
 def mrkdwn(text: str) -> str:
@@ -87,7 +94,7 @@ class Transcript:
         """An ephemeral answer: the ack's body, response_url, or chat.postEphemeral."""
         if params.get("delete_original"):
             return ["(the message with the buttons was deleted)"]
-        lines = self._body(params, None).splitlines() or [""]
+        lines = self._body(params, EPHEMERAL).splitlines() or [""]
         if params.get("response_type") == "in_channel":
             return [f"(in the channel) {lines[0]}", *((INDENT + x).rstrip() for x in lines[1:])]
         who = "you" if not user or user == viewer else f"@{user}"
@@ -132,7 +139,11 @@ class Transcript:
         kind = block.get("type")
         if kind in ("section", "header"):
             fields = [_text(f) for f in block.get("fields") or []]
-            return "\n".join([_text(block.get("text")), *fields]).strip()
+            text = "\n".join([_text(block.get("text")), *fields]).strip()
+            accessory = block.get("accessory")
+            if isinstance(accessory, dict) and accessory.get("type") == "button":
+                text += "   " + self._element(accessory, block, where)
+            return text
         if kind == "context":
             return "  ".join(_text(e) for e in block.get("elements") or [])
         if kind == "divider":

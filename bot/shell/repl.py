@@ -14,9 +14,10 @@ from bot.shell.session import Session
 
 HELP = """\
 Type what you would type in Slack, plus a few shell commands:
-  /modelarts stop 182626 278813     a slash command, signed as Slack signs it
-  /modelarts status 182626 278813   (and /modelarts help)
-  1                                 click button [1] (also: click 1)
+  /modelarts list team-a-*          a slash command, signed as Slack signs it
+  /modelarts stop team-a-resnet50   (by name, by training_job_id, or old-version
+  /modelarts status 182626 278813    jobs by job id and version id; /modelarts help)
+  1                                 click button [1] (also: click 1), a list's Stop too
   /as U0ALICE                       act as another Slack user from now on
   /alert 182626 278813 loss is NaN  an alert, POSTed to the bot's /alerts intake
   /sleep 3                          wait (e.g. for a stopping job to be KILLED)

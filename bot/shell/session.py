@@ -198,7 +198,8 @@ class Session:
         self.url = f"http://127.0.0.1:{httpd.server_address[1]}"
         return [*banner, line, f"Redis: {note} (keys under {prefix}, removed on exit).",
                 roles_line, f"You are {self.user} in channel {self.channel}. "
-                "Type `help` for the shell's commands."]
+                "Type `help` for the shell's commands, or try `/modelarts list` and "
+                "`/modelarts stop team-a-resnet50`."]
 
     def close(self) -> None:
         while self._closers:
@@ -224,14 +225,23 @@ class Session:
                 raise ConfigError(problems[0])
             return {}, (f"ModelArts: {base.MODELARTS_ENDPOINT} (from MODELARTS_ENDPOINT: "
                         "REAL jobs, a confirmed stop really stops one).")
-        from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK, Emulator
+        from bot.emulator import (
+            EMULATOR_AK,
+            EMULATOR_PROJECT_ID,
+            EMULATOR_SK,
+            STOPPABLE,
+            Emulator,
+        )
 
         self.emulator = Emulator(stop_delay=5.0)
         self.emulator.start("127.0.0.1", 0)
         self._closers.append(self.emulator.close)
-        running = [f"{j['job_id']} {v['version_id']} {j['job_name']}"
-                   for j in self.emulator.state()["jobs"] for v in j["versions"]
-                   if v["status"] == 8]
+        state = self.emulator.state()
+        running = [f"{t['metadata']['name']}" + (
+            "" if t["status"]["phase"] == "Running" else f" ({t['status']['phase']})")
+            for t in state["training_jobs"] if t["status"]["phase"] in STOPPABLE]
+        running += [f"{j['job_id']} {v['version_id']} {j['job_name']}"
+                    for j in state["jobs"] for v in j["versions"] if v["status"] == 8]
         values = {"MODELARTS_ENDPOINT": self.emulator.base_url,
                   "MODELARTS_PROJECT_ID": EMULATOR_PROJECT_ID, "MODELARTS_AK": EMULATOR_AK,
                   "MODELARTS_SK": EMULATOR_SK, "MODELARTS_IAM_ENDPOINT": None,
@@ -287,16 +297,16 @@ class Session:
         if button is None:
             return False
         message = self.standin.messages.get((button.channel, button.ts))
+        # A button on an ephemeral message (a list entry): Slack sends no message with it.
+        channel = self.channel if button.ephemeral else button.channel
+        ts = f"{time.time():.6f}" if button.ephemeral else button.ts
         payload = {
             "type": "block_actions", "api_app_id": "A0SHELL", "token": "unused",
             "team": {"id": TEAM, "domain": "shell"},
             "user": {"id": self.user, "username": self.user.lower(), "team_id": TEAM},
-            "container": {"type": "message", "message_ts": button.ts,
-                          "channel_id": button.channel, "is_ephemeral": False},
-            "channel": {"id": button.channel, "name": "shell"},
-            "message": {"type": "message", "ts": button.ts,
-                        "text": message.text if message else "",
-                        "blocks": (message.blocks if message else None) or []},
+            "container": {"type": "message", "message_ts": ts,
+                          "channel_id": channel, "is_ephemeral": button.ephemeral},
+            "channel": {"id": channel, "name": "shell"},
             "trigger_id": f"{time.time()}.shell",
             "response_url": self.standin.response_url(f"act-{self.user}"),
             "actions": [{"type": "button", "action_id": button.action_id,
@@ -304,6 +314,10 @@ class Session:
                          "text": {"type": "plain_text", "text": button.label},
                          "action_ts": str(time.time())}],
         }
+        if not button.ephemeral:
+            payload["message"] = {"type": "message", "ts": ts,
+                                  "text": message.text if message else "",
+                                  "blocks": (message.blocks if message else None) or []}
         self._slack(urlencode({"payload": json.dumps(payload)}))
         return True
 
