@@ -29,6 +29,7 @@ from bench.chaos_check import check
 from bench.chaos_flows import ROLES, Flow, RecordingStandIn, Traffic, run_flow, seed
 from bench.chaos_procs import RedisProc, Replica
 from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, Emulator
+from bot.keys import Keys
 
 # Distinctive secret values: the run greps every log line, Slack call and HTTP answer for them.
 SECRETS = {
@@ -101,17 +102,21 @@ def replica_env(workdir: Path, redis_url: str, standin, emulator, roles: Path) -
             "MODELARTS_AK": EMULATOR_AK, "MODELARTS_TIMEOUT_SECONDS": "2",
             "CONFIRM_TTL_SECONDS": str(CONFIRM_TTL), "USERGROUP_CACHE_SECONDS": "0",
             "ALERT_POST_INTERVAL_SECONDS": "0.2", "WEB_CONCURRENCY": "1", "WEB_THREADS": "16",
+            # Watches (bot/flow/watches.py): short, so that every stop is followed to its end
+            # within the drain; the emulator's stops take 0.5 s.
+            "STOP_VERIFY_INTERVAL_SECONDS": "0.5", "STOP_VERIFY_SECONDS": "30",
+            "STOP_UNKNOWN_VERIFY_SECONDS": "10",
             "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
 
 
 def settled(redis_url: str) -> tuple[int, int]:
-    """(alert items still queued, outcome replies still owed) in the shared Redis."""
+    """(alert items still queued, outcome replies still owed + stops still watched) in the
+    shared Redis."""
     client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    keys = Keys("chaos:")
     try:
         queued = sum(client.llen(k) for k in client.scan_iter("chaos:{alerts}:q:*"))
-        owed = client.zcard("chaos:confirm-inflight") if client.exists(
-            "chaos:confirm-inflight") else 0
-        return queued, owed
+        return queued, client.zcard(keys.owed()[0]) + client.zcard(keys.watches()[0])
     except redis.RedisError:
         return -1, -1
     finally:
@@ -215,7 +220,8 @@ def heal(redis_proc: RedisProc, replicas: list[Replica], standin, emulator) -> N
 
 
 FIGURES = ("flows", "faults_total", "stops", "confirmed_stops", "duplicates",
-           "missing_outcome_replies", "duplicate_outcome_replies", "alerts_accepted",
+           "missing_outcome_replies", "duplicate_outcome_replies", "watches", "final_messages",
+           "missing_final_messages", "duplicate_final_messages", "alerts_accepted",
            "lost_alerts", "duplicate_alerts", "stops_outside_the_rules", "crashes",
            "replica_kills", "redis_restarts", "slack_5xx", "secret_leaks", "seconds_total")
 

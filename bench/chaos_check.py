@@ -4,6 +4,8 @@
        confirmation its requester clicked in time with the role held (the driver knows which)
     2  at most one stop call per confirmation: emulator stop count <= confirmed confirmations
     3  every confirmed stop has exactly one outcome reply in its thread
+    3b every stop accepted or of unknown outcome has exactly one final watch message in its
+       thread (final state, ended on its own, deadline, or "did not take effect")
     4  every accepted alert is posted exactly once
     5  no crash, no 5xx to Slack, no secret in a log line, a Slack call or an HTTP answer
 """
@@ -17,6 +19,12 @@ from pathlib import Path
 
 OUTCOME = re.compile(r"^(:white_check_mark: Stop requested|:x: Stop failed|"
                      r":warning: Outcome unknown|:x: Not stopped)")
+WATCHED = re.compile(r"^(:white_check_mark: Stop requested|:warning: Outcome unknown)")
+# The last message of a watch (bot.slack.blocks: watch_final, watch_deadline, watch_not_taken).
+FINAL = re.compile(r"^(:white_check_mark: (The stop did take effect: )?\*[^*]+\* is (KILLED|"
+                   r"Terminated)|:information_source: \*[^*]+\* is .*ended on its own|"
+                   r":warning: <@\w+> .* so I stopped watching|"
+                   r":x: <@\w+> The stop did not take effect)")
 
 
 def read_logs(paths: list[Path]) -> tuple[list[dict], list[str]]:
@@ -65,6 +73,7 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
             violations["confirmed_without_valid_click"].append(f"{cid} (job {job})")
 
     replies_total = 0
+    watched: dict[tuple[str, str, int], int] = defaultdict(int)  # (channel, thread, job) -> n
     for cid, job in confirmed.items():
         posted = standin.by_cid.get(cid)
         if posted is None:
@@ -73,10 +82,23 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
         replies = [t for t in standin.thread_texts(posted.channel, posted.thread)
                    if OUTCOME.match(t) and f"job_id {job}," in t]
         replies_total += len(replies)
+        watched[(posted.channel, posted.thread, job)] += sum(bool(WATCHED.match(t))
+                                                            for t in replies[:1])
         if not replies:
             violations["missing_outcome_replies"].append(f"{cid} (job {job})")
         elif len(replies) > 1:
             violations["duplicate_outcome_replies"].append(f"{cid} (job {job}): {len(replies)}")
+
+    finals_total = 0
+    for (channel, thread, job), expected in watched.items():
+        name = by_job[job].job.name if job in by_job else f"job {job}"
+        finals = sum(1 for t in standin.thread_texts(channel, thread)
+                     if FINAL.match(t) and f"*{name}*" in t)
+        finals_total += finals
+        if finals < expected:
+            violations["missing_final_messages"].append(f"{name}: {finals} of {expected}")
+        elif finals > expected:
+            violations["duplicate_final_messages"].append(f"{name}: {finals} for {expected}")
 
     accepted = [f for f in flows if f.kind == "alert" and f.alert_accepted]
     for flow in flows:
@@ -128,6 +150,10 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
         "duplicates": len(violations["duplicate_stops"]),
         "missing_outcome_replies": len(violations["missing_outcome_replies"]),
         "duplicate_outcome_replies": len(violations["duplicate_outcome_replies"]),
+        "watches": sum(watched.values()),
+        "final_messages": finals_total,
+        "missing_final_messages": len(violations["missing_final_messages"]),
+        "duplicate_final_messages": len(violations["duplicate_final_messages"]),
         "alerts_accepted": len(accepted),
         "lost_alerts": len(violations["lost_alerts"]),
         "duplicate_alerts": len(violations["duplicate_alerts"]),

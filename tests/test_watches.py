@@ -10,12 +10,14 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.flow.confirmations import Confirmation
+from bot.flow.confirmations import Confirmation, Result
+from bot.flow.outcomes import OwedReplies
 from bot.flow.watches import Watches
 from bot.keys import Keys
 from bot.modelarts.refs import V1Job, V2Job
 from bot.slack import blocks as b
 from bot.slack.blocks import CONFIRM
+from tests.plugins.alerts import generic
 from tests.plugins.slack import TEAM, button_value
 from tests.test_stop_flow import JOB, VERSION, request_message
 
@@ -168,6 +170,47 @@ class TestOutcomeUnknown:
         assert fresh.text.startswith("<@U0ALICE> asks to stop *team-a-resnet*")
         assert fresh.thread_ts == msg.ts, "the new confirmation is asked in the same thread"
         assert emulator.stop_count(REF) == 0
+
+
+class TestInterrupted:
+    def test_an_interrupted_stop_is_settled_by_an_unknown_watch(self, make_bot, running,
+                                                                slack_api, emulator,
+                                                                redis_client, key_prefix):
+        """The replica consumed, sent the stop and died: recovery says "unknown", its DONE
+        opens a watch, and the watch finds the stop took effect."""
+        first = make_bot(**FAST)
+        first.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        dead = OwedReplies(redis_client, key_prefix, first.bot.slack, 0.2)
+        owe = dead.owe(msg.ts)
+        got = first.bot.flow.store.consume(button_value(msg, CONFIRM), "U0ONCALL", "confirmed",
+                                           owe=owe)
+        assert got.result is Result.OK
+        emulator.store.stop(REF)        # the stop got through; then the replica died
+        running()
+        unknown = slack_api.wait_for(lambda: with_text(slack_api, msg, "interrupted"), timeout=15)
+        assert "I'm checking its status" in unknown[0]
+        slack_api.wait_for(lambda: with_text(slack_api, msg, "did take effect"), timeout=15)
+        slack_api.wait_for(lambda: watched(redis_client, key_prefix) == 0, timeout=15)
+        assert with_text(slack_api, msg, "is KILLED")
+        assert emulator.stop_count(REF) == 1, "recovery and the watch never stop"
+
+
+class TestAlert:
+    def test_the_alert_message_shows_the_final_state(self, make_alert_bot, slack_api,
+                                                     emulator):
+        bot = make_alert_bot(**FAST)
+        bot.alert(generic())
+        alert = slack_api.wait_for(lambda: [m for m in slack_api.messages.values()
+                                            if "Alert:" in m.text])[0]
+        bot.click_button(alert, b.STOP_REQUEST, "U0ALICE")
+        ask = request_message(slack_api)
+        bot.click_button(ask, CONFIRM, "U0ALICE")
+        slack_api.wait_for(lambda: "Stopped by <@U0ALICE> · KILLED at" in alert.text,
+                           timeout=15)
+        slack_api.wait_for(lambda: with_text(slack_api, alert, "is KILLED"))
+        assert len(with_text(slack_api, alert, "is KILLED")) == 1 and "UTC" in alert.text
+        assert emulator.stop_count(REF) == 1
 
 
 class TestReplicas:
