@@ -31,3 +31,20 @@ def test_quick_benchmark_completes_and_writes_its_results(tmp_path):
             assert level["bot"]["errors"] == 0 and level["bot"]["n"] == 20
     assert result["flows"]["direct"]["modelarts_calls"] == {"GET version": 1.0, "POST stop": 1.0}
     assert result["alerts"]["storm"]["accepted"] == result["alerts"]["storm"]["alerts"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="the benchmark starts a redis-server")
+def test_quick_wan_benchmark_completes_and_reports(tmp_path):
+    """HTTPS stand-ins behind a 20 ms RTT: every flow kind is timed and connections counted."""
+    out = tmp_path / "wan.json"
+    done = subprocess.run([sys.executable, "-m", "bench", "--network", "wan", "--quick",
+                           "--rtt-ms", "20", "--out", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "RTT 20 ms" in done.stdout and "new TLS connections" in done.stdout
+    (run,) = json.loads(out.read_text())["runs"]
+    assert set(run["kinds"]) == {"command_to_confirmation", "click_to_stop", "click_to_reply",
+                                 "alert_to_post"}
+    assert all(kind["n"] == run["flows"] for kind in run["kinds"].values())
+    assert set(run["new_connections_steady"]) == {"slack", "modelarts"}
