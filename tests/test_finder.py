@@ -67,10 +67,17 @@ class TestParser:
         ("stop 182626", "add its version id"),
         ("status 182626", "`/modelarts status 182626 &lt;version_id&gt;`"),
         ("stop ｔｅａｍ", "a job name"),
+        ("stop 3faf5c03_aaa1_4cbe_879d_24b05d997347", "looks like a training_job_id"),
+        ("stop 3faf5c03-aaa1-4cbe-879d-24b05d99734", "looks like a training_job_id"),
+        ("status cafe-f00d", "`/modelarts list cafe-f00d`"),
     ])
     def test_refusals_say_why(self, text, needle):
         got = parse(text)
         assert isinstance(got, Invalid) and needle in got.reason, got
+
+    def test_a_name_with_few_hex_digits_or_other_letters_is_a_name(self):
+        assert parse("stop cafe-f00") == Command("stop", name="cafe-f00")
+        assert parse("stop team-a-3faf5c03") == Command("stop", name="team-a-3faf5c03")
 
     def test_usage_shows_list_and_names(self):
         assert "/modelarts list [filter]" in parse("stop a.b").message

@@ -19,17 +19,21 @@ USAGE = (
     "• `/modelarts status &lt;training_job_id or name&gt;`: show a training job's phase\n"
     "• Old-version jobs: `/modelarts stop &lt;job_id&gt; &lt;version_id&gt;` and "
     "`/modelarts status &lt;job_id&gt; &lt;version_id&gt;`\n"
+    "• `/modelarts history &lt;training_job_id&gt;` (or `&lt;job_id&gt; &lt;version_id&gt;`): "
+    "the last 10 decisions about a job\n"
     "• `/modelarts help`: this message"
 )
 EXAMPLE = "e.g. `/modelarts {action} 3faf5c03-aaa1-4cbe-879d-24b05d997347`"
 MAX_NAME = 64
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")            # a job name, as ModelArts allows them
 PATTERN = re.compile(r"^[A-Za-z0-9_*?-]{1,64}$")       # a list filter: a name part or a glob
+# Only hex digits (8 or more) and separators: a mistyped training_job_id, not a name.
+ID_LIKE = re.compile(r"^(?=(?:[-_]*[0-9a-fA-F]){8})[0-9a-fA-F_-]+$")
 
 
 @dataclass(frozen=True)
 class Command:
-    action: str                  # "help" | "list" | "stop" | "status"
+    action: str                  # "help" | "list" | "stop" | "status" | "history"
     ref: JobRef | None = None    # stop/status by id
     name: str | None = None      # stop/status by exact name (ref is None)
     pattern: str | None = None   # list: a part of the name, or a glob with * and ?
@@ -56,7 +60,7 @@ def parse(text: str | None) -> Command | Invalid:
     action, args = words[0].lower(), words[1:]
     if action == "list":
         return _list(args)
-    if action not in ("stop", "status"):
+    if action not in ("stop", "status", "history"):
         return Invalid(f"I don't know the command `{words[0][:30]}`.")
     if not args:
         return Invalid(f"`{action}` needs a training_job_id, {EXAMPLE.format(action=action)} "
@@ -64,7 +68,7 @@ def parse(text: str | None) -> Command | Invalid:
     if len(args) > 2:
         return Invalid(f"`{action}` takes a training_job_id, or a job id and a version id; "
                        f"I got {len(args)} words after it.")
-    if len(args) == 1 and not V2_SHAPE.match(args[0]):
+    if len(args) == 1 and not V2_SHAPE.match(args[0]) and action != "history":
         return _by_name(action, args[0])
     try:
         return Command(action, ref_from_words(args))
@@ -86,11 +90,16 @@ def _list(args: list[str]) -> Command | Invalid:
 
 def _by_name(action: str, word: str) -> Command | Invalid:
     """One word that is not a v2 id: a job name, unless it is all digits (a v1 job id that
-    lacks its version: a name of digits only cannot be looked up)."""
+    lacks its version) or only hex digits and separators (a mistyped v2 id). Such names are
+    still found by ``list`` and its buttons."""
     if word.isascii() and word.isdigit():
         return Invalid(f"training_job_id must be 32-36 letters, digits or '-'. If `{word[:20]}` "
                        f"is an old-version job id, add its version id: "
                        f"`/modelarts {action} {word[:20]} &lt;version_id&gt;`.")
+    if len(word) <= MAX_NAME and ID_LIKE.match(word):
+        return Invalid(f"`{word}` looks like a training_job_id but is not one: it must be "
+                       "32-36 letters, digits or '-', like 3faf5c03-aaa1-4cbe-879d-24b05d997347. "
+                       f"If it is a job's name, pick it from `/modelarts list {word}`.")
     if not NAME.match(word):
         hint = " To pick among jobs, try `/modelarts list` with a filter." if (
             PATTERN.match(word)) else ""
