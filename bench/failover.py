@@ -75,7 +75,21 @@ class Run:
             "confirmed_after_failover": len(after),
             "outcomes": {o: sum(f.outcome == o for f in self.flows)
                          for o in sorted({f.outcome for f in self.flows})},
+            "odd": [self.line(f) for f in self.flows if self.odd(f)],
         }
+
+    def odd(self, flow: Flow) -> bool:
+        count = self.stop_counts[flow.job.training_job_id]
+        expected = 1 if flow.outcome == "stopped" else 0
+        return (count != expected or flow.outcome not in ("stopped", "not confirmed")
+                or (count and flow.job.training_job_id not in self.replied))
+
+    def line(self, flow: Flow) -> str:
+        """One flow, for a failure message: what the user saw, stops, reply, timing."""
+        job = flow.job.training_job_id
+        return (f"flow {flow.n} {flow.outcome or '?'}: stops {self.stop_counts[job]}, "
+                f"replied {job in self.replied}, retries {flow.retries}, finished "
+                f"{flow.finished_at - self.failover_at:+.2f} s from the failover")
 
 
 class Flows:

@@ -198,8 +198,10 @@ class Sentineled:
     def master_port(self) -> int:
         return int(self.ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master)[1])
 
-    def wait_stable(self, timeout: float = 30.0) -> int:
-        """Every sentinel names one primary, and a replica of it is in sync: the port."""
+    def wait_stable(self, timeout: float = 30.0, replica: bool = True) -> int:
+        """Every sentinel names one primary and (``replica``) a replica of it is in sync and
+        seen healthy, so that a failover may start: the primary's port. After a failover the
+        sentinels take about 10 s (their INFO period) to see the old primary as a replica."""
         def stable() -> bool:
             ports = set()
             for port in self.sentinel_ports:
@@ -208,10 +210,12 @@ class Sentineled:
                     replicas = client.sentinel_slaves(self.master)
                 healthy = [r for r in replicas if r["is_slave"]
                            and not (r["is_sdown"] or r["is_disconnected"])]
-                if len(ports) > 1 or not healthy:
+                if len(ports) > 1 or (replica and not healthy):
                     return False
-            replica = next(p for p in self.ports if p not in ports)
-            with redis.Redis(port=replica, socket_timeout=1, decode_responses=True) as client:
+            if not replica:
+                return True
+            other = next(p for p in self.ports if p not in ports)
+            with redis.Redis(port=other, socket_timeout=1, decode_responses=True) as client:
                 info = client.info("replication")
             return (info.get("role") == "slave" and info.get("master_link_status") == "up"
                     and int(info.get("master_port", 0)) in ports)
