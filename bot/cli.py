@@ -1,4 +1,4 @@
-"""``modelarts-bot`` / ``python -m bot``: serve, doctor, emulator, shell."""
+"""``modelarts-bot`` / ``python -m bot``: serve, doctor, audit, emulator, shell."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ def _doctor(args: argparse.Namespace) -> int:
     return doctor.run(load_settings())
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from bot.audit import cli
+
+    return cli(load_settings(), args.since, args.job, args.user, args.json,
+               err=lambda text: print(text, file=sys.stderr))
+
+
 def _emulator(args: argparse.Namespace) -> int:
     from bot.emulator import serve_forever
 
@@ -54,6 +61,15 @@ def parser() -> argparse.ArgumentParser:
                    ).set_defaults(run=_serve)
     sub.add_parser("doctor", help="check settings, Redis, ModelArts, Slack and the roles file"
                    ).set_defaults(run=_doctor)
+    audit = sub.add_parser("audit", help="print the audit trail (oldest first): a table, or "
+                           "one JSON object a line")
+    audit.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d, or all "
+                       "(default 24h)")
+    audit.add_argument("--job", help="a training_job_id, JOB:VERSION, v1:JOB:VERSION or a v1 "
+                       "job id (all its versions)")
+    audit.add_argument("--user", help="a Slack user id: entries by or requested by them")
+    audit.add_argument("--json", action="store_true", help="one JSON object a line (for a SIEM)")
+    audit.set_defaults(run=_audit)
     emu = sub.add_parser("emulator", help="run the ModelArts emulator (for tests and rehearsals)")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8089)

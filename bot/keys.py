@@ -44,6 +44,14 @@ class Keys:
         and the hash of entries."""
         return [f"{self.flow}watch", f"{self.flow}watch:rec"]
 
+    def confirm_index(self) -> str:
+        """Pending confirmations by expiry: a zset cid -> expiry (Redis ms), for a cheap count."""
+        return f"{self.flow}confirm-index"
+
+    def audit(self) -> str:
+        """The audit stream (bot.audit): one entry per decision, trimmed by id to the retention."""
+        return f"{self.flow}audit"
+
     def usergroup(self, group: str) -> str:
         """Cached members of a Slack usergroup."""
         return f"{self.flow}usergroup:{group}"

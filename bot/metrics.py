@@ -16,6 +16,8 @@ The API (each call is a few microseconds, never raises, never does I/O):
       one decision of the stop flow (bot.logs.decision calls it: do not call both).
   ack(kind, seconds)
       one Slack request answered: ``kind`` "command" or "click", from receipt to the response.
+  audit_write_error()
+      one audit entry that could not be written (bot.audit calls it).
 
 Labels are bounded: ``api`` is "v1"/"v2"; every other label value must look like a code
 (letters, digits, ``._-``, at most 40 characters, starting with a letter) and anything else
@@ -71,9 +73,11 @@ OWED_OVERDUE = Gauge("modelarts_bot_owed_replies_overdue",
                      "Owed replies due for more than a minute that no replica has taken.",
                      multiprocess_mode="livemostrecent")
 CONFIRMATIONS_PENDING = Gauge("modelarts_bot_confirmations_pending",
-                              "Confirmations waiting for a click (NaN: not counted yet).",
+                              "Confirmations waiting for a click.",
                               multiprocess_mode="livemostrecent")
 SAMPLE_ERRORS = Counter("modelarts_bot_sample_errors", "Gauge samples that failed (Redis down).")
+AUDIT_WRITE_ERRORS = Counter("modelarts_bot_audit_write_errors",
+                             "Audit entries that could not be written (bot.audit).")
 
 
 def code(value: object) -> str:
@@ -111,6 +115,10 @@ def ack(kind: str, seconds: float) -> None:
     ACKS.labels(code(kind)).observe(seconds)
 
 
+def audit_write_error() -> None:
+    AUDIT_WRITE_ERRORS.inc()
+
+
 def use_multiprocess_dir(path: str) -> None:
     """Keep values in files under ``path`` from now on, whatever imported prometheus-client
     first. Call it before anything is counted in this process (gunicorn: in the arbiter).
@@ -121,5 +129,5 @@ def use_multiprocess_dir(path: str) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     values.ValueClass = values.get_value_class()
     for metric in (ALERTS_QUEUED, OWED_PENDING, OWED_OVERDUE, CONFIRMATIONS_PENDING,
-                   SAMPLE_ERRORS):
+                   SAMPLE_ERRORS, AUDIT_WRITE_ERRORS):
         metric._metric_init()

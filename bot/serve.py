@@ -68,7 +68,8 @@ def application(bot):
     from bot.web import create_wsgi
 
     sampler = Sampler(bot.redis, bot.settings.REDIS_KEY_PREFIX,
-                      backlog=bot.alerts.backlog if bot.alerts else None)
+                      backlog=bot.alerts.backlog if bot.alerts else None,
+                      confirmations=bot.flow.store.pending)
     extra = {**routes(bot), "/metrics": metrics_route(sampler, bot.settings.METRICS_TOKEN)}
     return timed(create_wsgi(bot, extra))
 

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     STOP_VERIFY_INTERVAL_SECONDS: float = Field(default=5.0, gt=0, le=300)
     STOP_VERIFY_SECONDS: float = Field(default=600.0, gt=0, le=86400)
     STOP_UNKNOWN_VERIFY_SECONDS: float = Field(default=120.0, gt=0, le=86400)
+    # The audit stream (bot/audit.py) keeps this many days of entries, trimmed at each write.
+    AUDIT_RETENTION_DAYS: int = Field(default=90, ge=1, le=3650)
 
     ALERTS_TOKEN: SecretStr | None = None
     ALERTS_CHANNEL: str | None = None

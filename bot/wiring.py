@@ -17,6 +17,7 @@ from bot import redis_conn
 from bot.alerts.dispatcher import Dispatcher
 from bot.alerts.messages import AlertMessages
 from bot.alerts.queue import AlertQueue
+from bot.audit import Audit
 from bot.flow.confirmations import ConfirmationStore
 from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker, Roles, load_roles
@@ -87,7 +88,8 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     modelarts = modelarts or build_client(settings, redis, prefix, session=session)
     roles = roles or load_roles(settings.ROLES_FILE)
     checker = RoleChecker(roles, slack, redis, prefix, settings.USERGROUP_CACHE_SECONDS)
-    store = ConfirmationStore(redis, prefix, settings.CONFIRM_TTL_SECONDS)
+    audit = Audit(redis, prefix, settings.AUDIT_RETENTION_DAYS)
+    store = ConfirmationStore(redis, prefix, settings.CONFIRM_TTL_SECONDS, audit)
     alerts = AlertQueue(redis, prefix, settings.ALERT_DEDUPE_SECONDS)
     messages = AlertMessages(alerts, slack)
     dispatcher = Dispatcher(alerts, alert_slack or slack_client(settings, retry_429=False),
@@ -103,7 +105,7 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     # before the stop and the stop may take 10 s each); after it, any replica posts
     # "Outcome unknown" in its place.
     owed = OwedReplies(redis, prefix, slack_client(settings, retry_429=False),
-                       2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches)
+                       2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches, audit=audit)
     flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported, owed)
     secret = settings.SLACK_SIGNING_SECRET
     socket_mode = settings.SLACK_APP_TOKEN is not None

@@ -251,7 +251,7 @@ class TestGauges:
         assert value(samples, "modelarts_bot_alerts_queued") == 3
         assert value(samples, "modelarts_bot_owed_replies_pending") == 2
         assert value(samples, "modelarts_bot_owed_replies_overdue") == 1
-        assert math.isnan(value(samples, "modelarts_bot_confirmations_pending"))
+        assert value(samples, "modelarts_bot_confirmations_pending") == 0   # none requested
 
     def test_samples_are_rate_limited(self, redis_client, key_prefix):
         sampler = Sampler(redis_client, key_prefix, every=60)

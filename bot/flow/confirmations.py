@@ -11,26 +11,42 @@ from enum import StrEnum
 import redis
 from redis.exceptions import NoScriptError
 
+from bot.audit import AUDIT_LUA, Audit
 from bot.keys import Keys
 from bot.modelarts.refs import JobRef, parse_ref
 
-# Consume a pending confirmation, atomically; on a confirm, owe its outcome reply in the same step.
+# Consume a pending confirmation, atomically; on a confirm, owe its outcome reply in the same
+# step; audit the click (bot.audit) in the same step.
 # KEYS[1] pending record, KEYS[2] done marker, KEYS[3] owed-replies zset, KEYS[4] owed-replies
-# hash (bot.flow.outcomes), only with ARGV[4]; all under the {flow} tag (bot.keys)
+# hash (bot.flow.outcomes), only with ARGV[4], KEYS[5] confirmation index, KEYS[6] audit stream;
+# all under the {flow} tag (bot.keys)
 # ARGV[1] clicking user, ARGV[2] new state ("confirmed"|"cancelled"), ARGV[3] marker TTL seconds,
 # ARGV[4] owner of the owed reply ("" = owe none), ARGV[5] the click's message ts,
-# ARGV[6] the owner's lease ms, ARGV[7] confirmation id
-# returns {"ok", record} (record deleted, marker set, reply owed) | {"not_requester", record}
-#       (nothing changed) | {"handled", marker} | {"expired", ""}
-CONSUME = """
+# ARGV[6] the owner's lease ms, ARGV[7] confirmation id, ARGV[8] audit retention ms ("" = no
+# audit), ARGV[9] the click's channel
+# returns {"ok", record, lost} (record deleted, marker set, reply owed) | {"not_requester",
+#       record, lost} (nothing changed) | {"handled", marker} | {"expired", "", lost}; lost is
+#       "1" when the audit entry (the state, "refused" or "expired") could not be written
+CONSUME = AUDIT_LUA + """
+local function audited(f)
+  if ARGV[8] == '' or audit(KEYS[6], f, ARGV[8]) then return '' end
+  return '1'
+end
 local v = redis.call('GET', KEYS[1])
 if not v then
   local d = redis.call('GET', KEYS[2])
   if d then return {'handled', d} end
-  return {'expired', ''}
+  redis.call('ZREM', KEYS[5], ARGV[7])
+  return {'expired', '', audited({event='expired', outcome='expired', user=ARGV[1],
+                                  channel=ARGV[9], confirmation=ARGV[7]})}
 end
-if cjson.decode(v)['requester'] ~= ARGV[1] then return {'not_requester', v} end
+local c = cjson.decode(v)
+if c['requester'] ~= ARGV[1] then
+  return {'not_requester', v, audited(audit_confirmation(c, {event='refused',
+                                      outcome='not_requester', user=ARGV[1]}))}
+end
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[5], ARGV[7])
 redis.call('SET', KEYS[2], cjson.encode({state=ARGV[2], by=ARGV[1]}), 'EX', tonumber(ARGV[3]))
 if ARGV[4] and ARGV[4] ~= '' then
   local t = redis.call('TIME')
@@ -39,7 +55,53 @@ if ARGV[4] and ARGV[4] ~= '' then
     stage='stopping', text='', tries=0, ts=ARGV[5]}))
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[7])
 end
-return {'ok', v}
+return {'ok', v, audited(audit_confirmation(c, {event=ARGV[2], user=ARGV[1]}))}
+"""
+
+# Store a new confirmation (SET NX EX), index it by expiry (dropping expired ids) and audit
+# "requested" (bot.audit), in one step.
+# KEYS[1] pending record, KEYS[2] confirmation index, KEYS[3] audit stream (bot.keys, {flow})
+# ARGV[1] record JSON, ARGV[2] TTL seconds, ARGV[3] confirmation id, ARGV[4] audit retention ms
+# ("" = no audit)
+# returns {1, lost} when stored, {0, ""} when that id exists; lost "1": the entry was not written
+CREATE = AUDIT_LUA + """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then return {0, ''} end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]) * 1000, ARGV[3])
+if ARGV[4] == '' then return {1, ''} end
+local c = cjson.decode(ARGV[1])
+if audit(KEYS[3], audit_confirmation(c, {event='requested', user=c['requester']}), ARGV[4]) then
+  return {1, ''}
+end
+return {1, '1'}
+"""
+
+# Drop a confirmation whose request message could not be posted, and audit that.
+# KEYS[1] pending record, KEYS[2] confirmation index, KEYS[3] audit stream
+# ARGV[1] confirmation id, ARGV[2] audit retention ms ("" = no audit), ARGV[3] Slack's error
+# returns "1" when the audit entry could not be written, else ""
+DISCARD = AUDIT_LUA + """
+local v = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if not v or ARGV[2] == '' then return '' end
+local c = cjson.decode(v)
+if audit(KEYS[3], audit_confirmation(c, {event='failed', outcome='post_failed',
+                                         user=c['requester'], error_code=ARGV[3]}), ARGV[2]) then
+  return ''
+end
+return '1'
+"""
+
+# How many confirmations wait for a click; expired ids leave the index.
+# KEYS[1] confirmation index; returns the count
+PENDING = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
 """
 
 DONE_TTL = 7 * 24 * 3600  # how long "already handled" is remembered
@@ -105,41 +167,63 @@ def new_id() -> str:
 
 
 class ConfirmationStore:
-    """Every call is one Redis round trip; RedisError propagates to the caller."""
+    """Every call is one Redis round trip; RedisError propagates to the caller. Each step is
+    audited in its own script (``audit``: bot.audit; a default one keeps 90 days)."""
 
-    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int,
+                 audit: Audit | None = None) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.ttl = ttl_seconds
+        self.audit = audit or Audit(client, prefix)
         self._consume = client.register_script(CONSUME)
+        self._create = client.register_script(CREATE)
+        self._discard = client.register_script(DISCARD)
+        self._pending = client.register_script(PENDING)
 
     def _keys(self, cid: str) -> list[str]:
         return [self.keys.pending(cid), self.keys.done(cid)]
 
     def create(self, confirmation: Confirmation) -> bool:
-        """Store it for ``ttl`` seconds; False if that id exists already (SET NX EX)."""
-        key = self._keys(confirmation.id)[0]
-        return bool(self.redis.set(key, confirmation.to_json(), nx=True, ex=self.ttl))
+        """Store it for ``ttl`` seconds (audited "requested"); False if that id exists already."""
+        keys = [self.keys.pending(confirmation.id), self.keys.confirm_index(), self.audit.key]
+        stored, lost = self._create(keys=keys, args=[confirmation.to_json(), self.ttl,
+                                                     confirmation.id, self.audit.keep_ms])
+        if lost:
+            self.audit.lost("requested")
+        return bool(stored)
 
-    def discard(self, cid: str) -> None:
-        self.redis.delete(self._keys(cid)[0])
+    def discard(self, cid: str, error: str = "") -> None:
+        """Drop a confirmation whose request could not be posted (audited "failed")."""
+        keys = [self.keys.pending(cid), self.keys.confirm_index(), self.audit.key]
+        if self._discard(keys=keys, args=[cid, self.audit.keep_ms, error]):
+            self.audit.lost("failed")
+
+    def pending(self) -> int:
+        """Confirmations waiting for a click (a gauge, bot.metrics_sample): one round trip."""
+        return int(self._pending(keys=[self.keys.confirm_index()]))
 
     def consume(self, cid: str, user: str, state: str, also_get: Sequence[str] = (),
-                owe: Owe | None = None) -> Consumed:
+                owe: Owe | None = None, channel: str = "") -> Consumed:
         """Consume atomically. ``also_get``: keys read in the same round trip (a pipeline), such
         as the usergroup cache the role re-check reads next; their values are in ``fetched``.
-        ``owe``: open the owed outcome reply in the same step (see bot.flow.outcomes)."""
+        ``owe``: open the owed outcome reply in the same step (see bot.flow.outcomes).
+        ``channel``: where the click came from, for the audit entry of an expired one."""
         if not cid or len(cid) > 64:
             return Consumed(Result.EXPIRED)
-        keys, args = self._keys(cid), [user, state, max(DONE_TTL, self.ttl)]
-        if owe:
-            keys += owe.keys
-            args += [owe.owner, owe.message_ts, owe.lease_ms, cid]
+        keys = [*self._keys(cid), *(owe.keys if owe else self.keys.owed()),
+                self.keys.confirm_index(), self.audit.key]
+        args = [user, state, max(DONE_TTL, self.ttl), *(
+            (owe.owner, owe.message_ts, owe.lease_ms) if owe else ("", "", 0)), cid,
+            self.audit.keep_ms, channel]
         if also_get:
-            (kind, raw), fetched = self._consume_and_get(keys, args, list(also_get))
+            got, fetched = self._consume_and_get(keys, args, list(also_get))
         else:
-            (kind, raw), fetched = self._consume(keys=keys, args=args), {}
+            got, fetched = self._consume(keys=keys, args=args), {}
+        kind, raw, lost = (*got, "")[:3]
         result = Result(kind.decode() if isinstance(kind, bytes) else kind)
+        if lost:
+            self.audit.lost(state if result is Result.OK else result.value)
         if result is Result.EXPIRED:
             return Consumed(result, fetched=fetched)
         if result is Result.HANDLED:

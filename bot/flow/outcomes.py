@@ -36,6 +36,7 @@ import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.audit import AUDIT_LUA, Audit
 from bot.flow.confirmations import Confirmation, Owe
 from bot.keys import Keys
 from bot.slack import blocks as b
@@ -62,7 +63,8 @@ return 1
 # Change an entry, only for its owner.
 # KEYS[1] zset, KEYS[2] hash; ARGV[1] cid, ARGV[2] owner, ARGV[3] new owner ("" = none),
 # ARGV[4] stage ("" = keep), ARGV[5] text ("" = keep), ARGV[6] ms until due, ARGV[7] tries to add,
-# ARGV[8] the watch to open once the reply is posted (bot.flow.watches entry JSON; "" = keep)
+# ARGV[8] the watch to open once the reply is posted (bot.flow.watches entry JSON; "" = keep),
+# ARGV[9] the audit entry its DONE appends (bot.audit entry JSON; "" = keep)
 # returns 1 if changed, 0 if the entry is gone or another owner holds it
 SET = _NOW + """
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
@@ -73,6 +75,7 @@ e['owner'] = ARGV[3]
 if ARGV[4] ~= '' then e['stage'] = ARGV[4] end
 if ARGV[5] ~= '' then e['text'] = ARGV[5] end
 if ARGV[8] and ARGV[8] ~= '' then e['watch'] = ARGV[8] end
+if ARGV[9] and ARGV[9] ~= '' then e['audit'] = ARGV[9] end
 e['tries'] = (tonumber(e['tries']) or 0) + tonumber(ARGV[7])
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(e))
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[6]), ARGV[1])
@@ -80,17 +83,24 @@ return 1
 """
 
 # The reply landed (or was given up): forget the entry, only for its owner, and open the watch
-# that follows the stop (bot.flow.watches), unless one is open already.
-# KEYS[1] zset, KEYS[2] hash; KEYS[3] watches zset, KEYS[4] watches hash (only with ARGV[3])
-# ARGV[1] cid, ARGV[2] owner, ARGV[3] watch entry JSON ("" = none), ARGV[4] ms until its check
-# returns 1 if deleted, 0 if gone or another owner holds it (then no watch is opened)
-DONE = _NOW + """
+# that follows the stop (bot.flow.watches), unless one is open already; and append the stop's
+# audit entry (bot.audit).
+# KEYS[1] zset, KEYS[2] hash; KEYS[3] watches zset, KEYS[4] watches hash (only with ARGV[3]),
+# KEYS[5] audit stream (only with ARGV[5])
+# ARGV[1] cid, ARGV[2] owner, ARGV[3] watch entry JSON ("" = none), ARGV[4] ms until its check,
+# ARGV[5] audit entry JSON ("" = none), ARGV[6] audit retention ms
+# returns 1 if deleted, 2 if deleted but the audit entry could not be written, 0 if gone or
+# another owner holds it (then no watch is opened and no entry appended)
+DONE = _NOW + AUDIT_LUA + """
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw or cjson.decode(raw)['owner'] ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[3] and ARGV[3] ~= '' and redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[3]) == 1 then
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
+end
+if ARGV[5] and ARGV[5] ~= '' and not audit(KEYS[5], cjson.decode(ARGV[5]), ARGV[6]) then
+  return 2
 end
 return 1
 """
@@ -142,14 +152,17 @@ def retry_ms(exc: Exception, tries: int) -> int:
 class OwedReplies:
     def __init__(self, client: redis.Redis, prefix: str, slack: WebClient,
                  budget_seconds: float, post_lease_seconds: float = POST_LEASE_MS / 1000,
-                 watches: Watches | None = None) -> None:
+                 watches: Watches | None = None, audit: Audit | None = None) -> None:
         """``budget_seconds``: how long a living replica may take from OPEN to its reply posted;
         after that, recovery in any replica takes the entry. ``slack`` must not retry 429s
         itself: a refused post is handed back (due after Retry-After), so a post never outlasts
         the lease it was started under. ``watches``: each stop is followed to its end, the watch
-        opened by the DONE that records its reply (None: no watches)."""
+        opened by the DONE that records its reply (None: no watches). ``audit``: where that DONE
+        appends the stop's audit entry (default: a 90-day bot.audit.Audit)."""
         self.redis = client
         self.keys = Keys(prefix).owed()
+        self.audit = audit or Audit(client, prefix)
+        self._done_keys = [*self.keys, *Keys(prefix).watches(), self.audit.key]
         self.slack = slack
         self.budget_ms = int(budget_seconds * 1000)
         self.post_lease_ms = int(post_lease_seconds * 1000)
@@ -166,18 +179,22 @@ class OwedReplies:
         """What the confirm's consume needs to open the owed reply in its own round trip."""
         return Owe(self.keys, uuid.uuid4().hex, message_ts, self.budget_ms, time.monotonic())
 
-    def cancel(self, cid: str, owe: Owe) -> None:
-        """No stop will be sent (the role re-check failed): nothing is owed."""
+    def cancel(self, cid: str, owe: Owe, audit: str = "") -> None:
+        """No stop will be sent (the role re-check failed): nothing is owed. ``audit``: the
+        entry (bot.audit JSON) that says why, appended by the same DONE."""
         try:
-            self._finish(cid, owe.owner)
+            self._finish(cid, owe.owner, audit=audit)
         except redis.RedisError:
+            if audit:
+                self.audit.lost("denied", "Redis unreachable")
             log.warning("could not drop an owed reply; recovery will post 'outcome unknown'",
                         extra={"confirmation": cid})
 
     def deliver(self, c: Confirmation, owe: Owe, text: str,
-                follow: tuple[str, str] | None = None) -> None:
+                follow: tuple[str, str] | None = None, audit: str = "") -> None:
         """Post the outcome the owner knows. If Redis or Slack is down, recovery posts later.
         ``follow``: (watch kind, confirming user): the watch to open once the reply is posted.
+        ``audit``: the stop's audit entry (bot.audit JSON), appended by the DONE of the reply.
 
         While at least POST_LEASE_MS of the lease is left, the entry is certainly still this
         owner's (recovery claims only once it is due), so it posts straight away; later, it
@@ -189,21 +206,27 @@ class OwedReplies:
         if elapsed_ms > owe.lease_ms - self.post_lease_ms:
             try:
                 mine = patient(lambda: self._set(keys=self.keys, args=[
-                    c.id, owe.owner, owe.owner, "outcome", text, self.post_lease_ms, 0, watch]))
+                    c.id, owe.owner, owe.owner, "outcome", text, self.post_lease_ms, 0, watch,
+                    audit]))
             except redis.RedisError:
                 log.warning("Redis unreachable: the outcome reply is left to recovery",
                             extra={"confirmation": c.id})
+                if audit:
+                    self.audit.lost("outcome", "Redis unreachable")
                 return
             if not mine:
                 log.info("the outcome reply was taken over by recovery",
                          extra={"confirmation": c.id})
+                if audit:   # recovery knows no outcome: this replica records it
+                    self.audit.append(audit)
                 return
-        self._post(c.id, owe.owner, c.channel, c.thread_ts or c.ts, text, tries=0, watch=watch)
+        self._post(c.id, owe.owner, c.channel, c.thread_ts or c.ts, text, tries=0, watch=watch,
+                   audit=audit)
 
     def _post(self, cid: str, owner: str, channel: str, thread: str, text: str,
-              tries: int, stage: str = "outcome", watch: str = "") -> bool:
-        """Post ``text``; if Slack refuses, keep it owed (with ``stage`` and ``watch``), due after
-        a backoff. Once posted, DONE opens ``watch``."""
+              tries: int, stage: str = "outcome", watch: str = "", audit: str = "") -> bool:
+        """Post ``text``; if Slack refuses, keep it owed (with ``stage``, ``watch`` and
+        ``audit``), due after a backoff. Once posted, DONE opens ``watch`` and appends ``audit``."""
         try:
             self.slack.chat_postMessage(channel=channel, text=text, thread_ts=thread or None)
         except (SlackClientError, OSError) as exc:
@@ -212,15 +235,18 @@ class OwedReplies:
                         type(exc).__name__, delay, extra={"confirmation": cid})
             try:
                 patient(lambda: self._set(keys=self.keys, args=[
-                    cid, owner, "", stage, text, delay, 1, watch]))
+                    cid, owner, "", stage, text, delay, 1, watch, audit]))
             except redis.RedisError:
                 pass  # its lease runs out and recovery takes it
             return False
         try:
-            patient(lambda: self._finish(cid, owner, watch))
+            if not patient(lambda: self._finish(cid, owner, watch, audit)) and audit:
+                self.audit.append(audit)   # recovery took the entry: record the outcome here
         except redis.RedisError:
             log.error("posted an outcome reply but could not record it; it may be posted again",
                       extra={"confirmation": cid})
+            if audit:
+                self.audit.lost("outcome", "Redis unreachable")
         return True
 
     # -- recovery: any replica ------------------------------------------------------------------
@@ -238,25 +264,31 @@ class OwedReplies:
         watch = e.get("watch") or ""
         if stage != "outcome" and self.watches:   # interrupted: settle it by the job's status
             watch = self.watches.entry(c, e.get("user") or c.requester, "unknown", None)
+        audit = e.get("audit") or ("" if stage == "outcome" else self.audit.entry(
+            "failed", c, user=e.get("user") or c.requester, outcome="interrupted"))
         if int(e.get("tries") or 0) >= MAX_TRIES:
             log.error("gave up posting an outcome reply after %d tries", MAX_TRIES,
                       extra={"confirmation": cid, "channel": c.channel})
-            self._finish(cid, token, watch)
+            self._finish(cid, token, watch, audit)
             return True
         text = e.get("text") or b.interrupted_reply(c, watched=bool(watch))
         log.info("posting an owed outcome reply", extra={"confirmation": cid,
                                                          "stage": e.get("stage")})
         if self._post(cid, token, c.channel, c.thread_ts or c.ts, text, int(e.get("tries") or 0),
-                      stage, watch) and stage != "outcome" and c.ts:
+                      stage, watch, audit) and stage != "outcome" and c.ts:
             self._settle(c, e.get("user") or c.requester)
         return True
 
-    def _finish(self, cid: str, owner: str, watch: str = "") -> int:
-        """DONE: forget the entry and open ``watch`` (if any), in one script."""
-        if not watch or not self.watches:
-            return self._done(keys=self.keys, args=[cid, owner, "", 0])
-        return self._done(keys=self.keys + self.watches.keys,
-                          args=[cid, owner, watch, self.watches.first_check_ms])
+    def _finish(self, cid: str, owner: str, watch: str = "", audit: str = "") -> int:
+        """DONE: forget the entry, open ``watch`` and append ``audit`` (if any), in one script;
+        an audit entry it could not write is counted here."""
+        watch = watch if self.watches else ""
+        done = self._done(keys=self._done_keys, args=[
+            cid, owner, watch, self.watches.first_check_ms if watch else 0, audit,
+            self.audit.keep_ms])
+        if done == 2:
+            self.audit.lost("outcome")
+        return done
 
     def _settle(self, c: Confirmation, user: str) -> None:
         line = f"Outcome unknown: check status. Confirmed by {b.mention(user)}."

@@ -82,10 +82,15 @@ class StopFlow:
         if isinstance(found, Failure):
             decision("failed", **where, outcome="lookup_failed", error_code=found.error_code)
             notify(lookup_failed(ref, found))
+            self.store.audit.write("failed", ref=ref, user=user, channel=channel,
+                                   outcome="lookup_failed", error_code=found.error_code,
+                                   http_status=found.http_status, request_id=found.request_id)
             return None
         if not found.stoppable:
             decision("refused", **where, outcome="not_running", status=found.state)
             notify(b.not_running_text(found))
+            self.store.audit.write("refused", ref=ref, user=user, channel=channel,
+                                   job_name=found.name, outcome="not_running", state=found.state)
             return None
         try:
             verdict = self.roles.check(user, found.name)
@@ -96,6 +101,8 @@ class StopFlow:
         if not verdict.allowed:
             decision("denied", **where, job_name=found.name, outcome="no_role")
             notify(b.denied_text(found.name, ref, verdict.would_allow))
+            self.store.audit.write("denied", ref=ref, user=user, channel=channel,
+                                   job_name=found.name, outcome="no_role")
             return None
         return self._ask(user, channel, found, notify, thread_ts, alert_ts, where)
 
@@ -116,7 +123,7 @@ class StopFlow:
                                                  thread_ts=thread_ts)
         except (SlackClientError, OSError) as exc:
             error = _slack_error(exc)
-            self._discard(c.id)
+            self._discard(c.id, error)
             decision("failed", **where, outcome="post_failed", error_code=error)
             notify(INVITE if error in NOT_IN_CHANNEL else
                    f"Slack refused to post the confirmation (`{error}`). Nothing was stopped.")
@@ -125,9 +132,9 @@ class StopFlow:
         decision("requested", **where, job_name=job.name, confirmation=c.id)
         return c
 
-    def _discard(self, cid: str) -> None:
+    def _discard(self, cid: str, error: str) -> None:
         try:
-            self.store.discard(cid)
+            self.store.discard(cid, error)
         except redis.RedisError:
             log.warning("could not discard confirmation %s; it expires by itself", cid)
 
@@ -150,9 +157,13 @@ class StopFlow:
             why = ("the bot could not check your role (Redis unreachable)" if verdict is None
                    else f"{b.mention(user)} no longer holds a role that allows it")
             self._update(c.channel, c.ts, *b.settled(c, f"Not stopped: {why}."))
-            if owe:
-                self.owed.cancel(c.id, owe)
-            decision("denied", **where, outcome="role_lost" if verdict else "redis_unavailable")
+            lost = "role_lost" if verdict else "redis_unavailable"
+            entry = self.store.audit.entry("denied", c, user=user, outcome=lost)
+            if owe:   # audited in the DONE that drops the owed reply
+                self.owed.cancel(c.id, owe, entry)
+            else:
+                self.store.audit.append(entry)
+            decision("denied", **where, outcome=lost)
             return None
         self._update(c.channel, c.ts, *b.stopping(c, user))
         decision("confirmed", **where)
@@ -166,18 +177,23 @@ class StopFlow:
                owe: Owe | None = None) -> None:
         """The outcome: a reply in the thread, and the request message settled."""
         hint = None if outcome.is_success else hint_for(outcome.error_code or "")
-        decision("stopped" if outcome.is_success else "failed", user=user, channel=c.channel,
-                 **job_fields(c.ref), confirmation=c.id,
-                 outcome="unknown" if outcome.unknown else
-                 ("stop_requested" if outcome.is_success else "stop_failed"),
-                 error_code=outcome.error_code, http_status=outcome.http_status)
+        event = "stopped" if outcome.is_success else "failed"
+        result = {"outcome": "unknown" if outcome.unknown else
+                  ("stop_requested" if outcome.is_success else "stop_failed"),
+                  "error_code": outcome.error_code, "http_status": outcome.http_status}
+        decision(event, user=user, channel=c.channel, **job_fields(c.ref), confirmation=c.id,
+                 **result)
+        # The audit entry rides the owed reply's DONE (bot.flow.outcomes).
+        entry = self.store.audit.entry(event, c, user=user, request_id=outcome.request_id,
+                                       **result)
         # Accepted or unknown: followed to its end, the watch opened once the reply is posted.
         follow = "accepted" if outcome.is_success else "unknown" if outcome.unknown else None
         if self.owed and owe:   # retried until it lands, by this replica or another
             text = b.outcome_reply(c, outcome, hint, bool(follow and self.owed.watches))
-            self.owed.deliver(c, owe, text, (follow, user) if follow else None)
+            self.owed.deliver(c, owe, text, (follow, user) if follow else None, entry)
         else:
             self._post(c.channel, b.outcome_reply(c, outcome, hint), thread_ts=c.thread_ts)
+            self.store.audit.append(entry)
         line = f"{b.outcome_line(outcome)} Confirmed by {b.mention(user)}."
         self._update(c.channel, c.ts, *b.settled(c, line))
         if c.alert_ts and self.alert_outcome:
@@ -200,7 +216,7 @@ class StopFlow:
         """The consumed confirmation and the values of ``also_get``, or None (user told why)."""
         verb = "confirm" if state == "confirmed" else "cancel"
         try:
-            got = self.store.consume(cid, user, state, also_get, owe)
+            got = self.store.consume(cid, user, state, also_get, owe, channel=channel)
         except redis.RedisError:
             decision("failed", user=user, channel=channel, confirmation=cid,
                      outcome="redis_unavailable")

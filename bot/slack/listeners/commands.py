@@ -6,6 +6,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.flow.commands import USAGE, Command, parse
 from bot.flow.finder import Finder
+from bot.flow.history import History
 from bot.flow.stop import StopFlow
 from bot.logs import decision
 from bot.slack.later import Later
@@ -13,6 +14,7 @@ from bot.slack.later import Later
 
 def register(app: App, flow: StopFlow, later: Later, finder: Finder | None = None) -> None:
     finder = finder or Finder(flow)
+    history = History(flow.roles, flow.store.audit)
 
     @app.command("/modelarts")
     def modelarts(ack: Ack, command: dict, respond: Respond) -> None:
@@ -34,7 +36,9 @@ def register(app: App, flow: StopFlow, later: Later, finder: Finder | None = Non
             respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
 
         user, channel = command["user_id"], command["channel_id"]
-        if parsed.action == "list":
+        if parsed.action == "history":
+            later(history.show, user, parsed.ref, notify)
+        elif parsed.action == "list":
             later(finder.listing, user, parsed.pattern, show, notify)
         elif parsed.name is not None and parsed.action == "status":
             later(finder.status, user, parsed.name, notify, show)

@@ -1,0 +1,328 @@
+"""The audit trail: every decision of the bot, appended to one Redis Stream (``Keys.audit()``).
+
+Writing rides on a round trip the flow makes anyway (issue 13):
+
+  requested                         CREATE of the confirmation (bot.flow.confirmations)
+  failed post_failed                its DISCARD, when Slack refuses the request message
+  confirmed, cancelled, expired,    CONSUME, from the record it consumes and the clicking user
+    refused not_requester
+  stopped, failed (stop_failed,     DONE of the owed outcome reply (bot.flow.outcomes); the
+    unknown, interrupted),            entry travels in the owed entry when Slack refuses the reply
+    denied role_lost
+  refused, denied, failed lookup    a round trip of its own (``Audit.write``): there the flow
+    at request time                   makes none
+  later states (watches)            their script: ``AUDIT_LUA`` + ``Audit.entry`` (the hook)
+
+Inside a script the XADD runs under ``redis.pcall``: a refused write never aborts the script, so
+never a stop; the script reports it and the caller counts it (``Audit.lost``), as ``write`` does.
+Retention: each XADD trims by id (exact ``MINID``: now less the retention, from Redis' clock in
+a script), so the stream holds AUDIT_RETENTION_DAYS and no more, at no extra round trip; each
+entry is trimmed once, so the trim costs O(1) amortized.
+
+An entry's time is its id (Redis ms, UTC). Its fields are ``FIELDS``, empty ones left out; no
+free text from ModelArts or Slack, so never a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import redis
+
+from bot import metrics
+from bot.errors import InvalidIdError
+from bot.keys import Keys
+from bot.modelarts.refs import V2_SHAPE, JobRef, V1Job, V2Job, parse_ref, validate_id
+
+if TYPE_CHECKING:
+    from bot.flow.confirmations import Confirmation
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("event", "user", "requester", "channel", "api", "job_id", "version_id",
+          "training_job_id", "job_name", "outcome", "error_code", "http_status", "request_id",
+          "confirmation", "state")
+DAY_MS = 24 * 3600 * 1000
+BATCH = 500             # entries per XRANGE/XREVRANGE call
+HISTORY_SCAN = 5000     # /modelarts history reads at most this many of the newest entries
+
+# Lua functions for a script that audits (prepend it). The script needs nothing else defined.
+# audit(stream, fields, keep_ms): XADD one entry (fields: a table name -> value, empty values left
+#   out, in name order), trimming by id every entry older than keep_ms (exact MINID, Redis time);
+#   returns true, or false when Redis refused the XADD (the script goes on).
+# audit_confirmation(record, fields): fields plus the confirmation record's requester, channel,
+#   job name, id and job (api and ids, from its ref key).
+AUDIT_LUA = """
+local function audit(stream, f, keep)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local names, flat = {}, {}
+  for k, v in pairs(f) do
+    if v ~= cjson.null and v ~= '' then names[#names + 1] = k end
+  end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = tostring(f[k])
+  end
+  local r = redis.pcall('XADD', stream, 'MINID', string.format('%.0f', now - tonumber(keep)),
+                        '*', unpack(flat))
+  return not (type(r) == 'table' and r.err)
+end
+local function audit_confirmation(c, f)
+  f['requester'], f['channel'], f['job_name'], f['confirmation'] =
+    c['requester'], c['channel'], c['job_name'], c['id']
+  local api, a, b = string.match(c['ref'] or '', '^(v[12]):([^:]+):?(.*)$')
+  f['api'] = api
+  if api == 'v1' then f['job_id'], f['version_id'] = a, b else f['training_job_id'] = a end
+  return f
+end
+"""
+
+
+def job_fields(ref: JobRef) -> dict[str, str]:
+    """api and ids of a job, as entry fields."""
+    return {"api": ref.api, **{k: str(v) for k, v in vars(ref).items()}}
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    fields: dict[str, str]
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromtimestamp(int(self.id.split("-")[0]) / 1000, UTC)
+
+    def get(self, name: str) -> str:
+        return self.fields.get(name, "")
+
+    def as_json(self) -> dict[str, str]:
+        stamp = self.time.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.time.microsecond // 1000:03d}Z"
+        return {"id": self.id, "time": stamp, **dict(sorted(self.fields.items()))}
+
+
+class Audit:
+    """Writes entries (``write``: one round trip, never raises) and reads them back."""
+
+    def __init__(self, client: redis.Redis, prefix: str, retention_days: int = 90) -> None:
+        self.redis = client
+        self.key = Keys(prefix).audit()
+        self.keep_ms = retention_days * DAY_MS
+
+    @staticmethod
+    def fields(event: str, c: Confirmation | None = None, ref: JobRef | None = None,
+               **more: object) -> dict[str, str]:
+        """An entry's fields: from the confirmation ``c`` (or the job ``ref``), then ``more``.
+        Only names in FIELDS are kept, and empty values (None, "") are left out."""
+        out: dict[str, object] = {"event": event}
+        if c is not None:
+            out |= {"requester": c.requester, "channel": c.channel, "job_name": c.job_name,
+                    "confirmation": c.id}
+            ref = c.ref
+        if ref is not None:
+            out |= job_fields(ref)
+        out |= more
+        return {k: str(v) for k, v in out.items() if k in FIELDS and v not in (None, "")}
+
+    def entry(self, event: str, c: Confirmation | None = None, ref: JobRef | None = None,
+              **more: object) -> str:
+        """An entry as JSON, for a script's ARGV (``audit(KEYS[n], cjson.decode(ARGV[m]),
+        ARGV[m + 1])`` with ARGV[m + 1] = ``keep_ms``)."""
+        return json.dumps(self.fields(event, c, ref, **more))
+
+    def write(self, event: str, c: Confirmation | None = None, ref: JobRef | None = None,
+              **more: object) -> bool:
+        """Append an entry in a round trip of its own; False (logged, counted) if Redis failed."""
+        return self.append(self.fields(event, c, ref, **more))
+
+    def append(self, fields: dict[str, str] | str) -> bool:
+        """``write`` for fields already made (a dict, or ``entry``'s JSON)."""
+        data = json.loads(fields) if isinstance(fields, str) else fields
+        try:
+            self.redis.xadd(self.key, data, minid=int(time.time() * 1000) - self.keep_ms,
+                            approximate=False)
+        except redis.RedisError as exc:
+            self.lost(data.get("event", ""), type(exc).__name__)
+            return False
+        return True
+
+    @staticmethod
+    def lost(event: str, why: str = "refused in a script") -> None:
+        """An entry that could not be written: logged and counted, nothing else."""
+        log.warning("audit entry not written (%s)", why, extra={"event": event})
+        metrics.audit_write_error()
+
+    # -- reading -----------------------------------------------------------------------------
+    def read(self, since_ms: int | None = None) -> Iterator[Entry]:
+        """Entries oldest first, from ``since_ms`` (epoch ms; None: all), BATCH per call."""
+        start = str(since_ms) if since_ms else "-"
+        while True:
+            got = self.redis.xrange(self.key, start, "+", count=BATCH)
+            for raw_id, raw in got:
+                yield _entry(raw_id, raw)
+            if len(got) < BATCH:
+                return
+            start = "(" + _text(got[-1][0])
+
+    def newest(self, bound: int = HISTORY_SCAN) -> tuple[list[Entry], bool]:
+        """Up to ``bound`` newest entries, oldest first; True when that is the whole stream."""
+        out: list[Entry] = []
+        end = "+"
+        while len(out) < bound:
+            count = min(BATCH, bound - len(out))
+            got = self.redis.xrevrange(self.key, end, "-", count=count)
+            out += [_entry(raw_id, raw) for raw_id, raw in got]
+            if len(got) < count:
+                return out[::-1], True
+            end = "(" + _text(got[-1][0])
+        return out[::-1], False
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which job's entries: a v1 version, all versions of a v1 job, or a v2 training job."""
+
+    api: str
+    job_id: str = ""
+    version_id: str = ""
+    training_job_id: str = ""
+
+    @classmethod
+    def of(cls, ref: JobRef) -> JobFilter:
+        if isinstance(ref, V1Job):
+            return cls("v1", str(ref.job_id), str(ref.version_id))
+        return cls("v2", training_job_id=ref.training_job_id)
+
+    @classmethod
+    def parse(cls, text: str) -> JobFilter:
+        """A training_job_id, ``JOB:VERSION``, ``v1:JOB:VERSION``, ``v2:ID`` or a bare v1 job id
+        (every version); InvalidIdError otherwise."""
+        text = text.strip()
+        if text.isascii() and text.isdigit():
+            return cls("v1", str(validate_id(text, "job_id")))
+        if V2_SHAPE.match(text):
+            return cls.of(V2Job(text))
+        return cls.of(parse_ref(text))
+
+    def matches(self, e: Entry) -> bool:
+        if e.get("api") != self.api:
+            return False
+        if self.api == "v2":
+            return e.get("training_job_id") == self.training_job_id
+        return e.get("job_id") == self.job_id and (
+            not self.version_id or e.get("version_id") == self.version_id)
+
+
+def select(entries: Iterable[Entry], job: JobFilter | None = None,
+           user: str | None = None) -> Iterator[Entry]:
+    """Entries (oldest first) for ``job`` and ``user`` (as the user or the requester). A job's
+    entries include the later ones of its confirmations that carry no job (a click on an expired
+    confirmation only knows the confirmation's id)."""
+    cids: set[str] = set()
+    for e in entries:
+        if job is not None:
+            if job.matches(e):
+                cids.add(e.get("confirmation"))
+            elif not (e.get("confirmation") in cids and not e.get("api")):
+                continue
+        if user and user not in (e.get("user"), e.get("requester")):
+            continue
+        yield e
+
+
+SINCE = re.compile(r"\A(\d{1,6})([smhdw])\Z")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str) -> int | None:
+    """``30m``, ``24h``, ``7d``, ``2w`` as seconds; ``all``: None. ValueError otherwise."""
+    if text == "all":
+        return None
+    got = SINCE.match(text.strip())
+    if not got:
+        raise ValueError(f"--since {text!r}: expected a number and a unit (s, m, h, d, w), "
+                         "like 24h, or all")
+    return int(got.group(1)) * UNITS[got.group(2)]
+
+
+def job_text(e: Entry) -> str:
+    if e.get("api") == "v2":
+        return f"v2:{e.get('training_job_id')}"
+    if e.get("api") == "v1":
+        return f"v1:{e.get('job_id')}:{e.get('version_id')}"
+    return "-"
+
+
+COLUMNS = (("TIME (UTC)", 19), ("EVENT", 10), ("OUTCOME", 16), ("USER", 12), ("REQUESTER", 12),
+           ("JOB", 24), ("JOB NAME", 18), ("ERROR", 20), ("CONFIRMATION", 22))
+
+
+def table_row(e: Entry) -> str:
+    error = " ".join(x for x in (e.get("error_code"), e.get("http_status")) if x)
+    cells = (e.time.strftime("%Y-%m-%d %H:%M:%S"), e.get("event"), e.get("outcome"),
+             e.get("user"), e.get("requester"), job_text(e), e.get("job_name"), error,
+             e.get("confirmation"))
+    return "  ".join(_cell(v or "-", w) for v, (_, w) in zip(cells, COLUMNS, strict=True))
+
+
+def table_header() -> str:
+    return "  ".join(_cell(name, width) for name, width in COLUMNS)
+
+
+def print_entries(entries: Iterable[Entry], as_json: bool, out: Callable[[str], None]) -> int:
+    """Print entries (a table, or one JSON object a line); returns how many."""
+    n = 0
+    for e in entries:
+        if not n and not as_json:
+            out(table_header())
+        out(json.dumps(e.as_json(), ensure_ascii=False) if as_json else table_row(e))
+        n += 1
+    return n
+
+
+def _cell(value: str, width: int) -> str:
+    value = value.replace("\n", " ")
+    return value.ljust(width) if len(value) <= width else value[:width - 1] + "…"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entry(raw_id: bytes | str, raw: dict) -> Entry:
+    return Entry(_text(raw_id), {_text(k): _text(v) for k, v in raw.items()})
+
+
+def cli(settings, since: str, job: str | None, user: str | None, as_json: bool,
+        out: Callable[[str], None] = print, err: Callable[[str], None] = print) -> int:
+    """``modelarts-bot audit``: 0 (even with no entries), 2 for a bad argument, 1 if Redis fails."""
+    from bot.redis_conn import connect
+
+    try:
+        seconds = parse_since(since)
+        wanted = JobFilter.parse(job) if job else None
+    except InvalidIdError as exc:
+        err(f"modelarts-bot audit: --job {job!r}: expected a training_job_id, JOB:VERSION, "
+            f"v1:JOB:VERSION or a v1 job id ({exc})")
+        return 2
+    except ValueError as exc:
+        err(f"modelarts-bot audit: {exc}")
+        return 2
+    audit = Audit(connect(settings), settings.REDIS_KEY_PREFIX, settings.AUDIT_RETENTION_DAYS)
+    since_ms = int((time.time() - seconds) * 1000) if seconds is not None else None
+    try:
+        n = print_entries(select(audit.read(since_ms), wanted, user), as_json, out)
+    except redis.RedisError as exc:
+        err(f"modelarts-bot audit: Redis failed: {type(exc).__name__}: {exc}")
+        return 1
+    if not n and not as_json:
+        err("no audit entries match")
+    return 0
