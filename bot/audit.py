@@ -266,15 +266,15 @@ COLUMNS = (("TIME (UTC)", 19), ("EVENT", 10), ("OUTCOME", 16), ("USER", 12), ("R
 
 
 def table_row(e: Entry) -> str:
-    error = " ".join(x for x in (e.get("error_code"), e.get("http_status")) if x)
+    error = f"{e.get('error_code')} {e.get('http_status')}".strip() if e.get("error_code") else ""
     cells = (e.time.strftime("%Y-%m-%d %H:%M:%S"), e.get("event"), e.get("outcome"),
              e.get("user"), e.get("requester"), job_text(e), e.get("job_name"), error,
              e.get("confirmation"))
-    return "  ".join(_cell(v or "-", w) for v, (_, w) in zip(cells, COLUMNS, strict=True))
+    return "  ".join(_cell(v or "-", w) for v, (_, w) in zip(cells, COLUMNS, strict=True)).rstrip()
 
 
 def table_header() -> str:
-    return "  ".join(_cell(name, width) for name, width in COLUMNS)
+    return "  ".join(_cell(name, width) for name, width in COLUMNS).rstrip()
 
 
 def print_entries(entries: Iterable[Entry], as_json: bool, out: Callable[[str], None]) -> int:

@@ -56,7 +56,7 @@ def line(e: Entry) -> str:
     text = f"• `{e.time:%Y-%m-%d %H:%M:%S}` {who} *{e.get('event')}*"
     if e.get("outcome") and e.get("outcome") != e.get("event"):
         text += f": {e.get('outcome')}"
-    if e.get("error_code") or e.get("http_status"):
+    if e.get("error_code"):
         status = f" HTTP {e.get('http_status')}" if e.get("http_status") else ""
         text += f" (`{b.escape(e.get('error_code') or '-')}`{status})"
     if e.get("state"):
