@@ -17,7 +17,8 @@ Keys (bot.keys: Keys.watches()): a zset  id -> next check (Redis ms); id = the c
 Status calls per watch: at most span / interval + 2 (a failed look-up counts too).
 
 Crash windows that remain: a post Slack accepted whose answer was lost, or a replica dying
-between a post and its DONE/SET, posts that message again (Slack has no idempotency key). A
+between a post and its DONE/SET, posts that message again (Slack has no idempotency key); Redis
+down at that moment is waited for (REDIS_PATIENCE), and a restart that loses data loses watches. A
 replica dying after the stop and before its owed reply's DONE leaves the owed reply, whose
 recovery posts "outcome unknown" and opens an unknown watch: the stop is settled by status.
 """
@@ -36,7 +37,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.flow.confirmations import Confirmation
-from bot.flow.outcomes import MAX_TRIES, retry_ms
+from bot.flow.outcomes import MAX_TRIES, patient, retry_ms
 from bot.keys import Keys
 from bot.modelarts.models import Failure
 from bot.slack import blocks as b
@@ -215,11 +216,12 @@ class Watches:
             return
         log.info("watch message posted", extra={"confirmation": wid, "state": e.get("state"),
                                                  "final": bool(e.get("end"))})
+        # Posted: record it even through a Redis restart, or the message is posted again.
         if e.get("end"):
-            self._done(keys=self.keys, args=[wid, token])
+            patient(lambda: self._done(keys=self.keys, args=[wid, token]))
         else:
             e["say"], e["blocks"], e["tries"] = "", None, 0
-            self._save(wid, token, e, "", self.interval_ms)
+            patient(lambda: self._save(wid, token, e, "", self.interval_ms))
 
     def _save(self, wid: str, token: str, e: dict, owner: str, due_ms: int) -> bool:
         e["owner"] = owner
