@@ -25,8 +25,9 @@ def plain(start_response: Callable, status: str, text: str,
 
 
 def refusal(raw: bytes, content_type: str | None) -> guard.Refused | None:
-    """Why Bolt does not get this body; None when it does. Bolt parses (and indexes into) the
-    body before it checks the signature, so what it cannot read would be a 500 from anyone."""
+    """Why Bolt cannot build a request from this body; None when it can. Bolt parses (and
+    indexes into) the body before it checks the signature, so this would be a 500 from anyone.
+    What the body holds is checked next, in ``GuardedApp.dispatch`` (bot/slack/guard.py)."""
     try:
         request = BoltRequest(body=raw.decode("utf-8"),
                               headers={"content-type": [content_type or ""]})
@@ -36,7 +37,9 @@ def refusal(raw: bytes, content_type: str | None) -> guard.Refused | None:
         return guard.Refused(400, f"the body is nested deeper than {guard.MAX_DEPTH} levels")
     except (ValueError, TypeError, AttributeError, KeyError, IndexError):
         return guard.Refused(400, "the body is not a form or JSON object Slack would send")
-    return guard.refusal(request.body)
+    if not isinstance(request.body, dict):
+        return guard.Refused(400, "the body is not a JSON object")
+    return None
 
 
 def verifiable(environ: dict) -> bool:
@@ -75,8 +78,7 @@ def create_wsgi(bot: Bot, routes: dict[str, Wsgi] | None = None) -> Wsgi:
         refused = refusal(raw, environ.get("CONTENT_TYPE"))
         if refused:
             log.warning("refused a request body: %s", refused.reason)
-            status = "404 Not Found" if refused.status == 404 else "400 Bad Request"
-            return plain(start_response, status, f"refused: {refused.reason}\n")
+            return plain(start_response, "400 Bad Request", f"refused: {refused.reason}\n")
         environ["wsgi.input"] = io.BytesIO(raw)
         return slack(environ, start_response)
 

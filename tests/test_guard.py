@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 from slack_bolt import BoltRequest
 
-from bot.slack.guard import MAX_DEPTH, refusal, too_deep
+from bot.slack.guard import MAX_DEPTH, refusal, too_deep, unbuildable
 from bot.standin.signing import slack_headers
 from tests.plugins.slack import TEAM
 
@@ -54,7 +54,8 @@ class TestTooDeep:
         assert too_deep(deep)
 
 
-CMD = {"command": "/modelarts", "user_id": "U1", "channel_id": "C1", "response_url": "u"}
+CMD = {"command": "/modelarts", "user_id": "U1", "channel_id": "C1",
+       "response_url": "https://hooks.slack.com/commands/T1/1/x"}
 CLICK = {"type": "block_actions", "actions": [{"action_id": "a"}], "user": {"id": "U1"}}
 
 
@@ -67,11 +68,12 @@ class TestRefusal:
         ({**CMD, "user_id": 5}, "user_id"),
         ({**CMD, "user_id": "U" * 201}, "too long"),
         ({**CMD, "text": ["stop"]}, "text"),
+        ({**CMD, "response_url": "\U0001f600" * 3}, "response_url"),
+        ({**CMD, "response_url": "file:///etc/passwd"}, "response_url"),
+        ({**CMD, "response_url": "http://[::1"}, "response_url"),
         ({**CLICK, "actions": [{"value": "x"}]}, "action_id"),
         ({**CLICK, "user": "U1"}, "user"),
         ({"type": "url_verification", "challenge": {"a": 1}}, "challenge"),
-        ({**CMD, "user": 5}, "types Slack sends"),
-        ({**CMD, "authorizations": "abc"}, "types Slack sends"),
         ({**CMD, "type": "view_submission", "view": ["callback_id"]}, "types Slack sends"),
         ({**CMD, "command": "/other", "type": "block_suggestion", "action_id": []},
          "types Slack sends"),
@@ -105,9 +107,19 @@ class TestRefusal:
     def test_takes_what_slack_sends(self, body):
         assert refusal(body) is None
 
+    @pytest.mark.parametrize("body", [
+        {**CMD, "user": 5}, {**CMD, "authorizations": "abc"}, {**CMD, "enterprise": 5},
+        {**CLICK, "channel": 7}, {**CLICK, "team": ["id"]},
+    ])
+    def test_bolt_cannot_build_a_request_from_context_fields_of_other_types(self, body):
+        """Socket Mode asks this before Bolt builds the request; HTTP has web.refusal."""
+        with pytest.raises((TypeError, AttributeError, KeyError, IndexError, ValueError)):
+            BoltRequest(body=body, mode="socket_mode")
+        assert unbuildable(body).status == 400
+
     def test_what_it_takes_bolt_builds_a_request_from(self):
         body = {**CLICK, "enterprise": "E1", "channel": "C1", "team": {"id": "T1"}}
-        assert refusal(body) is None
+        assert refusal(body) is None and unbuildable(body) is None
         context = BoltRequest(body=body, mode="socket_mode").context
         assert (context.user_id, context.channel_id, context.team_id) == ("U1", "C1", "T1")
 

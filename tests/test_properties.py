@@ -7,6 +7,7 @@ Never a 5xx, never an exception, never a stop outside the rules, and the replica
 from __future__ import annotations
 
 import json
+import logging
 import time
 from urllib.parse import urlencode
 
@@ -280,10 +281,11 @@ def command_bodies(draw, response_url: str):
             "user_name": "oncall", "command": "/modelarts", "api_app_id": "A0BOT",
             "text": draw(st.sampled_from(["help", f"stop {JOB} {VERSION}", "status 1 2", ""])),
             "trigger_id": "1.trigger", "response_url": response_url}
-    for key in draw(st.sets(st.sampled_from(COMMAND_KEYS))):
+    # Few keys at a time: one bad field in an otherwise valid form is the telling case.
+    for key in draw(st.sets(st.sampled_from(COMMAND_KEYS), max_size=2)):
         del form[key]
     as_json = draw(st.booleans())
-    for key in draw(st.sets(st.sampled_from(COMMAND_KEYS), max_size=3)):
+    for key in draw(st.sets(st.sampled_from(COMMAND_KEYS), max_size=2)):
         form[key] = draw(st.one_of(junk, huge) if as_json else st.one_of(st.text(max_size=20),
                                                                          huge))
     if as_json:
@@ -340,7 +342,8 @@ class TestEveryShape:
         time.sleep(0.3)
         assert stops(emulator) == 0
 
-    def test_command_forms_missing_keys_or_of_wrong_types(self, make_bot, slack_api, emulator):
+    def test_command_forms_missing_keys_or_of_wrong_types(self, make_bot, slack_api, emulator,
+                                                          caplog):
         bot = make_bot()
 
         @FIXTURE_OK
@@ -358,6 +361,8 @@ class TestEveryShape:
         still_serving(bot)
         time.sleep(0.3)
         assert stops(emulator) == 0
+        # Nor an error after the ack (a response_url that is not a URL was one).
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
     def test_bytes_that_are_not_utf8_are_refused(self, make_bot, emulator):
         bot = make_bot()

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 from slack_bolt import BoltContext
 from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
@@ -56,18 +57,19 @@ class Refused:
 
 def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
     """True when ``value`` nests lists and dicts more than ``limit`` levels (no recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return False
+    level = [value]
+    for _ in range(limit):
+        level = [child for item in level
+                 for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, dict | list)]
+        if not level:
+            return False
+    return True
 
 
 def refusal(body: object) -> Refused | None:
-    """Why this body does not go to Bolt; None when it does."""
+    """Why this body does not go on to Bolt's middleware and listeners; None when it does.
+    (That Bolt can build a request from it at all is ``unbuildable``'s question.)"""
     if not isinstance(body, dict):
         return Refused(400, "the body is not a JSON object")
     if too_deep(body):
@@ -82,6 +84,15 @@ def refusal(body: object) -> Refused | None:
     return None
 
 
+def unbuildable(body: dict) -> Refused | None:
+    """Why Bolt cannot build a request (its context: team, user, channel...) from ``body``."""
+    try:
+        build_context(BoltContext(), body)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError):
+        return Refused(400, "the body's team, user or channel fields are not of Slack's types")
+    return None
+
+
 def _command(body: dict) -> str | None:
     """The fields the command listener reads: all strings, the ids short and present."""
     for name in ("command", "user_id", "channel_id", "response_url"):
@@ -91,7 +102,17 @@ def _command(body: dict) -> str | None:
         return "slash command with an id too long"
     if not isinstance(body.get("text", ""), str):
         return "slash command whose text is not a string"
+    if not _http_url(body["response_url"]):   # the listener answers there, after the ack
+        return "slash command whose response_url is not an http(s) URL"
     return None
+
+
+def _http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("https", "http") and bool(parts.hostname)
+    except ValueError:
+        return False
 
 
 def _actions(body: dict) -> str | None:
@@ -120,11 +141,10 @@ _SERVED: list[tuple[Callable[[dict], bool], Check]] = [
     (lambda body: body.get("ssl_check") == "1", lambda body: None),
 ]
 
-# What Bolt derives from every body: the context, every listener's (and the error handler's)
-# arguments (kwargs_injection.build_required_kwargs), the "unhandled request" warning.
+# What Bolt derives from every body for every listener's (and the error handler's) arguments
+# (kwargs_injection.build_required_kwargs), and for its "unhandled request" warning.
 _READERS = (to_options, to_shortcut, to_action, to_view, to_command, to_event, to_message,
-            to_step, lambda body: build_context(BoltContext(), body),
-            lambda body: warning_unhandled_request(SimpleNamespace(body=body)))
+            to_step, lambda body: warning_unhandled_request(SimpleNamespace(body=body)))
 
 
 def _bolt_reads(body: dict) -> str | None:
@@ -141,7 +161,7 @@ class GuardedSocketModeHandler(SocketModeHandler):
     A refused envelope is logged and not acked (the Socket Mode form of a 4xx)."""
 
     def handle(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
-        refused = refusal(req.payload)
+        refused = refusal(req.payload) or unbuildable(req.payload)
         if refused:
             log.warning("refused a Socket Mode envelope: %s", refused.reason)
             return
