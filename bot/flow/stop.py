@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 import redis
@@ -46,15 +47,18 @@ def lookup_failed(ref: JobRef, failure: Failure) -> str:
 class StopFlow:
     def __init__(self, slack: WebClient, modelarts, roles: RoleChecker,
                  store: ConfirmationStore, alert_outcome: AlertOutcome | None = None,
-                 owed: OwedReplies | None = None) -> None:
+                 owed: OwedReplies | None = None, side: ThreadPoolExecutor | None = None
+                 ) -> None:
         """``alert_outcome`` runs after ``report`` for a stop that began at an alert's button.
-        ``owed``: outcome replies kept in Redis, so they survive a crash (None: posted once)."""
+        ``owed``: outcome replies kept in Redis, so they survive a crash (None: posted once).
+        ``side``: runs the Slack calls that need not wait (nothing run there waits on another)."""
         self.slack = slack
         self.modelarts = modelarts
         self.roles = roles
         self.store = store
         self.alert_outcome = alert_outcome
         self.owed = owed
+        self.side = side or ThreadPoolExecutor(8, thread_name_prefix="flow-side")
 
     # -- /modelarts status ------------------------------------------------------------------
     def status(self, user: str, ref: JobRef, notify: Notify) -> None:
@@ -165,17 +169,19 @@ class StopFlow:
                 self.store.audit.append(entry)
             decision("denied", **where, outcome=lost)
             return None
-        self._update(c.channel, c.ts, *b.stopping(c, user))
+        # Consumed and allowed: the stop goes now, while "Stopping..." is on its way to Slack.
+        stopping = self.side.submit(self._update, c.channel, c.ts, *b.stopping(c, user))
         decision("confirmed", **where)
         outcome = self.modelarts.stop(c.ref)
         metrics.stop_request(c.ref.api, "accepted" if outcome.is_success else
                              "unknown" if outcome.unknown else "refused")
-        self.report(c, user, outcome, owe)
+        self.report(c, user, outcome, owe, after=stopping)
         return outcome
 
     def report(self, c: Confirmation, user: str, outcome: StopOutcome,
-               owe: Owe | None = None) -> None:
-        """The outcome: a reply in the thread, and the request message settled."""
+               owe: Owe | None = None, after: Future | None = None) -> None:
+        """The outcome: a reply in the thread and, at the same time, the request message
+        settled (once ``after``, the "Stopping..." update, is done: it must not land last)."""
         hint = None if outcome.is_success else hint_for(outcome.error_code or "")
         event = "stopped" if outcome.is_success else "failed"
         result = {"outcome": "unknown" if outcome.unknown else
@@ -190,12 +196,17 @@ class StopFlow:
         follow = "accepted" if outcome.is_success else "unknown" if outcome.unknown else None
         if self.owed and owe:   # retried until it lands, by this replica or another
             text = b.outcome_reply(c, outcome, hint, bool(follow and self.owed.watches))
-            self.owed.deliver(c, owe, text, (follow, user) if follow else None, entry)
+            reply = self.side.submit(self.owed.deliver, c, owe, text,
+                                     (follow, user) if follow else None, entry)
         else:
-            self._post(c.channel, b.outcome_reply(c, outcome, hint), thread_ts=c.thread_ts)
+            reply = self.side.submit(self._post, c.channel, b.outcome_reply(c, outcome, hint),
+                                     thread_ts=c.thread_ts)
             self.store.audit.append(entry)
+        if after:
+            after.result()
         line = f"{b.outcome_line(outcome)} Confirmed by {b.mention(user)}."
         self._update(c.channel, c.ts, *b.settled(c, line))
+        reply.result()
         if c.alert_ts and self.alert_outcome:
             self.alert_outcome(c, user, outcome)
 
