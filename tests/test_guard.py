@@ -174,6 +174,16 @@ class TestOverHttp:
         raw = urlencode(command_form(slack_api, "help")).encode()
         assert post_raw(make_bot(), raw, **headers).status_code == 401
 
+    @pytest.mark.parametrize("body", [
+        {"command": "/modelarts", "text": "help"},
+        {"payload": '{"type": "block_actions", "actions": 5}'},
+        {"payload": '{"type": "view_submission"}'},
+    ])
+    def test_an_unsigned_body_is_a_401_whatever_it_holds(self, make_bot, body):
+        """The signature is checked before the body: a forger learns nothing about the guard."""
+        resp = make_bot().post(urlencode(body), secret="not-the-secret")  # noqa: S106
+        assert resp.status_code == 401 and "refused" not in resp.text
+
     def test_url_verification_and_ssl_check_still_answer(self, make_bot):
         bot = make_bot()
         raw = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "x"})

@@ -6,9 +6,10 @@ import logging
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
 
 from bot.flow.stop import StopFlow
-from bot.slack.guard import refusal
+from bot.slack.guard import refusal, signed
 from bot.slack.later import Later, report_error
 from bot.slack.listeners import actions, alerts, commands
 
@@ -16,10 +17,22 @@ log = logging.getLogger(__name__)
 
 
 class GuardedApp(App):
-    """Bolt indexes into a body before any middleware runs: a body Slack never sends would be a
-    500. Answer 400 (404: a kind we do not serve) instead, for HTTP and Socket Mode alike."""
+    """Bolt indexes into a body before any middleware runs, its signature check included: a
+    body Slack never sends would be a 500. So, before Bolt: over HTTP, the signature (401, as
+    Bolt answers); then the body (bot/slack/guard.py): 400, or 404 for a kind we do not serve.
+    Socket Mode requests come here too (unsigned: the socket is the authentication)."""
+
+    def __init__(self, *, signing_secret: str, request_verification_enabled: bool = True,
+                 **kwargs: object) -> None:
+        super().__init__(signing_secret=signing_secret,
+                         request_verification_enabled=request_verification_enabled, **kwargs)
+        self.verifier = SignatureVerifier(signing_secret) if request_verification_enabled else None
 
     def dispatch(self, req: BoltRequest) -> BoltResponse:
+        ssl_check = isinstance(req.body, dict) and req.body.get("ssl_check") == "1"  # as Bolt
+        verify = req.mode == "http" and self.verifier and not ssl_check
+        if verify and not signed(self.verifier, req):
+            return BoltResponse(status=401, body={"error": "invalid request"})
         refused = refusal(req.body)
         if refused:
             log.warning("refused a request: %s", refused.reason)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
-from slack_bolt import BoltContext
+from slack_bolt import BoltContext, BoltRequest
 from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
 from slack_bolt.logger.messages import warning_unhandled_request
 from slack_bolt.request.internals import build_context
@@ -36,6 +36,7 @@ from slack_bolt.request.payload_utils import (
     to_step,
     to_view,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
@@ -154,6 +155,17 @@ def _bolt_reads(body: dict) -> str | None:
     except (TypeError, AttributeError, KeyError, IndexError, ValueError):
         return "the body's fields are not of the types Slack sends"
     return None
+
+
+def signed(verifier: SignatureVerifier, req: BoltRequest) -> bool:
+    """Bolt's signature check made total: a timestamp that is not an integer (``int()``) or a
+    signature that is not ASCII (``hmac.compare_digest``) is "not signed", not a 500."""
+    timestamp = req.headers.get("x-slack-request-timestamp", [""])[0]
+    signature = req.headers.get("x-slack-signature", [""])[0]
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
+            and signature.isascii()):
+        return False
+    return verifier.is_valid(req.raw_body, timestamp, signature)
 
 
 class GuardedSocketModeHandler(SocketModeHandler):
