@@ -100,7 +100,7 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
                       span=settings.STOP_VERIFY_SECONDS,
                       unknown_span=settings.STOP_UNKNOWN_VERIFY_SECONDS,
                       lease_seconds=2 * settings.MODELARTS_TIMEOUT_SECONDS + 5,
-                      alert_final=messages.final_state)
+                      alert_final=messages.final_state, audit=audit)
     # A living replica goes from the confirm to its reply posted within this (the chat.update
     # before the stop and the stop may take 10 s each); after it, any replica posts
     # "Outcome unknown" in its place.

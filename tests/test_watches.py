@@ -91,6 +91,10 @@ class TestFollowedToTheEnd:
         assert len(with_text(slack_api, msg, "is KILLED")) == 1
         assert status_calls(emulator, REF) == calls, "no status calls after the end"
         assert emulator.stop_count(REF) == 1
+        verified = [f for _, f in redis_client.xrange(Keys(key_prefix).audit())
+                    if f[b"event"] == b"verified"]
+        assert len(verified) == 1, "one audit entry for the verified final state"
+        assert (verified[0][b"outcome"], verified[0][b"state"]) == (b"stopped", b"KILLED")
 
     def test_a_v2_job_is_followed_to_terminated(self, running, slack_api, emulator):
         bot = running()

@@ -36,6 +36,7 @@ import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
+from bot.audit import AUDIT_LUA, Audit
 from bot.flow.confirmations import Confirmation
 from bot.flow.outcomes import MAX_TRIES, patient, retry_ms
 from bot.keys import Keys
@@ -77,26 +78,32 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), due[1])
 return {due[1], raw}
 """
 
-# Replace a watch's entry, only for its owner.
-# KEYS[1] zset, KEYS[2] hash; ARGV[1] id, ARGV[2] owner, ARGV[3] new entry JSON (its own owner),
-# ARGV[4] ms until due
-# returns 1 if replaced, 0 if the watch is gone or another owner holds it
-SET = _NOW + """
+# Replace a watch's entry, only for its owner; append an audit entry with it (a verified state).
+# KEYS[1] zset, KEYS[2] hash, KEYS[3] audit stream; ARGV[1] id, ARGV[2] owner, ARGV[3] new entry
+# JSON (its own owner), ARGV[4] ms until due, ARGV[5] audit entry JSON ("" = none),
+# ARGV[6] audit retention ms
+# returns 1 if replaced, 2 if replaced but the audit entry was refused, 0 if the watch is gone or
+# another owner holds it
+SET = AUDIT_LUA + _NOW + """
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw or cjson.decode(raw)['owner'] ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
+if ARGV[5] ~= '' and not audit(KEYS[3], cjson.decode(ARGV[5]), ARGV[6]) then return 2 end
 return 1
 """
 
-# The watch has ended and its last message is posted: forget it, only for its owner.
-# KEYS[1] zset, KEYS[2] hash; ARGV[1] id, ARGV[2] owner
-# returns 1 if deleted, 0 if gone or another owner holds it
-DONE = """
+# The watch has ended and its last message is posted: forget it, only for its owner, and append
+# its audit entry (the verified final state).
+# KEYS[1] zset, KEYS[2] hash, KEYS[3] audit stream; ARGV[1] id, ARGV[2] owner, ARGV[3] audit
+# entry JSON ("" = none), ARGV[4] audit retention ms
+# returns 1 if deleted, 2 if deleted but the audit entry was refused, 0 if gone or another owner
+DONE = AUDIT_LUA + """
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw or cjson.decode(raw)['owner'] ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[3] ~= '' and not audit(KEYS[3], cjson.decode(ARGV[3]), ARGV[4]) then return 2 end
 return 1
 """
 
@@ -106,11 +113,15 @@ AlertFinal = Callable[[Confirmation, str], None]
 class Watches:
     def __init__(self, client: redis.Redis, prefix: str, modelarts, slack: WebClient, *,
                  interval: float, span: float, unknown_span: float, lease_seconds: float,
-                 post_lease_seconds: float = 30.0, alert_final: AlertFinal | None = None) -> None:
+                 post_lease_seconds: float = 30.0, alert_final: AlertFinal | None = None,
+                 audit: Audit | None = None) -> None:
         """``slack`` must hand 429s back (no retries): a post must fit in its lease.
-        ``lease_seconds``: a look-up may take this long before another replica takes over."""
+        ``lease_seconds``: a look-up may take this long before another replica takes over.
+        ``audit``: where each verified state ("verified" entries) is appended, by the same
+        script that records its message."""
         self.redis = client
-        self.keys = Keys(prefix).watches()
+        self.audit = audit or Audit(client, prefix)
+        self.keys = [*Keys(prefix).watches(), self.audit.key]
         self.modelarts = modelarts
         self.slack = slack
         self.interval_ms = max(1, int(interval * 1000))
@@ -156,6 +167,7 @@ class Watches:
         c = Confirmation.from_json(e["c"])
         if not e.get("say"):
             self._decide(e, c)
+            e["audit"] = self._verified(e, c) if e["say"] else ""
             if not e["say"]:
                 self._save(wid, token, e, "", self.interval_ms)
                 return True
@@ -176,6 +188,7 @@ class Watches:
             if late:
                 e["say"] = b.watch_deadline(c, user, None, e["span"], found.error_code)
                 e["end"] = b.deadline_line(user, e.get("state"), now)
+                e["verdict"] = "deadline"
             return
         state = e["state"] = found.state
         unknown = e["kind"] == "unknown"
@@ -183,16 +196,20 @@ class Watches:
             stopped = state in STOPPED
             e["say"] = b.watch_final(c, state, stopped, e.get("since"), now, unknown)
             e["end"] = b.ended_line(user, state, now, stopped)
+            e["verdict"] = "stopped" if stopped else "ended_on_its_own"
         elif found.stopping and unknown:
             e["kind"], e["span"] = "accepted", self.span
             e["deadline"] = max(float(e["deadline"]), (e.get("since") or now) + self.span)
             e["say"] = b.watch_took_effect(c, state, self.span)
+            e["verdict"] = "took_effect"
         elif late and unknown:
             e["say"], e["blocks"] = b.watch_not_taken(c, user, state, e["span"])
             e["end"] = b.not_taken_line(state, now)
+            e["verdict"] = "not_taken_effect"
         elif late:
             e["say"] = b.watch_deadline(c, user, state, e["span"])
             e["end"] = b.deadline_line(user, state, now)
+            e["verdict"] = "deadline"
 
     def _say(self, wid: str, token: str, e: dict, c: Confirmation) -> None:
         """Post ``say``; on the last message, settle the request message and the alert first
@@ -207,7 +224,7 @@ class Watches:
             if e["tries"] >= MAX_TRIES:
                 log.error("gave up posting a watch message after %d tries", MAX_TRIES,
                           extra={"confirmation": wid})
-                self._done(keys=self.keys, args=[wid, token])
+                self._finish(wid, token, e)
                 return
             delay = retry_ms(exc, e["tries"])
             log.warning("watch message refused (%s); trying again in %d ms",
@@ -218,14 +235,33 @@ class Watches:
                                                  "final": bool(e.get("end"))})
         # Posted: record it even through a Redis restart, or the message is posted again.
         if e.get("end"):
-            patient(lambda: self._done(keys=self.keys, args=[wid, token]))
+            patient(lambda: self._finish(wid, token, e))
         else:
+            audit, e["audit"] = e.get("audit") or "", ""
             e["say"], e["blocks"], e["tries"] = "", None, 0
-            patient(lambda: self._save(wid, token, e, "", self.interval_ms))
+            patient(lambda: self._save(wid, token, e, "", self.interval_ms, audit))
 
-    def _save(self, wid: str, token: str, e: dict, owner: str, due_ms: int) -> bool:
+    def _verified(self, e: dict, c: Confirmation) -> str:
+        """The audit entry for what the watch is about to say (bot.audit entry JSON): outcome
+        stopped, ended_on_its_own, took_effect, not_taken_effect or deadline."""
+        return self.audit.entry("verified", c, user=e["user"], outcome=e.get("verdict"),
+                                state=e.get("state"), error_code=e.get("error"))
+
+    def _finish(self, wid: str, token: str, e: dict) -> int:
+        got = int(self._done(keys=self.keys, args=[wid, token, e.get("audit") or "",
+                                                   self.audit.keep_ms]))
+        if got == 2:
+            self.audit.lost("verified")
+        return got
+
+    def _save(self, wid: str, token: str, e: dict, owner: str, due_ms: int,
+              audit: str = "") -> bool:
         e["owner"] = owner
-        return bool(self._set(keys=self.keys, args=[wid, token, json.dumps(e), due_ms]))
+        got = int(self._set(keys=self.keys, args=[wid, token, json.dumps(e), due_ms, audit,
+                                                  self.audit.keep_ms]))
+        if got == 2:
+            self.audit.lost("verified")
+        return bool(got)
 
     def _settle(self, c: Confirmation, line: str) -> None:
         if c.ts:
