@@ -1,4 +1,4 @@
-"""The one check of a request body before Bolt reads it, for HTTP and Socket Mode alike.
+"""The checks a request passes before Bolt reads it, for HTTP and Socket Mode alike.
 
 Bolt indexes into a body while it builds the request (team, user, channel...), while it builds
 every listener's arguments (``actions[0]``, ``event.type``, ``view.type``), while it logs an
@@ -11,7 +11,10 @@ each of those raises, and Bolt answers 500 (or its error handler raises again). 
 - a served kind must carry what its listener reads, with Slack's types;
 - Bolt's own readers must run on it without raising.
 
-``refusal(body)`` says why not, or None. A new kind of listener: add its kind and fields here.
+``refusal(body)`` says why not, or None; ``unbuildable(body)`` whether Bolt can build a request
+at all (Socket Mode asks before Bolt does; HTTP: bot/web.py); ``signed`` is Bolt's signature
+check without its exceptions (GuardedApp runs it first). A new kind of listener: add its kind
+and fields here.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ def _command(body: dict) -> str | None:
     """The fields the command listener reads: all strings, the ids short and present."""
     for name in ("command", "user_id", "channel_id", "response_url"):
         if not isinstance(body.get(name), str) or not body[name]:
-            return f"slash command without a {name}"
+            return f"slash command without a {name} string"
     if len(body["user_id"]) > MAX_ID_LENGTH or len(body["channel_id"]) > MAX_ID_LENGTH:
         return "slash command with an id too long"
     if not isinstance(body.get("text", ""), str):
