@@ -12,8 +12,8 @@ import pytest
 
 from bot.alerts.blocks import STOP_REQUEST
 from bot.flow.commands import Command, Invalid, parse
-from bot.flow.finder import NameFilter
-from bot.modelarts.models import TrainingJob
+from bot.flow.finder import Found, NameFilter
+from bot.modelarts.models import Failure, TrainingJob
 from bot.modelarts.refs import V1Job, V2Job, parse_ref
 from bot.slack import lists
 from bot.slack.blocks import CONFIRM
@@ -294,6 +294,24 @@ class TestList:
 
 
 class TestByName:
+    def test_a_retired_v1_is_no_doubt_but_a_failing_one_is(self, make_bot, slack_api,
+                                                            emulator):
+        """In a region without v1, stop by name says nothing about v1; a source that fails
+        otherwise might hide a job of the same name, so the user is told."""
+        from tests.test_stop_flow import replies_with
+
+        emulator.retire_v1(True)
+        bot = make_bot()
+        bot.command("stop team-a-resnet50", user="U0ALICE")
+        request_message(slack_api)
+        settle(0.3)
+        assert not replies_with(slack_api, "U0ALICE", "Only part of ModelArts")
+        retired = Failure("APIGW.0101", "The API does not exist", 404)
+        failing = Failure("ModelArts.0010", "internal error", 500)
+        assert Found(failures={"v1": retired}).doubts == []
+        assert Found(failures={"v1": failing}).doubts == [lists.source_problem("v1", failing)]
+        assert len(Found(failures={"v2": retired}).doubts) == 1
+
     def test_one_running_job_goes_straight_to_the_confirmation(self, make_bot, slack_api,
                                                                emulator):
         bot = make_bot()

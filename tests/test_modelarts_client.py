@@ -155,10 +155,9 @@ class TestRead:
     def test_list_jobs_pages(self, modelarts_client):
         first = modelarts_client.list_jobs(per_page=2, page=1)
         second = modelarts_client.list_jobs(per_page=2, page=2)
-        assert isinstance(first, list) and isinstance(second, list)
-        assert len(first) == len(second) == 2
-        assert {j["job_id"] for j in first}.isdisjoint(j["job_id"] for j in second)
-        assert {"job_id", "job_name", "version_id", "status"} <= first[0].keys()
+        assert len(first.items) == len(second.items) == 2 and first.count == 6
+        assert {j.ref for j in first.items}.isdisjoint(j.ref for j in second.items)
+        assert all(isinstance(j, JobVersion) and j.name and j.state for j in first.items)
 
     def test_wrong_project_is_a_failure(self, emulator, http_session):
         client = aksk_client(emulator, http_session, project_id="f" * 32)

@@ -24,7 +24,7 @@ import redis
 
 from bot.errors import InvalidIdError
 from bot.flow.stop import StopFlow
-from bot.modelarts.models import RUNNING, STOPPABLE_PHASES, Failure, Job, JobVersion
+from bot.modelarts.models import RUNNING, STOPPABLE_PHASES, Failure, Job
 from bot.modelarts.refs import JobRef
 from bot.slack import lists
 
@@ -74,16 +74,27 @@ class NameFilter:
 
 @dataclass
 class Found:
-    """Jobs read from both sources (newest first), and what could not be read."""
+    """Jobs read from both sources (newest first), and what could not be read (by api)."""
 
     jobs: list[Job] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    failures: dict[str, Failure] = field(default_factory=dict)
     partial: bool = False
+
+    @property
+    def problems(self) -> list[str]:
+        return [lists.source_problem(api, f) for api, f in self.failures.items()]
+
+    @property
+    def doubts(self) -> list[str]:
+        """The problems that may hide a job: all but a v1 API that does not exist here (404
+        APIGW.0101, a region where old-version training is retired)."""
+        return [lists.source_problem(api, f) for api, f in self.failures.items()
+                if not (api == "v1" and f.http_status == 404 and f.error_code == "APIGW.0101")]
 
     @property
     def failed(self) -> bool:
         """True when neither source gave anything."""
-        return not self.jobs and len(self.problems) == 2
+        return not self.jobs and len(self.failures) == 2
 
 
 class Finder:
@@ -111,7 +122,7 @@ class Finder:
             return
         exact = [job for job in found.jobs if job.name == name]
         if len(exact) == 1:
-            for problem in found.problems:
+            for problem in found.doubts:
                 notify(f"Only part of ModelArts was searched: {problem}")
             self.flow.request(user, channel, exact[0].ref, notify)
             return
@@ -193,8 +204,8 @@ class Finder:
             got = self.modelarts.list_jobs(V1_PAGE, page, status, hint)
             if isinstance(got, Failure):
                 return jobs, got, False
-            jobs += [job for job in map(_v1_job, got) if job is not None]
-            if len(got) < V1_PAGE:
+            jobs += got.items
+            if page * V1_PAGE >= got.count:
                 return jobs, None, False
         return jobs, None, True
 
@@ -237,7 +248,7 @@ def _merge(v2: tuple[list[Job], Failure | None, bool], v1: tuple[list[Job], Fail
     for api, (jobs, failure, partial) in (("v2", v2), ("v1", v1)):
         if failure is not None:
             log.warning("%s job list failed: %s", api, failure.error_code)
-            found.problems.append(lists.source_problem(api, failure))
+            found.failures[api] = failure
         found.partial = found.partial or partial
         for job in jobs:
             ref = _ref(job)
@@ -253,25 +264,4 @@ def _ref(job: Job) -> JobRef | None:
     try:
         return job.ref
     except InvalidIdError:
-        return None
-
-
-def _v1_job(entry: object) -> JobVersion | None:
-    """A list entry (a job with its latest version) as a JobVersion; None if unreadable."""
-    if not isinstance(entry, dict):
-        return None
-    try:
-        return JobVersion(
-            job_id=int(entry["job_id"]), version_id=int(entry["version_id"]),
-            job_name=str(entry.get("job_name") or ""), version_name="",
-            status=int(entry["status"]), duration_ms=_int(entry.get("duration")),
-            create_time_ms=_int(entry.get("create_time")))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
         return None

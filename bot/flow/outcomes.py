@@ -105,7 +105,8 @@ end
 return 1
 """
 
-# Take the oldest due entry: its owner died, was too slow, or Slack refused it earlier.
+# Take the oldest due entry: its owner died, was too slow, or Slack refused it earlier. Also
+# the watches' claim (bot.flow.watches): the same zset + hash of JSON entries with an owner.
 # KEYS[1] zset, KEYS[2] hash; ARGV[1] new owner, ARGV[2] lease ms
 # returns {cid, entry JSON} | nil when nothing is due
 CLAIM = _NOW + """

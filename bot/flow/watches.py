@@ -38,7 +38,7 @@ from slack_sdk.errors import SlackClientError
 
 from bot.audit import AUDIT_LUA, Audit
 from bot.flow.confirmations import Confirmation
-from bot.flow.outcomes import MAX_TRIES, patient, retry_ms
+from bot.flow.outcomes import CLAIM, MAX_TRIES, patient, retry_ms
 from bot.keys import Keys
 from bot.modelarts.models import Failure
 from bot.slack import blocks as b
@@ -57,25 +57,6 @@ OPEN = _NOW + """
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 return 1
-"""
-
-# Take the oldest due watch: due for a check, or its owner died or was too slow.
-# KEYS[1] zset, KEYS[2] hash; ARGV[1] new owner, ARGV[2] lease ms
-# returns {id, entry JSON} | nil when nothing is due
-CLAIM = _NOW + """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1)
-if #due == 0 then return false end
-local raw = redis.call('HGET', KEYS[2], due[1])
-if not raw then
-  redis.call('ZREM', KEYS[1], due[1])
-  return false
-end
-local e = cjson.decode(raw)
-e['owner'] = ARGV[1]
-raw = cjson.encode(e)
-redis.call('HSET', KEYS[2], due[1], raw)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), due[1])
-return {due[1], raw}
 """
 
 # Replace a watch's entry, only for its owner; append an audit entry with it (a verified state).

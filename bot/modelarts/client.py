@@ -47,9 +47,9 @@ class Auth(Protocol):
 
 @dataclass(frozen=True)
 class JobPage:
-    """One page of a v2 search: the jobs on it, and how many match in all."""
+    """One page of a search or list: the jobs on it, and how many match in all."""
 
-    items: list[TrainingJob]
+    items: list[Job]
     count: int
 
 
@@ -91,15 +91,18 @@ class ModelArtsClient:
         answer = self._call("get_version", "GET", path)
         if isinstance(answer, Failure):
             return answer
-        return _job_version(answer)
+        return _job_version(answer.body) or Failure(
+            models.BAD_RESPONSE, "the version details lack job_id, version_id or status",
+            answer.http_status, answer.request_id)
 
     def stop_version(self, job_id: object, version_id: object) -> StopOutcome:
         path = self._version_path(job_id, version_id) + "/stop"
         return _stop_outcome(self._call("stop_version", "POST", path))
 
     def list_jobs(self, per_page: int = 1, page: int = 1, status: int | None = None,
-                  search: str | None = None) -> list[dict] | Failure:
-        """One page of ``GET /v1/{project}/training-jobs``: each job with its latest version."""
+                  search: str | None = None) -> JobPage | Failure:
+        """One page of ``GET /v1/{project}/training-jobs``: each job as its latest version
+        (entries that cannot be read are left out), and how many jobs match in all."""
         params: list[tuple[str, object]] = [("per_page", per_page), ("page", page)]
         if status is not None:
             params.append(("status", status))
@@ -112,7 +115,9 @@ class ModelArtsClient:
         if not isinstance(jobs, list):
             return Failure(models.BAD_RESPONSE, "the job list has no jobs field",
                            answer.http_status, answer.request_id)
-        return jobs
+        count = _optional_int(answer.body.get("job_total_count"))
+        return JobPage([job for job in map(_job_version, jobs) if job is not None],
+                       len(jobs) if count is None else count)
 
     def _version_path(self, job_id: object, version_id: object) -> str:
         job = models.validate_id(job_id, "job id")
@@ -255,8 +260,10 @@ def _token_rejected(result: _Answer | Failure) -> bool:
     return result.error_code in GATEWAY_AUTH_CODES and "token" in result.error_msg.lower()
 
 
-def _job_version(answer: _Answer) -> JobVersion | Failure:
-    body = answer.body
+def _job_version(body: object) -> JobVersion | None:
+    """A version's details, or a job-list entry (the job's latest version); None if unreadable."""
+    if not isinstance(body, dict):
+        return None
     try:
         return JobVersion(
             job_id=int(body["job_id"]),
@@ -269,8 +276,7 @@ def _job_version(answer: _Answer) -> JobVersion | Failure:
             start_time_ms=_optional_int(body.get("start_time")),
         )
     except (KeyError, TypeError, ValueError):
-        return Failure(models.BAD_RESPONSE, "the version details lack job_id, version_id or status",
-                       answer.http_status, answer.request_id)
+        return None
 
 
 def _training_job(body: object) -> TrainingJob | None:

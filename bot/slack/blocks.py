@@ -54,10 +54,17 @@ def extras(job: Job) -> list[str]:
     return out
 
 
+def ran(job: Job, lead: str) -> str:
+    """How long it has run; a job that has not started yet (queued, creating) says so."""
+    if job.duration_ms == 0 and not job.stopping and job.state not in ("RUNNING", "Running"):
+        return "never started" if job.final else "not started yet"
+    return f"{lead} {duration(job.duration_ms)}"
+
+
 def details(job: Job) -> str:
     """What is about to die: state, running time and the v2 extras."""
     return ", ".join([f"{state_word(job.ref)} {escape(job.state)}",
-                      f"running for {duration(job.duration_ms)}", *extras(job)])
+                      ran(job, "running for"), *extras(job)])
 
 
 def escape(text: str) -> str:
@@ -79,7 +86,7 @@ def status_text(job: Job) -> str:
     else:
         code = f" ({job.status})"
     return ", ".join([f"{job_ref(job.name, job.ref)}: *{escape(job.state)}*{code}",
-                      f"running time {duration(job.duration_ms)}", *extras(job)])
+                      ran(job, "running time"), *extras(job)])
 
 
 def not_running_text(job: Job) -> str:
