@@ -184,6 +184,19 @@ class TestOverHttp:
         resp = make_bot().post(urlencode(body), secret="not-the-secret")  # noqa: S106
         assert resp.status_code == 401 and "refused" not in resp.text
 
+    def test_a_command_whose_text_says_payload_reaches_the_listener(self, make_bot, slack_api):
+        """Bolt reads any form holding the text "payload" as an interactive payload (``{}``):
+        the guard gives the command back its form."""
+        resp = make_bot().post(urlencode(command_form(slack_api, "help payload")))
+        assert resp.status_code == 200 and "takes no arguments" in resp.text
+
+    def test_such_a_form_is_still_checked(self, make_bot, slack_api):
+        form = command_form(slack_api, "help payload", authorizations="abc")
+        assert make_bot().post(urlencode(form)).status_code == 400
+        form = command_form(slack_api, "help payload", user_id=None)
+        resp = make_bot().post(urlencode(form))
+        assert resp.status_code == 400 and "user_id" in resp.text
+
     def test_url_verification_and_ssl_check_still_answer(self, make_bot):
         bot = make_bot()
         raw = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "x"})

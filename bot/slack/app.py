@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
+from slack_bolt.request.internals import build_context
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
 from bot.flow.stop import StopFlow
-from bot.slack.guard import refusal, signed
+from bot.slack.guard import form_read_as_payload, refusal, signed, unbuildable
 from bot.slack.later import Later, report_error
 from bot.slack.listeners import actions, alerts, commands
 
@@ -33,7 +34,12 @@ class GuardedApp(App):
         verify = req.mode == "http" and self.verifier and not ssl_check
         if verify and not signed(self.verifier, req):
             return BoltResponse(status=401, body={"error": "invalid request"})
-        refused = refusal(req.body)
+        refused, form = None, form_read_as_payload(req)
+        if form is not None:
+            refused = unbuildable(form)
+            if not refused:
+                req.body, req.context = form, build_context(BoltContext(), form)
+        refused = refused or refusal(req.body)
         if refused:
             log.warning("refused a request: %s", refused.reason)
             return BoltResponse(status=refused.status, body=f"refused: {refused.reason}")

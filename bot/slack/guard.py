@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from slack_bolt import BoltContext, BoltRequest
 from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
@@ -86,6 +86,18 @@ def refusal(body: object) -> Refused | None:
         if reason:
             return Refused(400, reason)
     return None
+
+
+def form_read_as_payload(req: BoltRequest) -> dict | None:
+    """The form Bolt lost: it reads any form body containing the text "payload" as an
+    interactive ``payload=`` field, so ``/modelarts stop payload-job`` reached it as ``{}``.
+    Returns that form (for the caller to take instead), or None when Bolt read it right."""
+    if req.mode != "http" or req.body or "payload" not in req.raw_body:
+        return None
+    if req.content_type == "application/json" or req.raw_body.startswith("{"):
+        return None
+    form = dict(parse_qsl(req.raw_body, keep_blank_values=True))
+    return form if form and "payload" not in form else None
 
 
 def unbuildable(body: dict) -> Refused | None:
