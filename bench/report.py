@@ -146,4 +146,20 @@ def wan_table(r: dict) -> str:
                      f"{run['warm_up_flows']} of each to warm up; steady run opened "
                      f"{_kv(run['new_connections_steady'])}; warm-up opened "
                      f"{_kv(run['connections_warm_up'])})")
+        for host, kinds in run.get("opened_by", {}).items():
+            if kinds:
+                lines.append(f"  opened after warm-up to {host} by: {_kv(kinds)}")
+        for name, t in wan_targets(run, r["server"]["workers"]).items():
+            lines.append(f"  {'met   ' if t['met'] else 'MISSED'} {name}: {t['value']:g} "
+                         f"(target <= {t['target']:g})")
     return "\n".join(lines)
+
+
+def wan_targets(run: dict, workers: int) -> dict[str, dict]:
+    """Each flow's p50 within 1.25 x its floor; at most one new connection per worker per host
+    over the steady run."""
+    got = {f"{kind}_p50_over_floor": (k["p50_over_floor"], 1.25)
+           for kind, k in run["kinds"].items()}
+    got.update({f"new_{host}_connections_per_worker": (round(n / workers, 2), 1.0)
+                for host, n in run["new_connections_steady"].items()})
+    return {k: {"value": v, "target": t, "met": v <= t} for k, (v, t) in got.items()}

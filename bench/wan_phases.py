@@ -16,6 +16,8 @@ own work are loopback-fast and left out.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from bench import payloads
 from bench.phases import CHANNEL, Rig, pct, replies, unclicked, wait_for
 from bench.servers import STOP_PATH, StandIn
@@ -107,7 +109,17 @@ def measure(rig: Rig, fronts: dict[str, StandIn], rtt_ms: float, flows: int, war
     return {"rtt_ms": rtt_ms, "flows": flows, "warm_up_flows": warm, "kinds": kinds,
             "new_connections_per_flow": per,
             "new_connections_steady": {h: after[h] - before[h] for h in fronts},
+            "opened_by": {h: opened_by(f, before[h], after[h]) for h, f in fronts.items()},
             "connections_warm_up": before}
+
+
+def opened_by(front: StandIn, first: int, end: int) -> dict[str, int]:
+    """The first request of each connection the front accepted in [first, end), by kind."""
+    firsts: dict[int, str] = {}
+    for conn, line, _, _ in front.ask("requests", 0):
+        if first <= conn < end:
+            firsts.setdefault(conn, line.split("?")[0])
+    return dict(Counter(firsts.values()))
 
 
 def _summary(values: list[float]) -> dict:
