@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 import redis
-from redis.exceptions import NoScriptError
 
 from bot.audit import AUDIT_LUA, Audit
 from bot.keys import Keys
@@ -18,13 +17,15 @@ from bot.modelarts.refs import JobRef, parse_ref
 # Consume a pending confirmation, atomically; on a confirm, owe its outcome reply in the same
 # step; audit the click (bot.audit) in the same step.
 # KEYS[1] pending record, KEYS[2] done marker, KEYS[3] owed-replies zset, KEYS[4] owed-replies
-# hash (bot.flow.outcomes), only with ARGV[4], KEYS[5] confirmation index, KEYS[6] audit stream;
-# all under the {flow} tag (bot.keys)
+# hash (bot.flow.outcomes), only with ARGV[4], KEYS[5] confirmation index, KEYS[6] audit stream,
+# KEYS[7..] keys to read with it (the usergroup cache the role re-check reads next); all under
+# the {flow} tag (bot.keys)
 # ARGV[1] clicking user, ARGV[2] new state ("confirmed"|"cancelled"), ARGV[3] marker TTL seconds,
 # ARGV[4] owner of the owed reply ("" = owe none), ARGV[5] the click's message ts,
 # ARGV[6] the owner's lease ms, ARGV[7] confirmation id, ARGV[8] audit retention ms ("" = no
 # audit), ARGV[9] the click's channel
-# returns {"ok", record, lost} (record deleted, marker set, reply owed) | {"not_requester",
+# returns {"ok", record, lost, {values of KEYS[7..]}} (record deleted, marker set, reply owed)
+#       | {"not_requester",
 #       record, lost} (nothing changed) | {"handled", marker} | {"expired", "", lost}; lost is
 #       "1" when the audit entry (the state, "refused" or "expired") could not be written
 CONSUME = AUDIT_LUA + """
@@ -55,7 +56,9 @@ if ARGV[4] and ARGV[4] ~= '' then
     stage='stopping', text='', tries=0, ts=ARGV[5]}))
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[7])
 end
-return {'ok', v, audited(audit_confirmation(c, {event=ARGV[2], user=ARGV[1]}))}
+local also = {}
+if #KEYS > 6 then also = redis.call('MGET', unpack(KEYS, 7)) end
+return {'ok', v, audited(audit_confirmation(c, {event=ARGV[2], user=ARGV[1]})), also}
 """
 
 # Store a new confirmation (SET NX EX), index it by expiry (dropping expired ids) and audit
@@ -205,8 +208,8 @@ class ConfirmationStore:
 
     def consume(self, cid: str, user: str, state: str, also_get: Sequence[str] = (),
                 owe: Owe | None = None, channel: str = "") -> Consumed:
-        """Consume atomically. ``also_get``: keys read in the same round trip (a pipeline), such
-        as the usergroup cache the role re-check reads next; their values are in ``fetched``.
+        """Consume atomically. ``also_get``: {flow} keys read by the same script, such as the
+        usergroup cache the role re-check reads next; their values (on OK) are in ``fetched``.
         ``owe``: open the owed outcome reply in the same step (see bot.flow.outcomes).
         ``channel``: where the click came from, for the audit entry of an expired one."""
         if not cid or len(cid) > 64:
@@ -216,11 +219,9 @@ class ConfirmationStore:
         args = [user, state, max(DONE_TTL, self.ttl), *(
             (owe.owner, owe.message_ts, owe.lease_ms) if owe else ("", "", 0)), cid,
             self.audit.keep_ms, channel]
-        if also_get:
-            got, fetched = self._consume_and_get(keys, args, list(also_get))
-        else:
-            got, fetched = self._consume(keys=keys, args=args), {}
-        kind, raw, lost = (*got, "")[:3]
+        got = self._consume(keys=[*keys, *also_get], args=args)
+        kind, raw, lost, values = (*got, "", [])[:4]
+        fetched = dict(zip(also_get, values, strict=True)) if values else {}
         result = Result(kind.decode() if isinstance(kind, bytes) else kind)
         if lost:
             self.audit.lost(state if result is Result.OK else result.value)
@@ -232,20 +233,5 @@ class ConfirmationStore:
                             fetched=fetched)
         return Consumed(result, Confirmation.from_json(raw), fetched=fetched)
 
-    def _consume_and_get(self, keys: list[str], args: list, also: list[str]):
-        """EVALSHA and MGET in one pipeline. Not through ``Script`` with ``client=pipe``: that
-        adds a SCRIPT EXISTS round trip to every call. On NOSCRIPT nothing ran: load it, retry.
-        A RedisCluster's pipeline refuses EVALSHA and MGET: there, two round trips."""
-        if isinstance(self.redis, redis.RedisCluster):
-            consumed = self._consume(keys=keys, args=args)
-            return consumed, dict(zip(also, self.redis.mget(also), strict=True))
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self._consume.sha, len(keys), *keys, *args)
-                pipe.mget(also)
-                consumed, values = pipe.execute()
-        except NoScriptError:
-            consumed, values = self._consume(keys=keys, args=args), self.redis.mget(also)
-        return consumed, dict(zip(also, values, strict=True))
 
 
