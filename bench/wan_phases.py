@@ -16,6 +16,7 @@ own work are loopback-fast and left out.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from bench import payloads
@@ -89,11 +90,15 @@ def counted(fronts: dict[str, StandIn]) -> dict[str, int]:
     return {host: len(f.ask("connections", 0)) for host, f in fronts.items()}
 
 
-def measure(rig: Rig, fronts: dict[str, StandIn], rtt_ms: float, flows: int, warm: int) -> dict:
-    """Warm up (connections opened in every worker), then count and time the steady run."""
+def measure(rig: Rig, fronts: dict[str, StandIn], rtt_ms: float, flows: int, warm: int,
+            settle: float = 6.0) -> dict:
+    """Warm up (connections opened in every worker), then count and time the steady run.
+    ``settle``: seconds after the warm-up flows, so that the follow-up checks of their stops
+    (bot/flow/watches.py, every STOP_VERIFY_INTERVAL_SECONDS: 5) have run once too."""
     first = int(rtt_ms) * 1000     # alert ids and channels of their own in each run
     stop_flows(rig, warm)
     alerts(rig, warm, first)
+    time.sleep(settle)
     before = counted(fronts)
     timed = stop_flows(rig, flows)
     mid = counted(fronts)
