@@ -101,7 +101,7 @@ class TestShellTranscript:
 
     def test_a_malformed_command_is_answered_in_the_ack(self, transcript):
         out = after(transcript, "U0YOU> /modelarts stop 182626")
-        assert out.startswith("(only visible to you) training_job_id must be 32-36 letters")
+        assert out.startswith("(only visible to you) `182626` looks like an old-version job id")
         assert "add its version id" in out
 
 

@@ -167,7 +167,7 @@ class TestSocketMode:
                                                         slack_api):
         sent = socket_slack.send("slash_commands", command_payload(slack_api, "stop 1"))
         ack = socket_slack.ack(sent)
-        assert "needs a job id and a version id" in ack["payload"]["text"]
+        assert "looks like an old-version job id: add its version id" in ack["payload"]["text"]
         assert not slack_api.calls_to("chat.postMessage")
 
 

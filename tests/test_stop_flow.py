@@ -136,7 +136,7 @@ class TestRefusals:
 class TestMalformed:
     @pytest.mark.parametrize("text,needle", [
         ("stop", "needs a training_job_id"),
-        ("stop 182626", "training_job_id must be 32-36 letters"),
+        ("stop 182626", "looks like an old-version job id"),
         ("stop abc 278813", "job_id must be a positive integer"),
         ("stop 182626 -1", "version_id must be a positive integer"),
         ("stop 0 278813", "job_id must be a positive integer"),

@@ -93,9 +93,9 @@ def _by_name(action: str, word: str) -> Command | Invalid:
     lacks its version) or only hex digits and separators (a mistyped v2 id). Such names are
     still found by ``list`` and its buttons."""
     if word.isascii() and word.isdigit():
-        return Invalid(f"training_job_id must be 32-36 letters, digits or '-'. If `{word[:20]}` "
-                       f"is an old-version job id, add its version id: "
-                       f"`/modelarts {action} {word[:20]} &lt;version_id&gt;`.")
+        return Invalid(f"`{word[:20]}` looks like an old-version job id: add its version id, "
+                       f"`/modelarts {action} {word[:20]} &lt;version_id&gt;`. Today's training "
+                       "jobs go by their training_job_id (32-36 letters, digits or '-') or name.")
     if len(word) <= MAX_NAME and ID_LIKE.match(word):
         return Invalid(f"`{word}` looks like a training_job_id but is not one: it must be "
                        "32-36 letters, digits or '-', like 3faf5c03-aaa1-4cbe-879d-24b05d997347. "

@@ -112,14 +112,19 @@ class Throwaway:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def answers(url: str) -> bool:
+def answers(settings: Settings) -> bool:
+    """True when the Redis the settings name (any topology, TLS) answers a PING."""
+    from redis.exceptions import RedisClusterException
+
+    from bot.redis_conn import connect
+
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        client = connect(settings)
         try:
             return bool(client.ping())
         finally:
             client.close()
-    except (redis.RedisError, ValueError):
+    except (redis.RedisError, RedisClusterException, OSError, ValueError):
         return False
 
 
@@ -176,7 +181,7 @@ class Session:
         base = load_settings()
         banner = ["modelarts-bot shell: the real bot in-process; Slack is a local stand-in "
                   "(nothing is sent to Slack)."]
-        redis_url, note = self._redis(base.REDIS_URL)
+        redis_settings, note = self._redis(base)
         modelarts, line = self._modelarts(base)
         roles, roles_line = self._roles(base)
         self.standin.on_call = self._on_call
@@ -186,7 +191,7 @@ class Session:
         prefix = f"{base.REDIS_KEY_PREFIX}shell:{secrets.token_hex(4)}:"
         settings = load_settings(
             SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=self.secret, SLACK_APP_TOKEN=None,
-            SLACK_API_URL=self.standin.api_url, REDIS_URL=redis_url, REDIS_KEY_PREFIX=prefix,
+            SLACK_API_URL=self.standin.api_url, **redis_settings, REDIS_KEY_PREFIX=prefix,
             ALERTS_TOKEN=self.alerts_token, ALERTS_CHANNEL=self.channel, **modelarts)
         setup(self.log_level, _secret_values(settings))
         self.bot = create_bot(settings, roles=roles, session=CountingSession(self.activity))
@@ -210,13 +215,18 @@ class Session:
                 logging.getLogger(__name__).warning("shell tear-down: %s", exc)
         self.http.close()
 
-    def _redis(self, url: str) -> tuple[str, str]:
-        if answers(url):
-            return url, f"{_safe_url(url)}"
+    def _redis(self, base: Settings) -> tuple[dict, str]:
+        """The Redis settings the shell's bot uses: the configured Redis when it answers (any
+        topology), else a throwaway plain redis-server."""
+        url = base.REDIS_URL
+        if answers(base):
+            return {"REDIS_URL": url}, f"{_safe_url(url)}"
         server = start_redis()
         self._closers.append(server.close)
-        return server.url, (f"none answered at {_safe_url(url)}, so a throwaway redis-server "
-                            f"runs on {server.url} for this session")
+        plain = {"REDIS_URL": server.url, "REDIS_CA_FILE": None, "REDIS_CLUSTER": False,
+                 "REDIS_SENTINELS": None, "REDIS_SENTINEL_MASTER": None}
+        return plain, (f"none answered at {_safe_url(url)}, so a throwaway redis-server "
+                       f"runs on {server.url} for this session")
 
     def _modelarts(self, base: Settings) -> tuple[dict, str]:
         if base.MODELARTS_ENDPOINT:
