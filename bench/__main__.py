@@ -88,7 +88,8 @@ def measure(rig: phases.Rig, args: argparse.Namespace) -> dict:
     acks: dict[str, dict] = {"command": {}, "confirm": {}}
     for c in args.levels:
         acks["command"][str(c)] = phases.command_acks(rig, c, args.requests)
-    for c in args.levels:
+    for c in args.levels:   # each confirm is a stop, followed to its end a few seconds later
+        phases.drain_watches(rig)
         acks["confirm"][str(c)] = phases.confirm_acks(rig, c, args.requests)
     for kind in acks.values():
         for lvl in kind.values():

@@ -42,11 +42,27 @@ class Rig:
         """Fetch what the Slack stand-in saw since the last sync (cheap: only the news)."""
         new = self.slack.ask("calls", len(self.calls))
         self.calls += new
-        self.replies.update((c[4], c[1]) for c in new
-                            if c[0] == "chat.postMessage" and c[4] and c[2] == 200)
+        for call in new:   # the first reply in a thread: the outcome (a watch's comes later)
+            if call[0] == "chat.postMessage" and call[4] and call[2] == 200:
+                self.replies.setdefault(call[4], call[1])
         seen, found = self.slack.ask("requests", self._messages)
         self._messages += seen
         self.requests += found
+
+
+def drain_watches(rig: Rig, timeout: float = 180.0) -> None:
+    """Wait until no stop is being followed (bot.flow.watches): the watches of one phase's stops
+    fire a few seconds later and would otherwise load the next phase."""
+    import redis
+
+    from bot.keys import Keys
+
+    client = redis.Redis(port=rig.redis.port)
+    try:
+        wait_for(lambda: client.zcard(Keys(rig.prefix).watches()[0]) == 0, timeout,
+                 "the watches to end", every=0.5)
+    finally:
+        client.close()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -69,7 +85,8 @@ def latency(sent: list[Sent], expect: int = 200) -> dict:
             "per_second": round(len(sent) / span, 1) if span > 0 else None}
 
 
-def wait_for(check: Callable[[], object], timeout: float = 120.0, what: str = "the bot"):
+def wait_for(check: Callable[[], object], timeout: float = 120.0, what: str = "the bot",
+             every: float = 0.005):
     deadline = time.monotonic() + timeout
     while True:
         got = check()
@@ -77,7 +94,7 @@ def wait_for(check: Callable[[], object], timeout: float = 120.0, what: str = "t
             return got
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+        time.sleep(every)
 
 
 def unclicked(rig: Rig) -> list[dict]:
@@ -137,6 +154,7 @@ def flows(rig: Rig, k: int, user: str = USER) -> dict:
     """``k`` full flows one after another: command, confirm, stop, reply. Each request goes
     to the idle baseline first, then to the bot (a new connection each: as Slack sends them)."""
     monitor = Monitor(rig.redis.port, rig.prefix)
+    drain_watches(rig)
     rig.sync()
     slack_from = len(rig.calls)
     emulator_from = len(rig.emulator.ask("arrivals", 0))
@@ -159,13 +177,19 @@ def flows(rig: Rig, k: int, user: str = USER) -> dict:
         wait_for(lambda r=request: r["ts"] in replies(rig), what="the outcome reply")
         time.sleep(0.02)   # the flow's last calls (settle the message) end: the next ack is idle
     time.sleep(0.2)   # a late Slack call (the settled update) lands now
+    drain_watches(rig)   # each stop followed to its end: counted too, apart from the flow
     seconds = time.monotonic() - started
     used = {name: round((t - cpu_before[name]) * 1000 / k, 2) for name, t in cpu(rig).items()}
     trips = per_flow(monitor.stop(), k, seconds)
     rig.sync()
     slack = Counter(c[0] for c in rig.calls[slack_from:])
-    modelarts = Counter(f"{m} {'stop' if p.endswith('/stop') else 'version'}"
-                        for m, p, _ in rig.emulator.ask("arrivals", emulator_from))
+    seen: set[str] = set()
+    modelarts: Counter = Counter()
+    for method, path, _ in rig.emulator.ask("arrivals", emulator_from):
+        kind = "stop" if path.endswith("/stop") else "version"
+        # A version looked up again after its stop is the watch's follow-up check.
+        modelarts[f"{method} {kind}{' (follow-up)' if (kind, path) in seen else ''}"] += 1
+        seen.add(("version", path.removesuffix("/stop")) if kind == "stop" else (kind, path))
     return {"flows": k, "user": user, "redis": trips,
             "slack_calls": {m: round(n / k, 2) for m, n in sorted(slack.items())},
             "modelarts_calls": {m: round(n / k, 2) for m, n in sorted(modelarts.items())},

@@ -87,6 +87,9 @@ def table(r: dict) -> str:
         steps = ", ".join(f"{k} {v:g}" for k, v in f["redis"]["commands_per_flow"].items())
         lines.append(f"per flow ({who} role): Redis round trips {f['redis']['total_per_flow']:g},"
                      f" commands {f['redis']['commands_total_per_flow']:g}: {steps}")
+        follow = f["redis"].get("follow_up_per_flow") or {}
+        if follow:
+            lines.append(f"  then following the stop to its end (watches): {_kv(follow)}")
         lines.append(f"  ModelArts calls {sum(f['modelarts_calls'].values()):g} "
                      f"({_kv(f['modelarts_calls'])}); Slack calls "
                      f"{sum(f['slack_calls'].values()):g} ({_kv(f['slack_calls'])})")
@@ -94,8 +97,8 @@ def table(r: dict) -> str:
         lines.append(f"  CPU per flow ({who}), ms: {_kv(f['cpu_ms_per_flow'])} "
                      "(bot includes its background polling)")
     bg = r["flows"]["direct"]["redis"]["background_per_second"]
-    lines.append(f"  background polling, all workers (alert dispatcher, owed replies): {bg} Redis "
-                 "round trips/s")
+    lines.append("  background polling, all workers (alert dispatcher, owed replies, watches): "
+                 f"{bg} Redis round trips/s")
     rss = ", ".join(f"{k} {v:g}" for k, v in r["rss_mb"].items())
     base_rss = ", ".join(f"{k} {v:g}" for k, v in r["baseline_rss_mb"].items())
     lines += ["", f"peak RSS, MB: bot {rss}; baseline {base_rss}",

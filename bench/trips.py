@@ -20,10 +20,13 @@ from collections import Counter
 
 LINE = re.compile(r'^\+(\d+\.\d+) \[\d+ ([^\]]+)\] (.*)$')
 ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
-# The dispatcher looking for due channels, and the owed-replies recovery looking for due
-# replies: each polls on a timer in every worker, flow or no flow.
+# The dispatcher looking for due channels, and the owed-replies recovery and the watches looking
+# for due entries (one CLAIM script): each polls on a timer in every worker, flow or no flow.
 BACKGROUND = {"EVALSHA queue.DUE", "EVALSHA outcomes.CLAIM"}
-MODULES = ("bot.flow.confirmations", "bot.flow.outcomes", "bot.alerts.queue",
+# A stop's follow-through after its reply (bot.flow.watches): counted apart from the flow.
+FOLLOW_UP = "EVALSHA watches."
+OWN = "ZCARD {flow}"   # the benchmark waiting for the watches to end (bench.phases)
+MODULES = ("bot.flow.confirmations", "bot.flow.outcomes", "bot.flow.watches", "bot.alerts.queue",
            "bot.modelarts.auth")
 
 
@@ -111,12 +114,18 @@ class Monitor:
 
 
 def per_flow(counted: tuple[Counter, int], flows: int, seconds: float) -> dict:
-    """Commands per flow by kind and round trips per flow, background polling set apart."""
+    """Commands per flow by kind and round trips per flow, background polling and the watches'
+    follow-through (each one command, one round trip) set apart."""
     counts, reads = counted
+    reads -= counts.get(OWN, 0)
     steps = {k: round(v / flows, 2) for k, v in sorted(counts.items())
-             if k not in BACKGROUND and k != "INFO"}   # INFO: this monitor's own
+             if k not in BACKGROUND and not k.startswith(FOLLOW_UP) and k not in ("INFO", OWN)}
+    follow = {k: round(v / flows, 2) for k, v in sorted(counts.items())
+              if k.startswith(FOLLOW_UP)}
     background = sum(v for k, v in counts.items() if k in BACKGROUND)
     return {"commands_per_flow": steps,
             "commands_total_per_flow": round(sum(steps.values()), 2),
-            "total_per_flow": round((reads - background) / flows, 2),
+            "total_per_flow": round((reads - background - sum(follow.values()) * flows) / flows,
+                                    2),
+            "follow_up_per_flow": follow,
             "background_per_second": round(background / seconds, 1) if seconds else None}
