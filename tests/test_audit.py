@@ -25,17 +25,11 @@ from bot.slack.blocks import CANCEL, CONFIRM
 from bot.standin.local import free_port
 from bot.standin.slack import BOT_TOKEN
 from tests.plugins.slack import SIGNING_SECRET, responses
+from tests.test_stop_flow import request_message
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB, VERSION = 182626, 278813          # team-a-resnet, RUNNING
 V2 = "3faf5c03-aaa1-4cbe-879d-24b05d997347"
-
-
-def request_message(slack_api):
-    def found():
-        msgs = [m for m in slack_api.messages.values() if CONFIRM in json.dumps(m.blocks or [])]
-        return msgs[0] if msgs else None
-    return slack_api.wait_for(found)
 
 
 def wait_reply(slack_api, user: str, needle: str) -> str:

@@ -21,6 +21,7 @@ from bot.modelarts.refs import V2Job
 from bot.slack.blocks import CONFIRM
 from tests.plugins.alerts import generic
 from tests.plugins.slack import button_value, responses
+from tests.test_stop_flow import request_message
 
 RESNET = V2Job("3faf5c03-aaa1-4cbe-879d-24b05d997347")     # team-a-resnet50, Running, 8 nodes
 YOLO = V2Job("9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d")       # team-b-yolov8, Running
@@ -32,13 +33,6 @@ ENDED = {
     "Abnormal": V2Job("5c6d7e8f-9a0b-4c1d-9e2f-3a4b5c6d7e8f"),
 }
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
-
-
-def request_message(slack_api):
-    def found():
-        msgs = [m for m in slack_api.messages.values() if CONFIRM in json.dumps(m.blocks or [])]
-        return msgs[0] if msgs else None
-    return slack_api.wait_for(found)
 
 
 def wait_reply(slack_api, user: str, needle: str) -> str:

@@ -116,11 +116,10 @@ class Finder:
 
     # -- /modelarts stop <name>, /modelarts status <name> -----------------------------------
     def stop(self, user: str, channel: str, name: str, notify: Notify, show: Show) -> None:
-        found = self.running(NameFilter(name))
-        if found.failed:
-            notify("I could not look for the job: " + "; ".join(found.problems))
+        got = self._named_running(name, notify)
+        if got is None:
             return
-        exact = [job for job in found.jobs if job.name == name]
+        found, exact = got
         if len(exact) == 1:
             for problem in found.doubts:
                 notify(f"Only part of ModelArts was searched: {problem}")
@@ -137,11 +136,10 @@ class Finder:
         if not mapped:
             notify(UNMAPPED)
             return
-        found = self.running(NameFilter(name))
-        if found.failed:
-            notify("I could not look for the job: " + "; ".join(found.problems))
+        got = self._named_running(name, notify)
+        if got is None:
             return
-        exact = [job for job in found.jobs if job.name == name]
+        found, exact = got
         if len(exact) == 1:
             self.flow.status(user, exact[0].ref, notify)
             return
@@ -152,6 +150,15 @@ class Finder:
                                               ended.problems))
                 return
         self._choices(user, name, exact, found, notify, show)
+
+    def _named_running(self, name: str, notify: Notify) -> tuple[Found, list[Job]] | None:
+        """The running jobs whose names contain ``name``, and those named exactly ``name``;
+        None (user told) when neither source could be read."""
+        found = self.running(NameFilter(name))
+        if found.failed:
+            notify("I could not look for the job: " + "; ".join(found.problems))
+            return None
+        return found, [job for job in found.jobs if job.name == name]
 
     def _choices(self, user: str, name: str, exact: list[Job], found: Found, notify: Notify,
                  show: Show) -> None:
