@@ -178,7 +178,11 @@ class Finder:
         hint = names.hint if names else None
         v1 = self.pool.submit(self._v1_running, hint)
         v2 = self._v2_search(STOPPABLE_PHASES, hint, V2_MAX_PAGES)
-        return _merge(v2, v1.result(), names)
+        found = _merge(v2, v1.result(), names)
+        # The servers filter by phase and status too (which keys they honour is UNCONFIRMED for
+        # v2): a job that is not stoppable is never listed, whatever they send.
+        found.jobs = [job for job in found.jobs if job.stoppable]
+        return found
 
     def named(self, name: str) -> Found:
         """Jobs of any phase or status whose name is ``name`` (the newest few), for status."""
