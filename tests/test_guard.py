@@ -184,6 +184,14 @@ class TestOverHttp:
         resp = make_bot().post(urlencode(body), secret="not-the-secret")  # noqa: S106
         assert resp.status_code == 401 and "refused" not in resp.text
 
+    def test_an_unsigned_body_is_refused_before_it_is_parsed(self, make_bot, caplog):
+        """A body Bolt could not even parse (deep, near the size limit) gets the 401, not the
+        parser's 400: without the signature, nothing parses it."""
+        deep = "payload=" + "%5B" * 200_000
+        resp = make_bot().post(deep, secret="not-the-secret")  # noqa: S106
+        assert resp.status_code == 401 and "refused" not in resp.text
+        assert "refused a request body" not in caplog.text
+
     def test_a_command_whose_text_says_payload_reaches_the_listener(self, make_bot, slack_api):
         """Bolt reads any form holding the text "payload" as an interactive payload (``{}``):
         the guard gives the command back its form."""

@@ -173,14 +173,25 @@ def _bolt_reads(body: dict) -> str | None:
 
 
 def signed(verifier: SignatureVerifier, req: BoltRequest) -> bool:
-    """Bolt's signature check made total: a timestamp that is not an integer (``int()``) or a
-    signature that is not ASCII (``hmac.compare_digest``) is "not signed", not a 500."""
-    timestamp = req.headers.get("x-slack-request-timestamp", [""])[0]
-    signature = req.headers.get("x-slack-signature", [""])[0]
+    """Bolt's signature check made total (see ``signed_raw``)."""
+    return signed_raw(verifier, req.raw_body,
+                      req.headers.get("x-slack-request-timestamp", [""])[0],
+                      req.headers.get("x-slack-signature", [""])[0])
+
+
+def signed_raw(verifier: SignatureVerifier, body: str, timestamp: str, signature: str) -> bool:
+    """The signature check on the raw body, before anything parses it. A timestamp that is not
+    an integer (``int()``) or a signature that is not ASCII (``hmac.compare_digest``) is "not
+    signed", not a 500."""
     if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
             and signature.isascii()):
         return False
-    return verifier.is_valid(req.raw_body, timestamp, signature)
+    return verifier.is_valid(body, timestamp, signature)
+
+
+def ssl_check(raw: str) -> bool:
+    """Slack's unsigned ``ssl_check=1`` probe (Bolt lets it through unverified): a short form."""
+    return len(raw) <= 1000 and parse_qsl(raw).count(("ssl_check", "1")) == 1
 
 
 class GuardedSocketModeHandler(SocketModeHandler):
