@@ -35,6 +35,7 @@ from bot.standin.signing import slack_headers
 from bot.standin.slack import BOT_TOKEN
 from tests.plugins.alerts import ALERTS_TOKEN, AlertBot, generic
 from tests.plugins.slack import SIGNING_SECRET
+from tests.test_stop_flow import request_message, stop_and_confirm
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB, VERSION = 182626, 278813          # team-a-resnet, RUNNING
@@ -117,17 +118,8 @@ def serve_bot(bot_settings, slack_api):
         server.close()
 
 
-def request_message(slack_api):
-    def found():
-        msgs = [m for m in slack_api.messages.values() if CONFIRM in json.dumps(m.blocks or [])]
-        return msgs[0] if msgs else None
-    return slack_api.wait_for(found)
-
-
 def full_stop(server, slack_api) -> None:
-    assert server.command(f"stop {JOB} {VERSION}").status_code == 200
-    msg = request_message(slack_api)
-    assert server.click_button(msg, CONFIRM, "U0ONCALL").status_code == 200
+    msg = stop_and_confirm(server, slack_api)
     slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
     slack_api.wait_for(lambda: "Stop requested" in msg.text)
 

@@ -27,7 +27,14 @@ from tests.test_alert_storm import (  # noqa: F401 - limited is a fixture
     send,
     wait_delivered,
 )
-from tests.test_stop_flow import JOB, VERSION, replies_with, request_message, wait_reply
+from tests.test_stop_flow import (
+    JOB,
+    VERSION,
+    replies_with,
+    request_message,
+    stop_and_confirm,
+    wait_reply,
+)
 
 TAGS = ("{flow}", "{alerts}", "{iam}")
 
@@ -47,9 +54,7 @@ class TestStopFlow:
     def test_confirm_stops_once_and_reports_in_thread(self, make_bot, slack_api, emulator,
                                                       on_cluster, key_prefix):
         bot = make_bot(**on_cluster)
-        bot.command(f"stop {JOB} {VERSION}")
-        msg = request_message(slack_api)
-        assert bot.click_button(msg, CONFIRM, "U0ONCALL").status_code == 200
+        msg = stop_and_confirm(bot, slack_api)
         replies = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
         assert "Stop requested" in replies[0].text
         assert emulator.stop_count(V1Job(JOB, VERSION)) == 1

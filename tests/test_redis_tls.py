@@ -12,9 +12,8 @@ from bot.errors import ConfigError
 from bot.modelarts.refs import V1Job
 from bot.redis_conn import connect
 from bot.settings import load_settings
-from bot.slack.blocks import CONFIRM
 from tests.plugins.alerts import generic
-from tests.test_stop_flow import JOB, VERSION, request_message, wait_reply
+from tests.test_stop_flow import JOB, VERSION, stop_and_confirm, wait_reply
 
 
 @pytest.fixture
@@ -33,9 +32,7 @@ class TestFlowsOverTls:
                                             tls_settings, key_prefix):
         """Every key the flow touches is under the prefix, or the ACL user's ~test:* refuses."""
         bot = make_bot(**tls_settings)
-        bot.command(f"stop {JOB} {VERSION}")
-        msg = request_message(slack_api)
-        assert bot.click_button(msg, CONFIRM, "U0ONCALL").status_code == 200
+        msg = stop_and_confirm(bot, slack_api)
         replies = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))
         assert "Stop requested" in replies[0].text
         assert emulator.stop_count(V1Job(JOB, VERSION)) == 1

@@ -27,6 +27,14 @@ def request_message(slack_api, exclude: tuple[str, ...] = ()):
     return slack_api.wait_for(found)
 
 
+def stop_and_confirm(bot, slack_api, args: str = f"{JOB} {VERSION}", user: str = "U0ONCALL"):
+    """``/modelarts stop ARGS`` and a click on its Confirm; the request message."""
+    assert bot.command(f"stop {args}", user=user).status_code == 200
+    msg = request_message(slack_api)
+    assert bot.click_button(msg, CONFIRM, user).status_code == 200
+    return msg
+
+
 def replies_with(slack_api, user: str, needle: str) -> list[str]:
     return [t for t in responses(slack_api, user) if needle in t]
 

@@ -21,7 +21,7 @@ from bot.modelarts.refs import V2Job
 from bot.slack.blocks import CONFIRM
 from tests.plugins.alerts import generic
 from tests.plugins.slack import button_value, responses
-from tests.test_stop_flow import request_message
+from tests.test_stop_flow import request_message, stop_and_confirm
 
 RESNET = V2Job("3faf5c03-aaa1-4cbe-879d-24b05d997347")     # team-a-resnet50, Running, 8 nodes
 YOLO = V2Job("9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d")       # team-b-yolov8, Running
@@ -51,13 +51,6 @@ def settle(seconds: float = 0.5) -> None:
     time.sleep(seconds)
 
 
-def stop_and_confirm(bot, slack_api, ref=RESNET, user="U0ONCALL"):
-    bot.command(f"stop {ref.training_job_id}", user=user)
-    msg = request_message(slack_api)
-    bot.click_button(msg, CONFIRM, user)
-    return msg
-
-
 class TestHappyPath:
     def test_confirmation_says_what_is_about_to_die(self, make_bot, slack_api, emulator):
         make_bot().command(f"stop {RESNET.training_job_id}")
@@ -68,7 +61,7 @@ class TestHappyPath:
         assert emulator.stop_count(RESNET) == 0
 
     def test_one_terminate_and_the_thread_names_the_job(self, make_bot, slack_api, emulator):
-        msg = stop_and_confirm(make_bot(), slack_api)
+        msg = stop_and_confirm(make_bot(), slack_api, RESNET.args)
         reply = thread_text(slack_api, msg, "Stop requested")
         assert "team-a-resnet50" in reply.text and RESNET.training_job_id in reply.text
         assert "Terminating" in reply.text
@@ -79,7 +72,7 @@ class TestHappyPath:
             "action_type": "terminate"}
 
     def test_pending_job_may_be_stopped(self, make_bot, slack_api, emulator):
-        msg = stop_and_confirm(make_bot(), slack_api, PENDING, user="U0BOB")
+        msg = stop_and_confirm(make_bot(), slack_api, PENDING.args, user="U0BOB")
         thread_text(slack_api, msg, "Stop requested")
         assert emulator.stop_count(PENDING) == 1
 
@@ -234,14 +227,14 @@ class TestAuth:
                        MODELARTS_IAM_ENDPOINT=emulator.base_url,
                        MODELARTS_USERNAME=EMULATOR_USERNAME, MODELARTS_PASSWORD=EMULATOR_PASSWORD,
                        MODELARTS_DOMAIN=EMULATOR_DOMAIN)
-        msg = stop_and_confirm(bot, slack_api)
+        msg = stop_and_confirm(bot, slack_api, RESNET.args)
         thread_text(slack_api, msg, "Stop requested")
         assert emulator.stop_count(RESNET) == 1 and emulator.token_issues == 1
         calls = [r for r in emulator.requests if r.path.startswith("/v2/")]
         assert calls and all(r.headers.get("X-Auth-Token") for r in calls)
 
     def test_aksk_signs_the_terminate_body(self, make_bot, slack_api, emulator):
-        msg = stop_and_confirm(make_bot(), slack_api)
+        msg = stop_and_confirm(make_bot(), slack_api, RESNET.args)
         thread_text(slack_api, msg, "Stop requested")
         terminate = next(r for r in emulator.requests if r.path.endswith("/actions"))
         assert terminate.headers["Authorization"].startswith("SDK-HMAC-SHA256")
