@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.audit import AUDIT_LUA, Audit
 from bot.flow.confirmations import Confirmation, Owe
+from bot.flow.poller import Poller
 from bot.keys import Keys
 from bot.slack import blocks as b
 
@@ -172,8 +172,7 @@ class OwedReplies:
         self._done = client.register_script(DONE)
         self._claim = client.register_script(CLAIM)
         self.watches = watches
-        self._halt = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller("owed-replies", self.recover_one)
 
     # -- the owner: the replica that sends the stop ----------------------------------------------
     def owe(self, message_ts: str) -> Owe:
@@ -300,27 +299,7 @@ class OwedReplies:
             log.warning("chat.update failed: %s", type(exc).__name__)
 
     def start(self, every: float = 1.0) -> None:
-        if self._thread:
-            return
-        self._halt.clear()
-        self._thread = threading.Thread(target=self._run, args=(every,), name="owed-replies",
-                                        daemon=True)
-        self._thread.start()
+        self._poller.start(every)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._halt.set()
-        if self._thread:
-            self._thread.join(timeout)
-        self._thread = None
-
-    def _run(self, every: float) -> None:
-        token = uuid.uuid4().hex
-        while not self._halt.is_set():
-            try:
-                while self.recover_one(token) and not self._halt.is_set():
-                    pass
-            except redis.RedisError as exc:
-                log.warning("owed replies: Redis failed: %s", type(exc).__name__)
-            except Exception:  # noqa: BLE001 - the loop must survive a bug in one entry
-                log.exception("owed replies: unexpected error")
-            self._halt.wait(every)
+        self._poller.stop(timeout)

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-import uuid
 from collections.abc import Callable
 
 import redis
@@ -39,6 +37,7 @@ from slack_sdk.errors import SlackClientError
 from bot.audit import AUDIT_LUA, Audit
 from bot.flow.confirmations import Confirmation
 from bot.flow.outcomes import CLAIM, MAX_TRIES, patient, retry_ms
+from bot.flow.poller import Poller
 from bot.keys import Keys
 from bot.modelarts.models import Failure
 from bot.slack import blocks as b
@@ -114,8 +113,7 @@ class Watches:
         self._claim = client.register_script(CLAIM)
         self._set = client.register_script(SET)
         self._done = client.register_script(DONE)
-        self._halt = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._poller = Poller("watches", self.check_one)
 
     # -- opening: usually inside the owed reply's DONE (bot.flow.outcomes) ---------------------
     def entry(self, c: Confirmation, user: str, kind: str, since: float | None) -> str:
@@ -256,29 +254,7 @@ class Watches:
 
     # -- the loop ----------------------------------------------------------------------------
     def start(self, workers: int = WORKERS) -> None:
-        if self._threads:
-            return
-        self._halt.clear()
-        every = min(1.0, self.interval_ms / 1000)
-        self._threads = [threading.Thread(target=self._run, args=(every,), daemon=True,
-                                          name=f"watches-{n}") for n in range(workers)]
-        for thread in self._threads:
-            thread.start()
+        self._poller.start(min(1.0, self.interval_ms / 1000), workers)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._halt.set()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads = []
-
-    def _run(self, every: float) -> None:
-        token = uuid.uuid4().hex
-        while not self._halt.is_set():
-            try:
-                while self.check_one(token) and not self._halt.is_set():
-                    pass
-            except redis.RedisError as exc:
-                log.warning("watches: Redis failed: %s", type(exc).__name__)
-            except Exception:  # noqa: BLE001 - the loop must survive a bug in one watch
-                log.exception("watches: unexpected error")
-            self._halt.wait(every)
+        self._poller.stop(timeout)
