@@ -17,6 +17,7 @@ import re
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
 
 from bot.serve import Server
 from bot.settings import load_settings
@@ -29,6 +30,7 @@ def bare_app(token: str, signing_secret: str, api_url: str, *, bolt_default: boo
               token_verification_enabled=False, ignoring_self_events_enabled=False,
               logger=logging.getLogger("bench.baseline"),
               process_before_response=not bolt_default)
+    app.verifier = SignatureVerifier(signing_secret)  # the edge checks it first, as for the bot
 
     @app.command("/modelarts")
     def command(ack: Ack) -> None:

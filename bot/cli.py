@@ -18,7 +18,7 @@ def _serve(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems[0])
     load_roles(settings.ROLES_FILE)
-    if settings.SLACK_APP_TOKEN:
+    if settings.socket_mode:
         from bot.socket_mode import SocketModeServer
 
         SocketModeServer(settings).run()

@@ -23,7 +23,10 @@ def _check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | 
 class Settings(BaseSettings):
     """Every setting the bot reads. Secrets are SecretStr and never printed."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+    # An empty value (`VAR=` in .env, `-e VAR=`, an empty key in a Kubernetes Secret) is unset,
+    # for every setting: it never switches a check off (``_empty_is_unset`` covers arguments).
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True,
+                                      env_ignore_empty=True)
 
     SLACK_BOT_TOKEN: SecretStr | None = None
     SLACK_SIGNING_SECRET: SecretStr | None = None
@@ -75,6 +78,15 @@ class Settings(BaseSettings):
     WEB_CONCURRENCY: int = Field(default=2, ge=1, le=64)
     WEB_THREADS: int = Field(default=8, ge=1, le=256)
     LOG_LEVEL: str = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, values: object) -> object:
+        if not isinstance(values, dict):
+            return values
+        return {k: v for k, v in values.items()
+                if not (isinstance(v, str) and v.strip() == "")
+                and not (isinstance(v, SecretStr) and v.get_secret_value().strip() == "")}
 
     @field_validator("SLACK_API_URL", "MODELARTS_ENDPOINT", "MODELARTS_IAM_ENDPOINT")
     @classmethod
@@ -130,6 +142,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def socket_mode(self) -> bool:
+        """The one place the mode is decided: Socket Mode with an app token, else HTTP (signed)."""
+        return self.SLACK_APP_TOKEN is not None
+
+    @property
     def uses_aksk(self) -> bool:
         return self.MODELARTS_AK is not None
 
@@ -138,7 +155,7 @@ class Settings(BaseSettings):
         out: list[str] = []
         if need_slack and not self.SLACK_BOT_TOKEN:
             out.append("SLACK_BOT_TOKEN is missing: set the bot token (xoxb-...)")
-        if need_slack and not self.SLACK_APP_TOKEN and not self.SLACK_SIGNING_SECRET:
+        if need_slack and not self.socket_mode and not self.SLACK_SIGNING_SECRET:
             out.append("SLACK_SIGNING_SECRET is missing: HTTP mode needs it to verify requests")
         if not self.MODELARTS_ENDPOINT:
             out.append("MODELARTS_ENDPOINT is missing: e.g. https://modelarts.cn-north-4.myhuaweicloud.com")

@@ -44,10 +44,10 @@ def refusal(raw: bytes, content_type: str | None) -> guard.Refused | None:
 
 def signed(app: object, raw: bytes, environ: dict) -> bool:
     """The signature, checked before the body is parsed: an unsigned megabyte costs an HMAC,
-    not a parse. Apps without a verifier (Socket Mode, the benchmark's bare Bolt) pass."""
+    not a parse. An app without a verifier (Socket Mode's) takes nothing over HTTP: fail closed."""
     verifier = getattr(app, "verifier", None)
     if verifier is None:
-        return True
+        return False
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

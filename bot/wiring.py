@@ -108,7 +108,6 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
                        2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches, audit=audit)
     flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported, owed)
     secret = settings.SLACK_SIGNING_SECRET
-    socket_mode = settings.SLACK_APP_TOKEN is not None
-    app = create_app(flow, slack, None if socket_mode or not secret else secret.get_secret_value(),
-                     alert_ids=messages.ref)
+    app = create_app(flow, slack, secret.get_secret_value() if secret else None,
+                     socket_mode=settings.socket_mode, alert_ids=messages.ref)
     return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed, watches)

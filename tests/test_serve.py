@@ -126,3 +126,39 @@ class TestServe:
             out = proc.communicate(timeout=30)[0]
         assert SIGNING_SECRET not in out and defaults.EMULATOR_SK not in out
         assert "Booting worker" in out
+
+
+class TestEmptyAppToken:
+    """``SLACK_APP_TOKEN=`` (empty) is unset: HTTP mode, and HTTP mode is always signed."""
+
+    def test_unsigned_command_is_refused(self, env, tmp_path, slack_api, emulator):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve"], cwd=tmp_path,
+            env={**env, "SLACK_APP_TOKEN": "", "HOST": "127.0.0.1", "PORT": str(port),
+                 "WEB_CONCURRENCY": "1"},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(base, proc)
+            body = urlencode({"command": "/modelarts", "text": "stop 182626 278813",
+                              "user_id": "U0ONCALL", "channel_id": "C0INCIDENT",
+                              "team_id": "T0STANDIN",
+                              "response_url": slack_api.response_url("unsigned")})
+            resp = requests.post(base + "/slack/events", data=body, timeout=5,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert resp.status_code == 401
+            signed = requests.post(base + "/slack/events", data=body,
+                                   headers=slack_headers(SIGNING_SECRET, body), timeout=5)
+            assert signed.status_code == 200   # the mode is HTTP, not Socket Mode
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+        assert emulator.stop_count(V1Job(182626, 278813)) == 0
+
+    def test_empty_app_token_and_secret_stop_start_up(self, env, tmp_path):
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "serve"], cwd=tmp_path, capture_output=True, text=True,
+            env={**env, "SLACK_APP_TOKEN": "", "SLACK_SIGNING_SECRET": ""}, timeout=60)
+        assert done.returncode == 2
+        assert "SLACK_SIGNING_SECRET is missing" in done.stderr

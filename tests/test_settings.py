@@ -97,3 +97,43 @@ class TestStartUp:
         assert done.returncode == 2
         assert "roles.yml" in done.stderr and "users.U1" in done.stderr and "'nope'" in done.stderr
         assert SECRET not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+class TestEmptyIsUnset:
+    """An empty value never switches a check off (issue 18, item 1)."""
+
+    def test_empty_app_token_means_http_mode(self, monkeypatch, tmp_path):
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("SLACK_APP_TOKEN", "")
+        monkeypatch.setenv("SLACK_SIGNING_SECRET", "")
+        s = load_settings()
+        assert s.SLACK_APP_TOKEN is None and not s.socket_mode
+        assert "SLACK_SIGNING_SECRET is missing: HTTP mode needs it to verify requests" \
+            in s.problems()
+
+    def test_empty_values_from_dotenv_and_arguments(self, monkeypatch, tmp_path):
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("SLACK_APP_TOKEN", raising=False)
+        monkeypatch.delenv("METRICS_TOKEN", raising=False)
+        (tmp_path / ".env").write_text("SLACK_APP_TOKEN=\nMETRICS_TOKEN=\n")
+        s = load_settings()
+        assert s.SLACK_APP_TOKEN is None and s.METRICS_TOKEN is None
+        s = load_settings(SLACK_APP_TOKEN="", ALERTS_TOKEN="  ", REDIS_URL="")
+        assert s.SLACK_APP_TOKEN is None and s.ALERTS_TOKEN is None
+        assert s.REDIS_URL == "redis://localhost:6379/0"
+
+    def test_http_app_is_not_built_without_a_secret(self):
+        from bot.slack.app import create_app
+
+        with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+            create_app(None, None, None)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+            create_app(None, None, "")  # type: ignore[arg-type]
+
+    def test_the_http_edge_refuses_an_app_without_a_verifier(self):
+        from bot.web import signed
+
+        class NoVerifier:
+            verifier = None
+
+        assert not signed(NoVerifier(), b"command=/modelarts", {})

@@ -9,6 +9,7 @@ from slack_bolt.request.internals import build_context
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
+from bot.errors import ConfigError
 from bot.flow.stop import StopFlow
 from bot.slack.guard import form_read_as_payload, refusal, signed, unbuildable
 from bot.slack.later import Later, report_error
@@ -47,12 +48,15 @@ class GuardedApp(App):
 
 
 def create_app(flow: StopFlow, client: WebClient, signing_secret: str | None, *,
-               alert_ids: alerts.Lookup | None = None) -> App:
-    """``signing_secret`` None means Socket Mode: requests come over the socket, not HTTP."""
+               socket_mode: bool = False, alert_ids: alerts.Lookup | None = None) -> App:
+    """Over HTTP every request is verified with ``signing_secret``: without one the app is not
+    built (fail closed). Only ``socket_mode`` goes unsigned: the socket is the authentication."""
+    if not socket_mode and not signing_secret:
+        raise ConfigError("SLACK_SIGNING_SECRET is missing: HTTP mode needs it to verify requests")
     app = GuardedApp(
         client=client,
         signing_secret=signing_secret or "unused-in-socket-mode",
-        request_verification_enabled=signing_secret is not None,
+        request_verification_enabled=not socket_mode,
         token_verification_enabled=False,
         ignoring_self_events_enabled=False,
         logger=logging.getLogger("bot.bolt"),
