@@ -47,10 +47,16 @@ def authorized(environ: dict, token: SecretStr | None) -> bool:
     return hmac.compare_digest(environ.get("HTTP_AUTHORIZATION", "").encode(), want)
 
 
-def metrics_route(sampler: Sampler | None, token: SecretStr | None) -> Wsgi:
-    """The ``/metrics`` route: 401 without the bearer token when one is set, GET only."""
+def metrics_route(sampler: Sampler | None, token: SecretStr | None, *,
+                  open_without_token: bool = False) -> Wsgi:
+    """The ``/metrics`` route: 401 without the bearer token, GET only. No token set: 503, unless
+    ``open_without_token`` (METRICS_OPEN) says the port is private: never open by omission."""
 
     def route(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if token is None and not open_without_token:
+            return _answer(start_response, "503 Service Unavailable",
+                           b"metrics are off: set METRICS_TOKEN (or METRICS_OPEN=true on a "
+                           b"private port)\n")
         if not authorized(environ, token):
             return _answer(start_response, "401 Unauthorized", b"unauthorized\n",
                            [("WWW-Authenticate", 'Bearer realm="metrics"')])

@@ -70,7 +70,8 @@ def application(bot):
     sampler = Sampler(bot.redis, bot.settings.REDIS_KEY_PREFIX,
                       backlog=bot.alerts.backlog if bot.alerts else None,
                       confirmations=bot.flow.store.pending)
-    extra = {**routes(bot), "/metrics": metrics_route(sampler, bot.settings.METRICS_TOKEN)}
+    extra = {**routes(bot), "/metrics": metrics_route(
+        sampler, bot.settings.METRICS_TOKEN, open_without_token=bot.settings.METRICS_OPEN)}
     return timed(create_wsgi(bot, extra))
 
 
@@ -98,7 +99,4 @@ def child_exit(server: object, worker: object) -> None:
 
 
 def secret_values(settings: Settings) -> list[str]:
-    names = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "MODELARTS_AK",
-             "MODELARTS_SK", "MODELARTS_PASSWORD", "ALERTS_TOKEN", "METRICS_TOKEN")
-    values = (getattr(settings, n) for n in names)
-    return [v.get_secret_value() for v in values if v is not None]
+    return settings.secret_values()

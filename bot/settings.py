@@ -11,13 +11,56 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.errors import ConfigError
 
 
+# Values shipped in .env.example and deploy/kubernetes/secret.yaml: never real credentials.
+PLACEHOLDERS = frozenset({
+    "xoxb-your-bot-token", "your-signing-secret", "xapp-your-app-token", "your-access-key",
+    "your-secret-key", "your-iam-password", "a-long-random-string", "another-long-random-string",
+    "your-project-id", "xoxb-replace_me", "replace_me",
+})
+SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "MODELARTS_AK",
+           "MODELARTS_SK", "MODELARTS_PASSWORD", "ALERTS_TOKEN", "METRICS_TOKEN",
+           "REDIS_SENTINEL_PASSWORD")
+
+
 def _check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
     if value is None or value == "":
         return None
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        # No part of the value in the message: it may hold a password.
+        raise ValueError(f"{name} cannot be read as a URL: percent-encode any / # ? @ : in its "
+                         "user name or password (e.g. / as %2F)") from None
     if parts.scheme not in schemes or not parts.netloc:
         raise ValueError(f"{name} is not a valid URL (expected {' or '.join(schemes)}://host...)")
     return value
+
+
+def is_loopback(host: str | None) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: the emulator, the stand-ins and the tests."""
+    import ipaddress
+
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _https_unless_loopback(name: str, value: str | None) -> str | None:
+    """Credentials go to this URL: https://, or http:// only to a loopback host."""
+    if value and urlsplit(value).scheme != "https" and not is_loopback(urlsplit(value).hostname):
+        raise ValueError(f"{name} must be https:// (http:// only for a loopback host such as "
+                         "the emulator)")
+    return value
+
+
+def is_placeholder(value: str) -> bool:
+    return value.strip().lower() in PLACEHOLDERS or "replace_me" in value.lower()
 
 
 class Settings(BaseSettings):
@@ -70,8 +113,26 @@ class Settings(BaseSettings):
     ALERT_DEDUPE_SECONDS: int = Field(default=600, ge=0, le=86400)
     # Gap the alert dispatcher keeps between two posts to one channel (Slack: about 1/s).
     ALERT_POST_INTERVAL_SECONDS: float = Field(default=1.0, ge=0, le=60)
-    # Bearer token of GET /metrics; unset, /metrics is open (a private port).
+    # Bearer token of GET /metrics. Unset, /metrics answers 503, unless METRICS_OPEN is true (a
+    # private port): a missing token never opens it.
     METRICS_TOKEN: SecretStr | None = None
+    METRICS_OPEN: bool = False
+    # Cap on queued alerts per channel and in all (POST /alerts answers 429 beyond it).
+    ALERT_QUEUE_PER_CHANNEL: int = Field(default=200, ge=1, le=100_000)
+    ALERT_QUEUE_TOTAL: int = Field(default=2000, ge=1, le=1_000_000)
+    # response_url is answered only on https://hooks.slack.com/ and SLACK_API_URL's host; more
+    # URL prefixes (GovSlack, tests), comma-separated.
+    SLACK_RESPONSE_URLS: str | None = None
+    # Confirm, cancel and the stop run on their own pool, never behind lists and look-ups.
+    STOP_WORKERS: int = Field(default=4, ge=1, le=64)
+    LOOKUP_WORKERS: int = Field(default=8, ge=1, le=64)
+    # Lists running at once, per user and in all (more get "busy, try again in a moment"); lists
+    # arriving within LIST_SHARE_SECONDS of each other share one scan of the running jobs.
+    LISTS_PER_USER: int = Field(default=1, ge=1, le=64)
+    LISTS_MAX_CONCURRENT: int = Field(default=4, ge=1, le=256)
+    LIST_SHARE_SECONDS: float = Field(default=5.0, ge=0, le=300)
+    # A client must send its whole request (headers and body) within this, or it is dropped.
+    WEB_REQUEST_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=300)
 
     HOST: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
     PORT: int = Field(default=3000, ge=0, le=65535)
@@ -92,6 +153,28 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str | None, info) -> str | None:
         return _check_url(info.field_name, value, ("http", "https"))
+
+    @field_validator("MODELARTS_ENDPOINT", "MODELARTS_IAM_ENDPOINT")
+    @classmethod
+    def _https(cls, value: str | None, info) -> str | None:
+        return _https_unless_loopback(info.field_name, value)
+
+    @field_validator("SLACK_RESPONSE_URLS")
+    @classmethod
+    def _response_urls(cls, value: str | None, info) -> str | None:
+        for url in (value or "").split(","):
+            if url.strip():
+                _check_url(info.field_name, url.strip(), ("http", "https"))
+        return value
+
+    @property
+    def response_url_prefixes(self) -> tuple[str, ...]:
+        """Where a ``response_url`` may point: Slack's hooks host, SLACK_API_URL's origin, and
+        SLACK_RESPONSE_URLS. Compared as prefixes of the whole URL."""
+        api = urlsplit(self.SLACK_API_URL)
+        extra = [u.strip() for u in (self.SLACK_RESPONSE_URLS or "").split(",") if u.strip()]
+        return ("https://hooks.slack.com/", f"{api.scheme}://{api.netloc}/",
+                *(u if u.endswith("/") else u + "/" for u in extra))
 
     @field_validator("REDIS_KEY_PREFIX")
     @classmethod
@@ -146,6 +229,17 @@ class Settings(BaseSettings):
         """The one place the mode is decided: Socket Mode with an app token, else HTTP (signed)."""
         return self.SLACK_APP_TOKEN is not None
 
+    def secret_values(self) -> list[str]:
+        """Every secret the settings hold, for the log scrubber: the SecretStr settings and the
+        password in REDIS_URL."""
+        from urllib.parse import unquote
+
+        values = [v.get_secret_value() for v in (getattr(self, n) for n in SECRETS) if v]
+        password = urlsplit(self.REDIS_URL).password
+        if password:
+            values += [password, unquote(password)]
+        return values
+
     @property
     def uses_aksk(self) -> bool:
         return self.MODELARTS_AK is not None
@@ -153,6 +247,14 @@ class Settings(BaseSettings):
     def problems(self, *, need_slack: bool = True) -> list[str]:
         """What stops the bot from serving, one line a problem, each naming its variable."""
         out: list[str] = []
+        for name in SECRETS:
+            value = getattr(self, name)
+            if value is not None and is_placeholder(value.get_secret_value()):
+                out.append(f"{name} is a placeholder from the examples: set the real value")
+        if "replace_me" in self.REDIS_URL.lower():
+            out.append("REDIS_URL holds a placeholder (REPLACE_ME): set the real password")
+        if self.MODELARTS_PROJECT_ID and is_placeholder(self.MODELARTS_PROJECT_ID):
+            out.append("MODELARTS_PROJECT_ID is a placeholder from the examples: set the real id")
         if need_slack and not self.SLACK_BOT_TOKEN:
             out.append("SLACK_BOT_TOKEN is missing: set the bot token (xoxb-...)")
         if need_slack and not self.socket_mode and not self.SLACK_SIGNING_SECRET:

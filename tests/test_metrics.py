@@ -106,7 +106,8 @@ def serve_bot(bot_settings, slack_api):
     servers: list[AlertBot] = []
 
     def make(**overrides) -> AlertBot:
-        settings = bot_settings(**{"ALERTS_TOKEN": ALERTS_TOKEN, **overrides})
+        settings = bot_settings(**{"ALERTS_TOKEN": ALERTS_TOKEN, "METRICS_OPEN": True,
+                                   **overrides})
         bot = create_bot(settings, session=requests.Session())
         server = AlertBot(application(bot), slack_api)
         server.bot = bot
@@ -279,8 +280,14 @@ class TestToken:
         assert resp.status_code == 200 and METRICS_TOKEN not in resp.text
         assert "# TYPE modelarts_bot_decisions_total counter" in resp.text
 
-    def test_open_when_unset(self, serve_bot):
-        server = serve_bot()
+    def test_off_when_unset(self, serve_bot):
+        """A missing token never opens /metrics: it takes METRICS_OPEN=true (issue 18)."""
+        server = serve_bot(METRICS_OPEN=False)
+        resp = server.http.get(server.url + "/metrics", timeout=10)
+        assert resp.status_code == 503 and "METRICS_TOKEN" in resp.text
+
+    def test_open_when_unset_and_open_is_chosen(self, serve_bot):
+        server = serve_bot(METRICS_OPEN=True)
         assert server.http.get(server.url + "/metrics", timeout=10).status_code == 200
 
 

@@ -137,3 +137,39 @@ class TestEmptyIsUnset:
             verifier = None
 
         assert not signed(NoVerifier(), b"command=/modelarts", {})
+
+
+class TestFailClosedSettings:
+    def test_credentials_go_over_https_unless_to_loopback(self):
+        for name in ("MODELARTS_ENDPOINT", "MODELARTS_IAM_ENDPOINT"):
+            with pytest.raises(ConfigError, match=f"{name} must be https://"):
+                load_settings(**{name: "http://modelarts.example.com"})
+            for ok in ("https://modelarts.example.com", "http://127.0.0.1:8089",
+                       "http://localhost:1", "http://[::1]:8089"):
+                assert getattr(load_settings(**{name: ok}), name) == ok
+
+    @pytest.mark.parametrize("password", ["pa/ss", "pa#ss", "pa?ss"])
+    def test_unreadable_redis_url_names_the_variable_not_the_password(self, password):
+        url = f"redis://user:{password}word-7c1e@redis.example:6379/0"
+        with pytest.raises(ConfigError, match="REDIS_URL cannot be read") as err:
+            load_settings(REDIS_URL=url)
+        assert "word-7c1e" not in str(err.value) and "user:" not in str(err.value)
+
+    def test_redis_password_is_a_secret_value(self):
+        s = load_settings(REDIS_URL="redis://:s3cr%2Ft-redis-pw@redis.example:6379/0")
+        assert "s3cr/t-redis-pw" in s.secret_values() and "s3cr%2Ft-redis-pw" in s.secret_values()
+
+    @pytest.mark.parametrize("name, value", [
+        ("SLACK_SIGNING_SECRET", "REPLACE_ME"), ("SLACK_BOT_TOKEN", "xoxb-REPLACE_ME"),
+        ("SLACK_SIGNING_SECRET", "your-signing-secret"), ("MODELARTS_SK", "your-secret-key"),
+        ("ALERTS_TOKEN", "a-long-random-string"), ("METRICS_TOKEN", "REPLACE_ME"),
+        ("REDIS_URL", "redis://:REPLACE_ME@redis.example.internal:6379/0"),
+    ])
+    def test_placeholders_stop_start_up_naming_the_variable(self, name, value):
+        base = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "real-secret-1",
+                "MODELARTS_ENDPOINT": "https://modelarts.example.com",
+                "MODELARTS_PROJECT_ID": "0123456789abcdef", "MODELARTS_AK": "AK1",
+                "MODELARTS_SK": "SK1"}
+        assert load_settings(**base).problems() == []
+        problems = load_settings(**{**base, name: value}).problems()
+        assert len(problems) == 1 and problems[0].startswith(name)
