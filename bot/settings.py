@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
-
 
 # Values shipped in .env.example and deploy/kubernetes/secret.yaml: never real credentials.
 PLACEHOLDERS = frozenset({
@@ -39,8 +39,6 @@ def _check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | 
 
 def is_loopback(host: str | None) -> bool:
     """localhost, 127.0.0.0/8 or ::1: the emulator, the stand-ins and the tests."""
-    import ipaddress
-
     if not host:
         return False
     if host.lower() == "localhost":
@@ -232,8 +230,6 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret the settings hold, for the log scrubber: the SecretStr settings and the
         password in REDIS_URL."""
-        from urllib.parse import unquote
-
         values = [v.get_secret_value() for v in (getattr(self, n) for n in SECRETS) if v]
         password = urlsplit(self.REDIS_URL).password
         if password:
