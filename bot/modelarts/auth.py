@@ -1,7 +1,8 @@
 """How the client proves who it is: AK/SK request signing, or an IAM token shared through Redis.
 
 Both give ``headers(method, url, params, body)`` for one request. A token that ModelArts rejects
-is dropped with ``invalidate(token)``; the next ``headers`` call fetches a new one.
+is dropped with ``invalidate(token)``; the next ``headers`` call fetches a new one. The token
+request never follows a redirect: that would post the IAM password to another host.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import SecretStr
 from bot.keys import Keys
 from bot.modelarts import signer
 from bot.modelarts.models import Failure
+from bot.modelarts.redirects import redirect_failure
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +179,13 @@ class IamTokenAuth:
         url = f"{self.iam_endpoint}/v3/auth/tokens"
         try:
             resp = self._session.post(url, json=self._body(), timeout=self._timeout,
-                                      headers={"Content-Type": "application/json;charset=utf8"})
+                                      headers={"Content-Type": "application/json;charset=utf8"},
+                                      allow_redirects=False)
         except requests.RequestException as exc:
             raise _failed(f"IAM could not be reached ({type(exc).__name__})") from None
+        redirected = redirect_failure(resp, "IAM", "MODELARTS_IAM_ENDPOINT")
+        if redirected:
+            raise AuthError(redirected)
         request_id = resp.headers.get("X-Request-Id")
         if resp.status_code != 201:
             raise AuthError(_iam_error(resp, request_id))

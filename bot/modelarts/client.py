@@ -5,6 +5,9 @@ the v1 calls (``get_version``, ``stop_version``, ``list_jobs``) or the v2 ones (
 ``terminate_job``, ``search_jobs``). A stop is sent once. It is sent again only when the
 connection was refused (nothing reached the server), or once after a 401 token rejection with IAM
 auth (the gate refused it, nothing ran).
+
+No call follows a redirect: a 3xx is a BOT.REDIRECT failure naming the target host. A stop is
+accepted only on a 2xx whose body says so: v1 ``is_success: true``; v2 the job object, or no body.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from bot.modelarts import models, signer
 from bot.modelarts.auth import TOKEN_HEADER, AkSkAuth, AuthError, IamTokenAuth
 from bot.modelarts.hints import GATEWAY_AUTH_CODES, TOKEN_CODES, hint_for
 from bot.modelarts.models import Failure, Job, JobVersion, StopOutcome, TrainingJob
+from bot.modelarts.redirects import redirect_failure
 from bot.modelarts.refs import JobRef, V1Job, V2Job, validate_training_job_id
 from bot.settings import Settings
 
@@ -58,6 +62,7 @@ class _Answer:
     body: dict
     http_status: int
     request_id: str | None
+    empty: bool = False  # a 2xx with no body at all (``body`` is then {})
 
 
 class ModelArtsClient:
@@ -97,7 +102,7 @@ class ModelArtsClient:
 
     def stop_version(self, job_id: object, version_id: object) -> StopOutcome:
         path = self._version_path(job_id, version_id) + "/stop"
-        return _stop_outcome(self._call("stop_version", "POST", path))
+        return _stop_outcome(_v1_stop_accepted(self._call("stop_version", "POST", path)))
 
     def list_jobs(self, per_page: int = 1, page: int = 1, status: int | None = None,
                   search: str | None = None) -> JobPage | Failure:
@@ -133,8 +138,8 @@ class ModelArtsClient:
 
     def terminate_job(self, training_job_id: object) -> StopOutcome:
         path = self._job_path(training_job_id) + "/actions"
-        return _stop_outcome(self._call("terminate_job", "POST", path,
-                                        body={"action_type": "terminate"}))
+        answer = self._call("terminate_job", "POST", path, body={"action_type": "terminate"})
+        return _stop_outcome(_v2_stop_accepted(answer, str(training_job_id)))
 
     def search_jobs(self, phases: tuple[str, ...] = (), name: str | None = None,
                     page: int = 0, limit: int = SEARCH_LIMIT) -> JobPage | Failure:
@@ -192,7 +197,7 @@ class ModelArtsClient:
         for delay in (*REFUSED_RETRY_DELAYS, None):
             try:
                 resp = self._session.request(method, url, headers=headers, data=data,
-                                             timeout=self._timeout)
+                                             timeout=self._timeout, allow_redirects=False)
             except requests.ConnectionError as exc:
                 if _refused(exc) and delay is not None:
                     log.warning("ModelArts refused the connection; trying again in %ss", delay)
@@ -228,9 +233,15 @@ def _transport_failure(method: str, exc: requests.RequestException) -> Failure:
 
 
 def _read(resp: requests.Response) -> _Answer | Failure:
-    """Turn any HTTP answer into an _Answer (a successful JSON object) or a Failure."""
+    """Turn any HTTP answer into an _Answer (a 2xx with a JSON object or no body) or a Failure."""
+    redirected = redirect_failure(resp, "ModelArts", "MODELARTS_ENDPOINT")
+    if redirected:
+        return redirected
     status = resp.status_code
     request_id = resp.headers.get("X-Request-Id")
+    ok = 200 <= status < 300
+    if ok and not resp.content:
+        return _Answer({}, status, request_id, empty=True)
     try:
         body = resp.json()
     except ValueError:
@@ -239,7 +250,7 @@ def _read(resp: requests.Response) -> _Answer | Failure:
         what = "an empty body" if not resp.content else "a non-JSON body"
         return Failure(models.BAD_RESPONSE, f"HTTP {status} with {what}", status, request_id)
     request_id = request_id or _text(body.get("request_id"))
-    failed = status >= 400 or body.get("is_success") is False or bool(body.get("error_code"))
+    failed = not ok or body.get("is_success") is False or bool(body.get("error_code"))
     if not failed:
         return _Answer(body, status, request_id)
     code = _text(body.get("error_code")) or f"HTTP.{status}"
@@ -314,6 +325,31 @@ def _str(value: object) -> str:
 def _unreadable(answer: _Answer, what: str) -> Failure:
     return Failure(models.BAD_RESPONSE, f"{what} could not be read (no id or phase)",
                    answer.http_status, answer.request_id)
+
+
+def _v1_stop_accepted(answer: _Answer | Failure) -> _Answer | Failure:
+    """A v1 stop is accepted only with ``is_success: true`` in the answer."""
+    if isinstance(answer, _Answer) and answer.body.get("is_success") is not True:
+        return _not_accepted(answer, "has no is_success: true")
+    return answer
+
+
+def _v2_stop_accepted(answer: _Answer | Failure, training_job_id: str) -> _Answer | Failure:
+    """A v2 terminate is accepted only with the job object (this job's) or no body at all."""
+    if not isinstance(answer, _Answer) or answer.empty:
+        return answer
+    job = _training_job(answer.body)
+    if job is None:
+        return _not_accepted(answer, "is not the job (no id or phase)")
+    if job.id.lower() != training_job_id.lower():
+        return _not_accepted(answer, "names another job")
+    return answer
+
+
+def _not_accepted(answer: _Answer, why: str) -> Failure:
+    return Failure(models.BAD_RESPONSE, f"the stop answer (HTTP {answer.http_status}) {why}, so "
+                   "it is not taken as accepted: check the status", answer.http_status,
+                   answer.request_id)
 
 
 def _stop_outcome(answer: _Answer | Failure) -> StopOutcome:

@@ -30,6 +30,8 @@ _HINTS = {
     models.TIMEOUT: "outcome unknown: check /modelarts status before trying again",
     models.REFUSED: "ModelArts could not be reached: check MODELARTS_ENDPOINT and the network",
     models.TRANSPORT: "the connection failed: check /modelarts status before trying again",
+    models.REDIRECT: "the bot never follows a redirect (it would send the credentials to "
+    "another host): set the endpoint to the API itself",
 }
 
 

@@ -29,6 +29,7 @@ REFUSED = "BOT.CONNECTION_REFUSED"   # nothing reached the server
 TIMEOUT = "BOT.TIMEOUT"              # the request may have reached it: outcome unknown
 TRANSPORT = "BOT.TRANSPORT_ERROR"    # other network failure
 BAD_RESPONSE = "BOT.BAD_RESPONSE"    # an answer we could not read (HTML, empty, not JSON)
+REDIRECT = "BOT.REDIRECT"            # a 3xx: never followed, the credentials stay home
 
 
 def status_name(status: int) -> str:
