@@ -18,7 +18,9 @@ from bot.alerts.dispatcher import Dispatcher
 from bot.alerts.messages import AlertMessages
 from bot.alerts.queue import AlertQueue
 from bot.audit import Audit
+from bot.flow.admission import ListSlots
 from bot.flow.confirmations import ConfirmationStore
+from bot.flow.finder import Finder
 from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker, Roles, load_roles
 from bot.flow.stop import StopFlow
@@ -27,6 +29,7 @@ from bot.modelarts.client import ModelArtsClient, build_client
 from bot.settings import Settings
 from bot.slack.app import create_app
 from bot.slack.client import POOL_SIZE, PooledWebClient
+from bot.slack.later import Later
 
 
 @dataclass
@@ -90,9 +93,7 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     checker = RoleChecker(roles, slack, redis, prefix, settings.USERGROUP_CACHE_SECONDS)
     audit = Audit(redis, prefix, settings.AUDIT_RETENTION_DAYS)
     store = ConfirmationStore(redis, prefix, settings.CONFIRM_TTL_SECONDS, audit)
-    alerts = AlertQueue(redis, prefix, settings.ALERT_DEDUPE_SECONDS,
-                        per_channel=settings.ALERT_QUEUE_PER_CHANNEL,
-                        total=settings.ALERT_QUEUE_TOTAL)
+    alerts = AlertQueue(redis, prefix, settings.ALERT_DEDUPE_SECONDS)
     messages = AlertMessages(alerts, slack)
     dispatcher = Dispatcher(alerts, alert_slack or slack_client(settings, retry_429=False),
                             pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
@@ -111,5 +112,10 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported, owed)
     secret = settings.SLACK_SIGNING_SECRET
     app = create_app(flow, slack, secret.get_secret_value() if secret else None,
-                     socket_mode=settings.socket_mode, alert_ids=messages.ref)
+                     socket_mode=settings.socket_mode, alert_ids=messages.ref,
+                     later=Later(stop_workers=settings.STOP_WORKERS,
+                                 lookup_workers=settings.LOOKUP_WORKERS),
+                     finder=Finder(flow, slots=ListSlots(settings.LISTS_PER_USER,
+                                                         settings.LISTS_MAX_CONCURRENT),
+                                   share_seconds=settings.LIST_SHARE_SECONDS))
     return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed, watches)

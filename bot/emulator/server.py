@@ -84,6 +84,8 @@ class Emulator:
         self._received: list[Received] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._lists_open = threading.Event()
+        self._lists_open.set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -161,6 +163,18 @@ class Emulator:
     @stop_delay.setter
     def stop_delay(self, seconds: float) -> None:
         self.store.stop_delay = seconds
+
+    def hold_lists(self) -> None:
+        """Job lists (v2 searches, the v1 job list) wait, unanswered, until ``release_lists``
+        (or ``close``): look-ups that stay in flight for as long as a test needs."""
+        self._lists_open.clear()
+
+    def release_lists(self) -> None:
+        self._lists_open.set()
+
+    def wait_lists(self) -> None:
+        while not self._lists_open.wait(0.05) and not self._closing.is_set():
+            pass
 
     def set_fault(self, ref: JobRef, kind: str, **options: Any) -> None:
         """Make this job's requests go wrong (a v1 fault: the version named); see ``Fault``."""
@@ -280,6 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
                                     "The project id in the request URL does not match the token"))
             return
         if match.re is _JOBS:
+            emulator.wait_lists()
             self._send_json(*_job_list(emulator, query))
             return
         job_id = int(match["job"])
@@ -305,6 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
                                       "token"))
             return
         if match.re is v2.SEARCHES:
+            emulator.wait_lists()
             self._send_json(*v2.searches(emulator, body))
             return
         ref = v2.ref_of(match["id"])

@@ -9,6 +9,12 @@ other's jobs. Each job is then checked against the roles file exactly as a stop 
 A name never widens what a user may do: one running job of that name goes into
 ``StopFlow.request`` (status check and role check on the job found), a list entry's button
 leads there again on click.
+
+Who may look at all is decided before any of this (bot/flow/admission.py): an unmapped user
+never reaches the Finder. A list takes one of the ``ListSlots`` (else "busy, try again in a
+moment") and reads the running jobs through a ``SharedScan``: lists that arrive while a scan
+for the same server-side filter runs, or within ``share_seconds`` after it, take its result,
+each filtered by its own pattern and its own user's roles.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass, field
 import redis
 
 from bot.errors import InvalidIdError
+from bot.flow.admission import BUSY, ListSlots, SharedScan
 from bot.flow.stop import StopFlow
 from bot.modelarts.models import RUNNING, STOPPABLE_PHASES, Failure, Job
 from bot.modelarts.refs import JobRef
@@ -41,8 +48,6 @@ STATUS_PAGES = 2      # status by name, when none runs: the newest 100 jobs with
 SHOWN_BY_STATUS = 3
 WORKERS = 6
 REDIS_DOWN = "I can't reach my state store (Redis) to check your roles. Try again shortly."
-UNMAPPED = ("You have no role in this bot's roles file, so you can't look up jobs. "
-            "Ask the platform team to map you.")
 
 
 @dataclass(frozen=True)
@@ -98,19 +103,31 @@ class Found:
 
 
 class Finder:
-    def __init__(self, flow: StopFlow, pool: ThreadPoolExecutor | None = None) -> None:
+    def __init__(self, flow: StopFlow, pool: ThreadPoolExecutor | None = None, *,
+                 slots: ListSlots | None = None, share_seconds: float = 5.0) -> None:
+        """``slots``: the bound on lists at once; ``share_seconds``: how long a finished scan
+        of the running jobs serves the lists that come after it."""
         self.flow = flow
         self.modelarts = flow.modelarts
         self.roles = flow.roles
         self.pool = pool or ThreadPoolExecutor(WORKERS, thread_name_prefix="finder")
+        self.slots = slots or ListSlots()
+        self.shared: SharedScan[Found] = SharedScan(self._scan, share_seconds,
+                                                    reusable=lambda found: not found.doubts)
 
     # -- /modelarts list [pattern] ----------------------------------------------------------
     def listing(self, user: str, pattern: str | None, show: Show, notify: Notify) -> None:
-        found = self.running(NameFilter(pattern) if pattern else None)
-        if found.failed:
-            notify("I could not list jobs: " + "; ".join(found.problems))
-            return
-        split = self._split(user, found.jobs, notify)
+        """For an admitted user (bot.flow.admission): the caller checked."""
+        with self.slots.slot(user) as took:
+            if not took:
+                notify(BUSY)
+                return
+            names = NameFilter(pattern) if pattern else None
+            found = _narrowed(self.shared.get(names.hint if names else None), names)
+            if found.failed:
+                notify("I could not list jobs: " + "; ".join(found.problems))
+                return
+            split = self._split(user, found.jobs, notify)
         if split is not None:
             show(*lists.list_message(*split, pattern, found.problems, found.partial))
 
@@ -128,14 +145,6 @@ class Finder:
         self._choices(user, name, exact, found, notify, show)
 
     def status(self, user: str, name: str, notify: Notify, show: Show) -> None:
-        try:
-            mapped = self.roles.is_mapped(user)
-        except redis.RedisError:
-            notify(REDIS_DOWN)
-            return
-        if not mapped:
-            notify(UNMAPPED)
-            return
         got = self._named_running(name, notify)
         if got is None:
             return
@@ -175,10 +184,13 @@ class Finder:
     # -- reading both sources ---------------------------------------------------------------
     def running(self, names: NameFilter | None = None) -> Found:
         """Running jobs whose names pass ``names``, from v2 and v1 at once, newest first."""
-        hint = names.hint if names else None
+        return _narrowed(self._scan(names.hint if names else None), names)
+
+    def _scan(self, hint: str | None) -> Found:
+        """Running jobs whose names contain ``hint`` (the servers filter), newest first."""
         v1 = self.pool.submit(self._v1_running, hint)
         v2 = self._v2_search(STOPPABLE_PHASES, hint, V2_MAX_PAGES)
-        found = _merge(v2, v1.result(), names)
+        found = _merge(v2, v1.result(), None)
         # The servers filter by phase and status too (which keys they honour is UNCONFIRMED for
         # v2): a job that is not stoppable is never listed, whatever they send.
         found.jobs = [job for job in found.jobs if job.stoppable]
@@ -250,6 +262,13 @@ class Finder:
             return None
         keys = [self.roles.keys.usergroup(g) for g in groups]
         return dict(zip(keys, self.roles.redis.mget(keys), strict=True))
+
+
+def _narrowed(found: Found, names: NameFilter | None) -> Found:
+    """The jobs of ``found`` that pass ``names``, in a Found of their own (``found`` may be
+    shared with other lists: never changed)."""
+    jobs = found.jobs if names is None else [job for job in found.jobs if names.matches(job.name)]
+    return Found(list(jobs), dict(found.failures), found.partial)
 
 
 def _merge(v2: tuple[list[Job], Failure | None, bool], v1: tuple[list[Job], Failure | None, bool],

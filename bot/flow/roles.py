@@ -130,6 +130,15 @@ class RoleChecker:
         groups = list(self.roles.usergroups)
         return any(user_id in members for members in self._members(groups))
 
+    def may_stop_any(self, user_id: str) -> bool:
+        """True when a role the user holds, directly or through a usergroup, names at least one
+        job glob; otherwise the user is unmapped: they may stop nothing, whatever the job."""
+        if any(self.roles.jobs.get(role) for role in self.roles.users.get(user_id, ())):
+            return True
+        groups = [g for g, roles in self.roles.usergroups.items()
+                  if any(self.roles.jobs.get(role) for role in roles)]
+        return any(user_id in members for members in self._members(groups))
+
     def _key(self, group: str) -> str:
         return self.keys.usergroup(group)
 

@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
 from bot.errors import ConfigError
+from bot.flow.finder import Finder
 from bot.flow.stop import StopFlow
 from bot.slack.guard import form_read_as_payload, refusal, signed, unbuildable
 from bot.slack.later import Later, report_error
@@ -48,9 +49,12 @@ class GuardedApp(App):
 
 
 def create_app(flow: StopFlow, client: WebClient, signing_secret: str | None, *,
-               socket_mode: bool = False, alert_ids: alerts.Lookup | None = None) -> App:
+               socket_mode: bool = False, alert_ids: alerts.Lookup | None = None,
+               later: Later | None = None, finder: Finder | None = None) -> App:
     """Over HTTP every request is verified with ``signing_secret``: without one the app is not
-    built (fail closed). Only ``socket_mode`` goes unsigned: the socket is the authentication."""
+    built (fail closed). Only ``socket_mode`` goes unsigned: the socket is the authentication.
+    ``later``: the pools for work after the ack (bot/slack/later.py); ``finder``: lists and
+    look-ups by name (bot/flow/finder.py)."""
     if not socket_mode and not signing_secret:
         raise ConfigError("SLACK_SIGNING_SECRET is missing: HTTP mode needs it to verify requests")
     app = GuardedApp(
@@ -62,8 +66,8 @@ def create_app(flow: StopFlow, client: WebClient, signing_secret: str | None, *,
         logger=logging.getLogger("bot.bolt"),
         process_before_response=True,   # ack from the request thread; work: later.py
     )
-    later = Later()
-    commands.register(app, flow, later)
+    later = later or Later()
+    commands.register(app, flow, later, finder)
     actions.register(app, flow, later)
     alerts.register(app, flow, later, alert_ids)
 

@@ -53,7 +53,8 @@ def ephemeral(client: WebClient, channel: str, user: str):
 
 
 def listener(action_id: str, handle, later: Later):
-    """A button listener: ack, check the payload, hand the click to ``handle`` after the ack."""
+    """A button listener: ack, check the payload, hand the click to ``handle`` after the ack,
+    on the stop pool: a confirm or a cancel never waits behind lists and look-ups."""
     def on_click(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
         got = click(body)
@@ -61,7 +62,7 @@ def listener(action_id: str, handle, later: Later):
             log.warning("ignored a malformed %s payload", action_id)
             return
         user, value, channel, ts, blocks = got
-        later(handle, user, value, channel, ts, blocks, ephemeral(client, channel, user))
+        later.urgent(handle, user, value, channel, ts, blocks, ephemeral(client, channel, user))
     return on_click
 
 

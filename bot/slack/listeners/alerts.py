@@ -6,7 +6,8 @@ Slack's payload, not from the button); the button's value is used only when no r
 A list entry sits on an ephemeral message: no record, no thread, no alert to update; its value is
 the job. Either way ``flow.request`` parses nothing further: the value is validated here
 (``parse_ref``), and the request looks the job up again and checks the clicker's role, so a forged
-value can stop nothing the clicker could not stop by typing the command.
+value can stop nothing the clicker could not stop by typing the command. An unmapped clicker
+is refused before either read (bot/flow/admission.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from slack_sdk import WebClient
 
 from bot.alerts.blocks import STOP_REQUEST
 from bot.errors import InvalidIdError
+from bot.flow.admission import admitted
 from bot.flow.stop import StopFlow
 from bot.modelarts.refs import JobRef, parse_ref
 from bot.slack.later import Later
@@ -59,6 +61,8 @@ def request_stop(flow: StopFlow, lookup: Lookup | None, user: str, value: str, c
     """After the ack: which job (a Redis read for an alert), then the command's request.
     ``ts``: the alert message's; None for a list entry. ``thread``: where a reply with a Stop
     button sits (the request is asked there)."""
+    if not admitted(flow.roles, user, notify):
+        return
     ref = (lookup(channel, ts) if lookup and ts else None) or ref_from_value(value)
     if ref is None:
         notify("This button does not say which job to stop. Use `/modelarts stop "

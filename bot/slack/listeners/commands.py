@@ -1,9 +1,11 @@
-"""The /modelarts slash command. Parsing is pure and answers in the ack; the rest comes later."""
+"""The /modelarts slash command. Parsing is pure and answers in the ack; the rest comes later,
+on the lookup pool, and only for an admitted user (bot/flow/admission.py)."""
 
 from __future__ import annotations
 
 from slack_bolt import Ack, App, Respond
 
+from bot.flow.admission import if_admitted
 from bot.flow.commands import USAGE, Command, parse
 from bot.flow.finder import Finder
 from bot.flow.history import History
@@ -37,14 +39,15 @@ def register(app: App, flow: StopFlow, later: Later, finder: Finder | None = Non
 
         user, channel = command["user_id"], command["channel_id"]
         if parsed.action == "history":
-            later(history.show, user, parsed.ref, notify)
+            work, args = history.show, (user, parsed.ref, notify)
         elif parsed.action == "list":
-            later(finder.listing, user, parsed.pattern, show, notify)
+            work, args = finder.listing, (user, parsed.pattern, show, notify)
         elif parsed.name is not None and parsed.action == "status":
-            later(finder.status, user, parsed.name, notify, show)
+            work, args = finder.status, (user, parsed.name, notify, show)
         elif parsed.name is not None:
-            later(finder.stop, user, channel, parsed.name, notify, show)
+            work, args = finder.stop, (user, channel, parsed.name, notify, show)
         elif parsed.action == "status":
-            later(flow.status, user, parsed.ref, notify)
+            work, args = flow.status, (user, parsed.ref, notify)
         else:
-            later(flow.request, user, channel, parsed.ref, notify)
+            work, args = flow.request, (user, channel, parsed.ref, notify)
+        later(if_admitted, flow.roles, user, notify, work, *args)
