@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 MODELARTS_ENDPOINT=emulator.url,
                 MODELARTS_PROJECT_ID=defaults.EMULATOR_PROJECT_ID,
                 MODELARTS_AK=defaults.EMULATOR_AK, MODELARTS_SK=defaults.EMULATOR_SK,
-                LOG_LEVEL="WARNING")
+                LOG_LEVEL="WARNING",
+                LIST_SHARE_SECONDS=0)    # each timed list scans: the scan is what is timed
             bot = create_bot(settings, session=requests.Session())
             httpd = serve_in_thread(create_wsgi(bot))
             url = f"http://127.0.0.1:{httpd.server_address[1]}/slack/events"
