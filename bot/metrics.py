@@ -18,6 +18,9 @@ The API (each call is a few microseconds, never raises, never does I/O):
       one Slack request answered: ``kind`` "command" or "click", from receipt to the response.
   audit_write_error()
       one audit entry that could not be written (bot.audit calls it).
+  alerts_refused(reason, count)
+      ``count`` alerts of one ``POST /alerts`` refused because a queue cap was reached;
+      ``reason`` is "channel_cap" or "total_cap" (bot.alerts.intake calls it).
 
 Labels are bounded: ``api`` is "v1"/"v2"; every other label value must look like a code
 (letters, digits, ``._-``, at most 40 characters, starting with a letter) and anything else
@@ -41,6 +44,7 @@ disable_created_metrics()   # no *_created series: one process shows what many w
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,39}")
 APIS = frozenset({"v1", "v2"})
 RESULTS = frozenset({"accepted", "refused", "unknown"})
+REFUSALS = frozenset({"channel_cap", "total_cap"})
 
 # Upper bounds, seconds. ModelArts and Slack: up to the 10 s timeout; acks: Slack's 3 s deadline.
 REMOTE_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -78,6 +82,9 @@ CONFIRMATIONS_PENDING = Gauge("modelarts_bot_confirmations_pending",
 SAMPLE_ERRORS = Counter("modelarts_bot_sample_errors", "Gauge samples that failed (Redis down).")
 AUDIT_WRITE_ERRORS = Counter("modelarts_bot_audit_write_errors",
                              "Audit entries that could not be written (bot.audit).")
+ALERTS_REFUSED = Counter("modelarts_bot_alerts_refused",
+                         "Alerts refused at POST /alerts because a queue cap was reached.",
+                         ["reason"])
 
 
 def code(value: object) -> str:
@@ -117,6 +124,10 @@ def ack(kind: str, seconds: float) -> None:
 
 def audit_write_error() -> None:
     AUDIT_WRITE_ERRORS.inc()
+
+
+def alerts_refused(reason: str, count: int) -> None:
+    ALERTS_REFUSED.labels(reason if reason in REFUSALS else "other").inc(count)
 
 
 def use_multiprocess_dir(path: str) -> None:

@@ -93,7 +93,9 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     checker = RoleChecker(roles, slack, redis, prefix, settings.USERGROUP_CACHE_SECONDS)
     audit = Audit(redis, prefix, settings.AUDIT_RETENTION_DAYS)
     store = ConfirmationStore(redis, prefix, settings.CONFIRM_TTL_SECONDS, audit)
-    alerts = AlertQueue(redis, prefix, settings.ALERT_DEDUPE_SECONDS)
+    alerts = AlertQueue(redis, prefix, settings.ALERT_DEDUPE_SECONDS,
+                        per_channel=settings.ALERT_QUEUE_PER_CHANNEL,
+                        total=settings.ALERT_QUEUE_TOTAL)
     messages = AlertMessages(alerts, slack)
     dispatcher = Dispatcher(alerts, alert_slack or slack_client(settings, retry_429=False),
                             pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)

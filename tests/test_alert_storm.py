@@ -154,3 +154,21 @@ class TestRestart:
             time.sleep(0.05)
         assert sorted(n for ns in delivered(slack_api).values() for n in ns) == [0, 2, 3, 5]
         assert [d["error"] for d in bot.bot.alerts.dead()] == ["not_in_channel"] * 2
+
+
+class TestCappedStorm:
+    def test_a_storm_past_the_channel_cap_is_refused_and_the_rest_delivered_once(
+            self, make_alert_bot, limited):
+        """Ten POSTs of a burst for one channel no longer queue an hour of posts: past the cap
+        they are 429s, and exactly the accepted ones are posted, in order."""
+        bot = make_alert_bot(dispatch=False, ALERT_QUEUE_PER_CHANNEL=12)
+        bodies = [generic(channel=CHANNELS[0], summary=f"storm {n} loss is NaN")
+                  for n in range(0, 60, 3)]
+        codes = [bot.alert(body).status_code for body in bodies]
+        assert codes == [202] * 12 + [429] * 8
+        assert bot.bot.alerts.backlog() == 12
+        bot.bot.start_background()
+        got = wait_delivered(limited, 12)
+        assert got[CHANNELS[0]] == list(range(0, 36, 3))
+        assert bot.bot.alerts.backlog() == 0
+        assert int(bot.bot.redis.get(bot.bot.alerts.key("queued"))) == 0

@@ -272,3 +272,138 @@ class TestClick:
         slack_api.wait_for(lambda: any("not running" in t for t in responses(slack_api,
                                                                               "U0ONCALL")))
         assert emulator.stop_count(V1Job(182900, 279300)) == 0
+
+
+EVIL_NAME = "<!here> *bold* _it_ ~gone~ `code` <https://evil.example|click>\nfake line\u202e"
+
+
+def mrkdwn_texts(blocks: list[dict]) -> list[str]:
+    """Every mrkdwn text of the blocks: sections and context elements."""
+    out = []
+    for block in blocks:
+        if block.get("type") == "section":
+            out.append(block["text"]["text"])
+        out += [e["text"] for e in block.get("elements", []) if e.get("type") == "mrkdwn"]
+    return out
+
+
+class TestEscaping:
+    def test_no_field_injects_a_mention_a_link_markup_or_a_line(self, make_alert_bot, slack_api):
+        """Name, status and summary are the sender's: in the fallback text too."""
+        resp = make_alert_bot().alert(generic(
+            job_name=EVIL_NAME, status="<!channel> <https://evil.example|x>",
+            summary="loss\n*Status:* RESOLVED <!here>", url=None))
+        assert resp.status_code == 202
+        msg = wait_alerts(slack_api, 1)[0]
+        head = msg.blocks[0]["text"]["text"]
+        for text in (msg.text, *mrkdwn_texts(msg.blocks)):
+            assert "<!" not in text and "<https://evil" not in text and "\u202e" not in text
+            assert "*bold*" not in text and "_it_" not in text and "`code`" not in text
+            assert "~gone~" not in text and "*Status:* RESOLVED" not in text
+        assert "\n" not in msg.text and "\n" not in head
+        assert "&lt;!here&gt;" in head and "&lt;!channel&gt;" in msg.text
+
+    def test_the_description_keeps_its_lines_but_no_mention(self, make_alert_bot, slack_api):
+        body = alertmanager()
+        body["alerts"][0]["annotations"]["description"] = "line one\n<!here> line *two*"
+        make_alert_bot().alert(body)
+        msg = wait_alerts(slack_api, 1)[0]
+        description = msg.blocks[2]["text"]["text"]
+        assert description.startswith("line one\n") and "<!here>" not in description
+        assert "*two*" not in description
+
+    def test_a_url_with_spaces_is_refused(self):
+        got = parse(json.dumps(generic(url="https://x.example/a b|c")).encode())
+        assert "url" in got
+
+
+class TestDeepBody:
+    def test_thirty_thousand_brackets_are_a_400_and_the_replica_keeps_serving(
+            self, make_alert_bot, slack_api):
+        """``[`` x 30,000 is under 64 KiB and deeper than Python's recursion limit."""
+        bot = make_alert_bot()
+        resp = bot.alert(b"[" * 30_000)
+        assert resp.status_code == 400 and "body" in resp.json()["fields"]
+        assert bot.alert(generic()).status_code == 202
+
+
+def queued_counter(bot) -> int:
+    return int(bot.bot.redis.get(bot.bot.alerts.key("queued")) or 0)
+
+
+class TestCaps:
+    def test_a_full_channel_is_429_with_retry_after_and_the_others_still_flow(
+            self, make_alert_bot):
+        bot = make_alert_bot(dispatch=False, ALERT_QUEUE_PER_CHANNEL=3)
+        assert [bot.alert(generic(n)).status_code for n in range(3)] == [202] * 3
+        resp = bot.alert(generic(3))
+        assert resp.status_code == 429 and int(resp.headers["Retry-After"]) >= 1
+        body = resp.json()
+        assert (body["cap"], body["channel"], body["limit"], body["queued"]) == (
+            "channel", "C0ALERTS", 3, 3)
+        assert body["setting"] == "ALERT_QUEUE_PER_CHANNEL" and "full" in body["error"]
+        assert bot.bot.alerts.backlog() == 3
+        assert bot.alert(generic(4, channel="C0OTHER")).status_code == 202
+
+    def test_a_body_that_does_not_fit_is_refused_whole(self, make_alert_bot):
+        """All or nothing: two alerts and one free place queue neither."""
+        bot = make_alert_bot(dispatch=False, ALERT_QUEUE_PER_CHANNEL=3)
+        bot.alert(generic(1))
+        bot.alert(generic(2))
+        body = alertmanager()
+        body["alerts"].append({**body["alerts"][0], "annotations": {"summary": "loss is 1e9"}})
+        resp = bot.alert(body)
+        assert resp.status_code == 429 and resp.json()["adding"] == 2
+        assert bot.bot.alerts.backlog() == 2 and queued_counter(bot) == 2
+
+    def test_more_than_the_cap_in_one_body_is_413(self, make_alert_bot):
+        bot = make_alert_bot(dispatch=False, ALERT_QUEUE_PER_CHANNEL=1)
+        body = alertmanager()
+        body["alerts"].append({**body["alerts"][0], "annotations": {"summary": "loss is 1e9"}})
+        resp = bot.alert(body)
+        assert resp.status_code == 413 and "split it" in resp.json()["error"]
+        assert bot.bot.alerts.backlog() == 0
+
+    def test_the_total_cap_spans_channels(self, make_alert_bot):
+        bot = make_alert_bot(dispatch=False, ALERT_QUEUE_TOTAL=4)
+        codes = [bot.alert(generic(n, channel=f"C0CAP{n % 2}")).status_code for n in range(4)]
+        assert codes == [202] * 4
+        resp = bot.alert(generic(9, channel="C0CAPNEW"))
+        assert resp.status_code == 429 and resp.json()["cap"] == "total"
+        assert resp.json()["setting"] == "ALERT_QUEUE_TOTAL" and "Retry-After" in resp.headers
+
+    def test_a_duplicate_is_still_counted_when_full(self, make_alert_bot):
+        bot = make_alert_bot(dispatch=False, ALERT_QUEUE_PER_CHANNEL=1)
+        assert bot.alert(generic()).status_code == 202
+        resp = bot.alert(generic())
+        assert resp.status_code == 202 and resp.json()["accepted"][0]["count"] == 2
+        assert bot.bot.alerts.backlog() == 1
+
+    def test_room_comes_back_as_the_queue_drains(self, make_alert_bot, slack_api):
+        bot = make_alert_bot(ALERT_QUEUE_PER_CHANNEL=2, ALERT_QUEUE_TOTAL=2)
+        for n in range(2):
+            assert bot.alert(generic(n)).status_code == 202
+        wait_alerts(slack_api, 2)
+        slack_api.wait_for(lambda: bot.bot.alerts.backlog() == 0 and queued_counter(bot) == 0)
+        assert [bot.alert(generic(n + 2)).status_code for n in range(2)] == [202, 202]
+
+
+class TestMessageRecords:
+    def test_marking_a_gone_record_writes_nothing(self, make_alert_bot):
+        """An outcome shown after the record expired must not leave a key without a TTL."""
+        queue = make_alert_bot(dispatch=False).bot.alerts
+        assert not queue.mark("C0ALERTS", "1700000000.000001", outcome="Stopped")
+        assert queue.redis.ttl(queue.key("msg", "C0ALERTS", "1700000000.000001")) == -2
+
+    def test_marking_a_record_keeps_it_a_week_from_then(self, make_alert_bot, slack_api):
+        from bot.alerts.queue import RECORD_TTL
+
+        bot = make_alert_bot()
+        bot.alert(generic())
+        msg = wait_alerts(slack_api, 1)[0]
+        queue = bot.bot.alerts
+        key = queue.key("msg", msg.channel, msg.ts)
+        slack_api.wait_for(lambda: queue.redis.exists(key))
+        queue.redis.expire(key, 30)
+        assert queue.mark(msg.channel, msg.ts, outcome="Stopped by <@U0ALICE> at 03:12 UTC.")
+        assert RECORD_TTL - 60 < queue.redis.ttl(key) <= RECORD_TTL

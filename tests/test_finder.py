@@ -133,6 +133,24 @@ class TestListMessage:
         assert len(body) <= 3000 and body.count("n") < 100
         assert "matching `&lt;x&gt;`" in blocks[0]["text"]["text"]
 
+    def test_no_name_injects_a_mention_a_link_markup_or_a_line_into_any_text(self):
+        """The fallback ``text`` carried the raw names: it is mrkdwn as well."""
+        evil = "<!here>*b*_i_~s~`c`<https://evil.example|x>\nnext\u2066"
+        for text, blocks in (lists.list_message([job(evil)], 0, None, []),
+                             lists.several_message("x", [job(evil), job(evil, 1)], 0, []),
+                             lists.not_found_message("x", [job(evil)], 0, [])):
+            fields = [text] + [b["text"]["text"] if "text" in b else b["elements"][0]["text"]
+                               for b in blocks]
+            for field in fields:
+                assert "<!here>" not in field and "<https://evil" not in field, field
+                assert "*b*" not in field and "_i_" not in field and "`c`" not in field
+                assert "~s~" not in field and "\u2066" not in field and "\nnext" not in field
+            assert "&lt;!here&gt;" in text
+
+    def test_a_name_with_underscores_inside_words_stays_as_typed(self):
+        text, blocks = lists.list_message([job("team_b_yolo")], 0, None, [])
+        assert "*team_b_yolo*" in entries_of(blocks)[0]["text"]["text"] and "team_b_yolo" in text
+
     def test_a_long_message_stops_early_and_counts_the_rest(self):
         jobs = [job("j", n, flavor_name="f" * 200, pool_name="p" * 200, user_name="u" * 200)
                 for n in range(20)]

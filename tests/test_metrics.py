@@ -246,6 +246,17 @@ class TestGauges:
         assert value(samples, "modelarts_bot_owed_replies_overdue") == 1
         assert value(samples, "modelarts_bot_confirmations_pending") == 0   # none requested
 
+    def test_alerts_refused_at_a_cap_are_counted_by_cap(self, serve_bot):
+        server = serve_bot(ALERT_QUEUE_PER_CHANNEL=1, ALERT_QUEUE_TOTAL=2)
+        before = scrape(server)
+        codes = [server.alert(generic(n, channel=channel)).status_code
+                 for n, channel in enumerate(["C0CAPA", "C0CAPA", "C0CAPB", "C0CAPC"])]
+        assert codes == [202, 429, 202, 429]
+        after = scrape(server)
+        name = "modelarts_bot_alerts_refused_total"
+        for reason in ("channel_cap", "total_cap"):
+            assert value(after, name, reason=reason) - value(before, name, reason=reason) == 1
+
     def test_samples_are_rate_limited(self, redis_client, key_prefix):
         sampler = Sampler(redis_client, key_prefix, every=60)
         owed = Keys(key_prefix).owed()[0]

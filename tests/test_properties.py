@@ -375,3 +375,55 @@ class TestEveryShape:
         send()
         still_serving(bot)
         assert stops(emulator) == 0
+
+
+# -- no value from outside can change a message's markup --------------------------------------
+def markup(text: str) -> tuple:
+    """What in a mrkdwn text is markup: mentions and links, bold, strike, code, line breaks,
+    underscores at a word boundary (italics), and control characters."""
+    import re
+    import unicodedata
+
+    loose = len(re.findall(r"(?<![^\W_])_|_(?![^\W_])", text))
+    controls = sum(unicodedata.category(c) in ("Cc", "Cf") and c != "\n" for c in text)
+    return (*(text.count(c) for c in "<>*~`\n"), loose, controls)
+
+
+def text_fields(text: str, blocks: list[dict]) -> list[str]:
+    out = [text]
+    for block in blocks:
+        if block.get("type") == "section":
+            out.append(block["text"]["text"])
+        out += [e["text"] for e in block.get("elements", []) if e.get("type") == "mrkdwn"]
+    return out
+
+
+outside = st.text(max_size=60) | st.sampled_from(
+    ["<!here>", "<https://evil.example|x>", "a\nb", "*b*", "_i_", "`c`", "~s~", "\u202e",
+     "\x85\u2028", "&lt;", "<@U0ALICE>"])
+
+
+class TestNoInjection:
+    @given(outside, outside, outside, outside)
+    def test_no_alert_field_changes_the_markup_of_any_text(self, name, status, summary,
+                                                          severity):
+        from bot.alerts.blocks import Shown, alert_message
+        from bot.alerts.parse import Alert
+
+        def fields(n, st_, su, se):
+            alert = Alert("C0ALERTS", V1Job(1, 2), n, st_, su, se or None)
+            return [markup(t) for t in text_fields(*alert_message(alert, Shown(2, 0.0)))]
+
+        assert fields(name, status, summary, severity) == fields("x", "x", "x", severity and "x")
+
+    @given(outside, st.integers(0, 3))
+    def test_no_job_name_changes_the_markup_of_a_list(self, name, hidden):
+        from bot.modelarts.models import TrainingJob
+        from bot.slack import lists
+
+        def fields(n):
+            jobs = [TrainingJob(id=f"{i:08x}-aaaa-4bbb-8ccc-{i:012x}", name=n, phase="Running",
+                                duration_ms=60_000, create_time_ms=i) for i in range(2)]
+            return [markup(t) for t in text_fields(*lists.list_message(jobs, hidden, None, []))]
+
+        assert fields(name) == fields("x")

@@ -1,4 +1,10 @@
-"""The alert message: pure builders from an alert record to Slack text and Block Kit."""
+"""The alert message: pure builders from an alert record to Slack text and Block Kit.
+
+Every field of the alert came from the sender, so every one goes through
+``bot.slack.blocks.escape`` wherever it is shown, the fallback ``text`` included (Slack renders
+it as mrkdwn in notifications): one line each, except the description, which keeps its lines.
+The notes (``Shown.outcome``) are lines this bot built, already escaped.
+"""
 
 from __future__ import annotations
 
@@ -51,7 +57,7 @@ def alert_message(alert: Alert, shown: Shown) -> tuple[str, list[dict]]:
         facts.append(f"<{alert.url}|Open the alert source>")
     blocks = [section(head), context("   ".join(facts))]
     if alert.description:
-        blocks.append(section(escape(alert.description)))
+        blocks.append(section(escape(alert.description, lines=True)))
     if shown.stoppable:
         blocks.append({"type": "actions", "block_id": "modelarts_alert", "elements": [
             {"type": "button", "action_id": STOP_REQUEST, "style": "danger",
@@ -66,7 +72,7 @@ def alert_message(alert: Alert, shown: Shown) -> tuple[str, list[dict]]:
         notes.append(f"Resolved at {hhmm(shown.resolved_at)}.")
     if notes:
         blocks.append(context(" ".join(notes)))
-    text = f"{head} ({alert.status})" + (f" {' '.join(notes)}" if notes else "")
+    text = f"{head} ({escape(alert.status)})" + (f" {' '.join(notes)}" if notes else "")
     return text, blocks
 
 
@@ -77,4 +83,4 @@ def stopped_line(user: str, at: float) -> str:
 def stop_failed_line(error_code: str | None, unknown: bool) -> str:
     if unknown:
         return "Stop outcome unknown: ModelArts did not answer in time. Check the status."
-    return f"Stop failed: {error_code}"
+    return f"Stop failed: {escape(error_code or 'unknown error')}"

@@ -141,10 +141,15 @@ class Dispatcher:
             if count is None or count <= shown.count:
                 self.queue.finish(channel, token, item.raw)
                 return
-            self.queue.mark(*where, count=count)
-        elif shown.resolved_at is None:
-            self.queue.mark(*where, resolved_at=time.time())
-        text, blocks = ab.alert_message(*self.queue.message(*where))  # type: ignore[misc]
+            marked = self.queue.mark(*where, count=count)
+        else:
+            marked = shown.resolved_at is not None or self.queue.mark(*where,
+                                                                     resolved_at=time.time())
+        found = self.queue.message(*where) if marked else None
+        if found is None:       # the record expired meanwhile: nothing left to update
+            self.queue.finish(channel, token, item.raw)
+            return
+        text, blocks = ab.alert_message(*found)
         self.slack.chat_update(channel=where[0], ts=where[1], text=text, blocks=blocks)
         self.queue.finish(channel, token, item.raw)
 

@@ -72,6 +72,8 @@ def parse(raw: bytes, default_channel: str | None = None) -> list[Alert] | Error
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return {"body": "not valid JSON"}
+    except RecursionError:  # "[" * 30000 fits in 64 KiB and is deeper than Python's stack
+        return {"body": "nested too deeply"}
     if not isinstance(data, dict):
         return {"body": "must be a JSON object"}
     if "alerts" in data:
@@ -202,7 +204,8 @@ def _url(value: Any, name: str, errors: Errors) -> str | None:
     if text is None:
         return None
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or any(c in text for c in "<>|"):
+    if (parts.scheme not in ("http", "https") or not parts.netloc
+            or any(c in "<>|" or c.isspace() or not c.isprintable() for c in text)):
         errors[name] = "must be an http(s) URL"
         return None
     return text

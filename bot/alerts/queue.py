@@ -10,12 +10,19 @@ MULTI may touch any of them (the scripts span channels and identities).
   nb:{channel}         "not before" (Redis ms): Retry-After, or the pacing after a post
   dup:{identity}       dedupe window (hash: id of the first item, count, bump flag), EX window
   posted:{item id}     the ts Slack gave a posted item, written before the item leaves the queue
-  msg:{channel}:{ts}   what an alert message shows (hash), kept RECORD_TTL
+  msg:{channel}:{ts}   what an alert message shows (hash), kept RECORD_TTL from its last change
+  queued               how many items all q:* hold together (the total cap is checked on it)
   last:{identity}      "{channel} {ts}" of the latest message for an alert identity, RECORD_TTL
   dead                 items Slack refused for good (channel_not_found...), newest last, capped
 
 Times come from Redis (``TIME``) inside scripts, so replicas with skewed clocks still agree on
 when a channel may be called again.
+
+Caps: a channel's list holds at most ``per_channel`` items and all lists together ``total``
+(ALERT_QUEUE_PER_CHANNEL, ALERT_QUEUE_TOTAL), checked in the enqueue script, so two replicas
+taking alerts at once cannot pass them. A body whose alerts do not fit is refused whole
+(``Full``). ``queued`` is kept by the scripts that push and pop; items queued before it existed
+are not in it, so it may count low until the queue first drains, when it is set to 0 again.
 """
 
 from __future__ import annotations
@@ -31,35 +38,94 @@ from bot.alerts.blocks import Shown
 from bot.alerts.parse import Alert
 from bot.keys import Keys
 
+# What reads a msg:{channel}:{ts} record: a click on the alert's Stop button (the job it was
+# posted for, AlertMessages.ref), a duplicate's "seen N times" and a resolve (the dispatcher),
+# and the stop's outcome shown on it (AlertMessages.show). An alert may resolve, or be clicked,
+# days after it was posted (a weekend), so a week from its last change; docs/alerts.md says the
+# button's value is used only after that.
 RECORD_TTL = 7 * 24 * 3600
 POSTED_TTL = 24 * 3600
 DEAD_KEEP = 1000
 
 _NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
-# Accept one alert.
-# KEYS[1] dup:{identity}, KEYS[2] q:{channel}, KEYS[3] ready
-# ARGV[1] kind ("post"|"resolve"), ARGV[2] item, ARGV[3] bump item, ARGV[4] window seconds,
-# ARGV[5] item id, ARGV[6] channel
-# returns {"queued", count, id} | {"duplicate", count, id of the first item}
+# Accept a body's alerts, all or none, within the caps (a POST is all-or-nothing: a sender
+# retries the whole body, so a partial accept would count its first alerts twice).
+# KEYS[1] ready, KEYS[2] queued (counter of the items in every q:*), then for alert i = 0..n-1:
+#   KEYS[3+2i] dup:{identity}, KEYS[4+2i] q:{channel}
+# ARGV[1] dedupe window seconds, ARGV[2] cap per channel, ARGV[3] cap in total, then for alert i:
+#   ARGV[4+5i] kind ("post"|"resolve"), ARGV[5+5i] item, ARGV[6+5i] bump item, ARGV[7+5i] item
+#   id, ARGV[8+5i] channel
+# returns {"full", "channel"|"total", channel (or ""), items queued now, items the body would
+#   add, cap}, having changed nothing, when the items it would queue do not fit under a cap;
+#   else, per alert, {"queued", 1, id} | {"duplicate", count, id of the first item}.
+# An item counts when it is pushed: a new alert or a resolve. A duplicate only counts (HINCRBY)
+# and is never refused; its bump ("seen N times") is pushed only while there is room, else the
+# next duplicate pushes it (the count is kept meanwhile).
 ENQUEUE = _NOW + """
-if ARGV[1] == 'resolve' then
-  redis.call('DEL', KEYS[1])
-elseif tonumber(ARGV[4]) > 0 then
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
-    if redis.call('HSETNX', KEYS[1], 'bump', 1) == 1 then
-      redis.call('RPUSH', KEYS[2], ARGV[3])
-      redis.call('ZADD', KEYS[3], 'NX', now, ARGV[6])
-    end
-    return {'duplicate', count, redis.call('HGET', KEYS[1], 'id')}
+local window, per, most = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = (#KEYS - 2) / 2
+local open, adds, firsts, added = {}, {}, {}, 0
+for i = 0, n - 1 do
+  local dup, q = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  if open[dup] == nil then open[dup] = redis.call('EXISTS', dup) == 1 end
+  local pushes = true
+  if ARGV[4 + 5 * i] == 'resolve' then open[dup] = false
+  elseif window > 0 then
+    if open[dup] then pushes = false else open[dup] = true end
   end
-  redis.call('HSET', KEYS[1], 'id', ARGV[5], 'count', 1, 'first_at', now)
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  if pushes then
+    if not adds[q] then adds[q] = 0; table.insert(firsts, i) end
+    adds[q] = adds[q] + 1
+    added = added + 1
+  end
 end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], 'NX', now, ARGV[6])
-return {'queued', 1, ARGV[5]}
+for _, i in ipairs(firsts) do
+  local q = KEYS[4 + 2 * i]
+  local has = redis.call('LLEN', q)
+  if has + adds[q] > per then return {'full', 'channel', ARGV[8 + 5 * i], has, adds[q], per} end
+end
+local total = math.max(0, tonumber(redis.call('GET', KEYS[2]) or '0'))
+if added > 0 and total + added > most then return {'full', 'total', '', total, added, most} end
+local out = {}
+for i = 0, n - 1 do
+  local dup, q = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local kind, id, channel = ARGV[4 + 5 * i], ARGV[7 + 5 * i], ARGV[8 + 5 * i]
+  local status, count, first, push = 'queued', 1, id, ARGV[5 + 5 * i]
+  if kind == 'resolve' then
+    redis.call('DEL', dup)
+  elseif window > 0 then
+    if redis.call('EXISTS', dup) == 1 then
+      status, push = 'duplicate', false
+      count = redis.call('HINCRBY', dup, 'count', 1)
+      first = redis.call('HGET', dup, 'id')
+      local room = redis.call('LLEN', q) + (adds[q] or 0) < per and total + added < most
+      if room and redis.call('HSETNX', dup, 'bump', 1) == 1 then push = ARGV[6 + 5 * i] end
+    else
+      redis.call('HSET', dup, 'id', id, 'count', 1, 'first_at', now)
+      redis.call('EXPIRE', dup, window)
+    end
+  end
+  if push then
+    if status == 'queued' then adds[q] = adds[q] - 1; added = added - 1 end
+    redis.call('RPUSH', KEYS[4 + 2 * i], push)
+    total = redis.call('INCR', KEYS[2])
+    redis.call('ZADD', KEYS[1], 'NX', now, channel)
+  end
+  table.insert(out, status); table.insert(out, count); table.insert(out, first)
+end
+return out
+"""
+
+# Change fields of a message record, only if it still exists (an expired record is not made
+# again without its alert, and never without a TTL), and keep it RECORD_TTL from now.
+# KEYS[1] msg:{channel}:{ts}; ARGV[1] ttl seconds, ARGV[2..] field, value, field, value...
+# returns 1 when the record was changed, 0 when there is none
+MARK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
 """
 
 # Channels whose time has come.
@@ -75,9 +141,11 @@ return due
 """
 
 # Take a channel's head item under its lease.
-# KEYS[1] lease, KEYS[2] nb, KEYS[3] q, KEYS[4] ready; ARGV[1] token, ARGV[2] lease ms,
-# ARGV[3] channel
+# KEYS[1] lease, KEYS[2] nb, KEYS[3] q, KEYS[4] ready, KEYS[5] queued; ARGV[1] token,
+# ARGV[2] lease ms, ARGV[3] channel
 # returns {"busy", ""} another holder | {"wait", ms} not before | {"empty", ""} | {"item", raw}
+# An empty queue and no channel left in ready: no item is queued anywhere, so the counter is set
+# to 0 (it heals itself if items were ever removed by hand).
 CLAIM = _NOW + """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return {'busy', ''} end
@@ -90,6 +158,7 @@ end
 local item = redis.call('LINDEX', KEYS[3], 0)
 if not item then
   redis.call('ZREM', KEYS[4], ARGV[3])
+  if redis.call('ZCARD', KEYS[4]) == 0 then redis.call('SET', KEYS[5], 0) end
   if owner then redis.call('DEL', KEYS[1]) end
   return {'empty', ''}
 end
@@ -98,18 +167,24 @@ return {'item', item}
 """
 
 # The head item is done (posted, updated or dropped): remove it, pace the channel, free the lease.
-# KEYS[1] lease, KEYS[2] nb, KEYS[3] q, KEYS[4] ready
+# KEYS[1] lease, KEYS[2] nb, KEYS[3] q, KEYS[4] ready, KEYS[5] queued
 # ARGV[1] token, ARGV[2] raw item, ARGV[3] pacing ms (0: none), ARGV[4] channel
 # returns the number of items left in the channel's queue
+# The counter goes down with the item, never below 0, and is 0 once no channel has work.
 FINISH = _NOW + """
-if redis.call('LINDEX', KEYS[3], 0) == ARGV[2] then redis.call('LPOP', KEYS[3]) end
+if redis.call('LINDEX', KEYS[3], 0) == ARGV[2] then
+  redis.call('LPOP', KEYS[3])
+  if redis.call('DECR', KEYS[5]) < 0 then redis.call('SET', KEYS[5], 0) end
+end
 local pace = tonumber(ARGV[3])
 if pace > 0 then
   local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
   if cur < now + pace then redis.call('SET', KEYS[2], now + pace, 'PX', pace) end
 end
 local left = redis.call('LLEN', KEYS[3])
-if left == 0 then redis.call('ZREM', KEYS[4], ARGV[4])
+if left == 0 then
+  redis.call('ZREM', KEYS[4], ARGV[4])
+  if redis.call('ZCARD', KEYS[4]) == 0 then redis.call('SET', KEYS[5], 0) end
 else redis.call('ZADD', KEYS[4], now + pace, ARGV[4]) end
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return left
@@ -133,6 +208,26 @@ class Accepted:
     status: str          # "queued" | "duplicate"
     id: str              # this item's id, or the first item's for a duplicate
     count: int
+
+
+@dataclass(frozen=True)
+class Full:
+    """The body's alerts do not fit under a cap: nothing of the body was queued."""
+
+    cap: str             # "channel" | "total"
+    channel: str | None  # the channel whose cap it is (None for the total)
+    queued: int          # items queued now, in that channel or in all
+    adding: int          # items the body would have added there
+    limit: int
+
+    @property
+    def never_fits(self) -> bool:
+        """More than the cap in one body: sending it again cannot help."""
+        return self.adding > self.limit
+
+    @property
+    def excess(self) -> int:
+        return self.queued + self.adding - self.limit
 
 
 @dataclass(frozen=True)
@@ -165,11 +260,15 @@ class AlertQueue:
     """Every method is a few Redis round trips; RedisError propagates to the caller. Works on a
     ``redis.Redis`` and a ``RedisCluster`` alike: every key shares the ``{alerts}`` slot."""
 
-    def __init__(self, client: redis.Redis, prefix: str, dedupe_seconds: int) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, dedupe_seconds: int, *,
+                 per_channel: int = 200, total: int = 2000) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.dedupe_seconds = dedupe_seconds
+        self.per_channel = per_channel
+        self.total = total
         self._enqueue = client.register_script(ENQUEUE)
+        self._mark = client.register_script(MARK)
         self._due = client.register_script(DUE)
         self._claim = client.register_script(CLAIM)
         self._finish = client.register_script(FINISH)
@@ -181,15 +280,29 @@ class AlertQueue:
     def _channel_keys(self, channel: str) -> list[str]:
         return [self.key("lease", channel), self.key("nb", channel), self.key("q", channel)]
 
+    def _step_keys(self, channel: str) -> list[str]:
+        return [*self._channel_keys(channel), self.key("ready"), self.key("queued")]
+
     # -- intake ------------------------------------------------------------------------------
-    def enqueue(self, alert: Alert) -> Accepted:
-        kind = "resolve" if alert.resolved else "post"
-        item_id, item = _item(kind, alert.identity, alert)
-        _, bump = _item("bump", alert.identity, None)
-        status, count, first = self._enqueue(
-            keys=[self.key("dup", alert.identity), self.key("q", alert.channel), self.key("ready")],
-            args=[kind, item, bump, self.dedupe_seconds, item_id, alert.channel])
-        return Accepted(_text(status) or "", _text(first) or "", int(count))
+    def enqueue(self, alert: Alert) -> Accepted | Full:
+        got = self.enqueue_all([alert])
+        return got if isinstance(got, Full) else got[0]
+
+    def enqueue_all(self, alerts: list[Alert]) -> list[Accepted] | Full:
+        """Queue every alert, in order, or none of them (``Full``): one script call."""
+        keys = [self.key("ready"), self.key("queued")]
+        args: list[str | int] = [self.dedupe_seconds, self.per_channel, self.total]
+        for alert in alerts:
+            kind = "resolve" if alert.resolved else "post"
+            item_id, item = _item(kind, alert.identity, alert)
+            _, bump = _item("bump", alert.identity, None)
+            keys += [self.key("dup", alert.identity), self.key("q", alert.channel)]
+            args += [kind, item, bump, item_id, alert.channel]
+        got = [_text(v) if isinstance(v, bytes) else v for v in self._enqueue(keys=keys, args=args)]
+        if got and got[0] == "full":
+            return Full(str(got[1]), str(got[2]) or None, int(got[3]), int(got[4]), int(got[5]))
+        return [Accepted(str(got[n]), str(got[n + 2]), int(got[n + 1]))
+                for n in range(0, len(got), 3)]
 
     # -- the dispatcher's steps ----------------------------------------------------------------
     def due(self, limit: int = 16) -> tuple[list[str], float | None]:
@@ -199,12 +312,11 @@ class AlertQueue:
         return got, None if wait < 0 else wait / 1000
 
     def claim(self, channel: str, token: str, lease_ms: int) -> tuple[str, str]:
-        kind, value = self._claim(keys=[*self._channel_keys(channel), self.key("ready")],
-                                  args=[token, lease_ms, channel])
+        kind, value = self._claim(keys=self._step_keys(channel), args=[token, lease_ms, channel])
         return _text(kind) or "", _text(value) or ""
 
     def finish(self, channel: str, token: str, raw: str, pace_ms: int = 0) -> int:
-        return int(self._finish(keys=[*self._channel_keys(channel), self.key("ready")],
+        return int(self._finish(keys=self._step_keys(channel),
                                 args=[token, raw, pace_ms, channel]))
 
     def defer(self, channel: str, token: str, delay_ms: int) -> None:
@@ -269,9 +381,11 @@ class AlertQueue:
                       float(data["resolved_at"]) if data.get("resolved_at") else None)
         return Alert.from_json(data["alert"]), shown
 
-    def mark(self, channel: str, ts: str, **fields: str | int | float) -> None:
-        """Set fields of a message record (count, outcome, resolved_at)."""
-        self.redis.hset(self.key("msg", channel, ts), mapping=fields)
+    def mark(self, channel: str, ts: str, **fields: str | int | float) -> bool:
+        """Set fields of a message record (count, outcome, resolved_at) and keep it RECORD_TTL
+        from now; False (and nothing written) when the record is gone."""
+        pairs = [v for item in fields.items() for v in item]
+        return bool(self._mark(keys=[self.key("msg", channel, ts)], args=[RECORD_TTL, *pairs]))
 
     # -- for people and tests ------------------------------------------------------------------
     def backlog(self) -> int:

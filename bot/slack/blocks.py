@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
 
 from bot.flow.confirmations import Confirmation
 from bot.modelarts.models import Job, StopOutcome, TrainingJob
@@ -67,8 +69,53 @@ def details(job: Job) -> str:
                       ran(job, "running for"), *extras(job)])
 
 
-def escape(text: str) -> str:
+# -- escaping: every value from outside (job names, statuses, summaries, error messages) -------
+# Control characters go: C0 and C1 (Cc), and the format characters (Cf: the bidi controls that
+# reorder what is shown, zero-width ones that make two names look alike), lone surrogates (Cs).
+# Line breaks become a space (a value cannot start a line of its own: no fake "*Status:*" line,
+# no ">" quote); any other of them becomes U+FFFD, so it shows that something was there.
+_BREAKS = frozenset("\n\r\t\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+_REPLACED = frozenset({"Cc", "Cf", "Cs"})
+
+
+def _char(ch: str, lines: bool) -> str:
+    if ch in _BREAKS:
+        return "\n" if lines and ch in "\n\r" else " "
+    return "\ufffd" if unicodedata.category(ch) in _REPLACED else ch
+
+
+# Slack has no backslash escape for mrkdwn: a marker is neutralized by a look-alike that is not
+# one. ``_`` only where it could open or close italics (Slack formats ``_x_`` at word boundaries,
+# never inside a word), so ``team_b_yolo`` stays what users type.
+_MARKS = str.maketrans({"*": "\u2217", "~": "\u223c", "`": "\u02cb"})
+_LOOSE_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
+
+
+def clean(text: object, *, lines: bool = False) -> str:
+    """``text`` without control characters: for plain_text fields (and under the two below).
+    ``lines``: keep line breaks (as ``\\n``), for multi-line fields such as a description."""
+    value = str(text).replace("\r\n", "\n")
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join(_char(ch, lines) for ch in value)
+
+
+def _entities(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape(text: object, *, lines: bool = False) -> str:
+    """Any value shown in mrkdwn (a section, a context, a message's fallback ``text``): no
+    mention (``<!here>``), link or entity (``&``, ``<``, ``>`` escaped as Slack asks), no bold,
+    italics, strike or code (``*_~` `` neutralized), no control character, one line unless
+    ``lines``."""
+    return _LOOSE_UNDERSCORE.sub("\u02cd", _entities(clean(text, lines=lines)).translate(_MARKS))
+
+
+def code(text: object) -> str:
+    """A value shown inside backticks: markers are literal there, but a backtick would end the
+    span, so only it is replaced, besides what ``escape`` always does."""
+    return _entities(clean(text)).replace("`", "\u02cb")
 
 
 def section(text: str) -> dict:
@@ -84,7 +131,7 @@ def status_text(job: Job) -> str:
         second = job.secondary_phase
         code = f" ({escape(second)})" if second and second != job.phase else ""
     else:
-        code = f" ({job.status})"
+        code = f" ({escape(job.status)})"
     return ", ".join([f"{job_ref(job.name, job.ref)}: *{escape(job.state)}*{code}",
                       ran(job, "running time"), *extras(job)])
 
@@ -131,7 +178,7 @@ def outcome_line(outcome: StopOutcome) -> str:
         return "Stop requested: ModelArts accepted it."
     if outcome.unknown:
         return "Outcome unknown: check status."
-    return f"Stop failed: {outcome.error_code}"
+    return f"Stop failed: {escape(outcome.error_code)}"
 
 
 STOP_PATH = {"v1": "RUNNING → KILLING → KILLED", "v2": "Running → Terminating → Terminated"}
@@ -153,12 +200,12 @@ def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None,
                     f"Check with `/modelarts status {c.ref.args}` before trying again."))
     else:
         status = f" (HTTP {outcome.http_status})" if outcome.http_status else ""
-        text = (f":x: Stop failed for {ref}: `{outcome.error_code}`{status}: "
+        text = (f":x: Stop failed for {ref}: `{code(outcome.error_code)}`{status}: "
                 f"{escape(outcome.error_msg or 'no message')}")
     if hint:
         text += f"\nHint: {hint}"
     if outcome.request_id:
-        text += f"\nRequest id: `{escape(outcome.request_id)}`"
+        text += f"\nRequest id: `{code(outcome.request_id)}`"
     return text
 
 
@@ -218,7 +265,7 @@ def watch_deadline(c: Confirmation, user: str, state: str | None, span: float,
     """The deadline passed and the job is still stopping (or its status could not be read)."""
     name = job_ref(c.job_name, c.ref)
     now = (f"is still {escape(state)} after {took(span)}" if state else
-           f"could not be looked up for {took(span)} (last error `{escape(error or '?')}`)")
+           f"could not be looked up for {took(span)} (last error `{code(error or '?')}`)")
     return (f":warning: {mention(user)} {name} {now}, so I stopped watching it. Nothing was "
             f"stopped again. Check `/modelarts status {c.ref.args}` and the job's events and "
             f"logs in the ModelArts console; ask the platform team if it stays like this.")

@@ -57,13 +57,13 @@ def plural(n: int, word: str) -> str:
 
 
 def matching(pattern: str | None) -> str:
-    return f" matching `{b.escape(pattern)}`" if pattern else ""
+    return f" matching `{b.code(pattern)}`" if pattern else ""
 
 
 def source_problem(api: str, failure: Failure) -> str:
     """``v1 not available: `APIGW.0101` (HTTP 404): ...``: a source that could not be read."""
     status = f" (HTTP {failure.http_status})" if failure.http_status else ""
-    return (f"{api} not available: `{b.escape(failure.error_code)}`{status}: "
+    return (f"{api} not available: `{b.code(failure.error_code)}`{status}: "
             f"{b.escape(fit(failure.error_msg, 200))}")
 
 
@@ -100,7 +100,8 @@ def job_list(jobs: list[Job], hidden: int, *, heading: str, problems: Sequence[s
     notes += problems
     blocks = [b.section(fit(heading, MAX_SECTION)), *shown,
               *(b.context(fit(note, MAX_SECTION)) for note in notes)]
-    text = " ".join([heading, *(f"{job.name} ({job.ref})" for job in jobs[: len(shown)]),
+    text = " ".join([heading, *(f"{b.escape(short_name(job.name))} ({job.ref})"
+                              for job in jobs[: len(shown)]),
                      *notes])
     return fit(text, 3000), blocks[:MAX_BLOCKS]
 
@@ -118,7 +119,7 @@ def list_message(jobs: list[Job], hidden: int, pattern: str | None, problems: li
 def several_message(name: str, jobs: list[Job], hidden: int,
                     problems: list[str]) -> tuple[str, list[dict]]:
     """Several running jobs have this name: pick one by its button."""
-    shown = b.escape(short_name(name))
+    shown = b.code(short_name(name))
     heading = (f"*{plural(len(jobs), 'running job')} named `{shown}`* that you may stop: "
                "pick one." if jobs else f"No running job named `{shown}` that you may stop.")
     return job_list(jobs, hidden, heading=heading, problems=problems)
@@ -127,7 +128,7 @@ def several_message(name: str, jobs: list[Job], hidden: int,
 def not_found_message(name: str, similar: list[Job], hidden: int,
                       problems: list[str]) -> tuple[str, list[dict]]:
     """No running job has this name; up to 5 running jobs whose names contain it."""
-    heading = f"No running job is named `{b.escape(short_name(name))}`."
+    heading = f"No running job is named `{b.code(short_name(name))}`."
     if similar:
         heading += " Running jobs whose names contain it, that you may stop:"
     return job_list(similar, hidden, heading=heading, problems=problems,
@@ -136,6 +137,6 @@ def not_found_message(name: str, similar: list[Job], hidden: int,
 
 def not_running_text(name: str, jobs: list[Job], problems: list[str]) -> str:
     """For status by name: no running job has it, these (newest first) do."""
-    lines = [f"No running job is named `{b.escape(short_name(name))}`; the newest with "
+    lines = [f"No running job is named `{b.code(short_name(name))}`; the newest with "
              "that name:", *(b.status_text(job) for job in jobs), *problems]
     return fit("\n".join(lines), 3000)
