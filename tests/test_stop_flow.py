@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bot.audit import Audit
 from bot.keys import Keys
 from bot.modelarts.refs import V1Job
 from bot.slack.blocks import CANCEL, CONFIRM
@@ -306,6 +307,35 @@ class TestClicks:
         assert resp.status_code < 500
         settle(0.2)
         assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
+
+    @pytest.mark.parametrize("action", [CONFIRM, CANCEL])
+    def test_a_click_from_another_channel_consumes_nothing(self, make_bot, slack_api, emulator,
+                                                           redis_client, key_prefix, action):
+        """The channel is compared in the consume script: a click carrying another channel
+        (the requester's own) is refused there, before anything moves, so no owed reply is
+        opened (recovery would have posted a false "Outcome unknown") and the real button
+        still stops the job, once."""
+        bot = make_bot()
+        bot.command(f"stop {JOB} {VERSION}")
+        msg = request_message(slack_api)
+        cid, keys = button_value(msg, action), Keys(key_prefix)
+        bot.click(action, cid, "U0ONCALL", "C0ELSEWHERE", msg.ts, msg.blocks)
+        wait_reply(slack_api, "U0ONCALL", "belongs to another channel")
+        settle(0.3)
+        assert redis_client.exists(keys.pending(cid)) and not redis_client.exists(keys.done(cid))
+        owed_zset, owed_hash = keys.owed()
+        assert not redis_client.zcard(owed_zset) and not redis_client.hlen(owed_hash)
+        assert has_buttons(msg) and not slack_api.thread_replies(msg.channel, msg.ts)
+        refused = [e for e in Audit(redis_client, key_prefix).read()
+                   if e.get("event") == "refused"]
+        assert [(e.get("outcome"), e.get("channel")) for e in refused] == [
+            ("wrong_channel", "C0INCIDENT")]
+
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        reply = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts))[0]
+        assert "Stop requested" in reply.text
+        assert emulator.stop_count(V1Job(JOB, VERSION)) == 1
+        assert not replies_with(slack_api, "U0ONCALL", "already handled")
 
     def test_forged_confirmation_id_stops_nothing(self, make_bot, slack_api, emulator):
         bot = make_bot()

@@ -23,11 +23,13 @@ from bot.modelarts.refs import JobRef, parse_ref
 # ARGV[1] clicking user, ARGV[2] new state ("confirmed"|"cancelled"), ARGV[3] marker TTL seconds,
 # ARGV[4] owner of the owed reply ("" = owe none), ARGV[5] the click's message ts,
 # ARGV[6] the owner's lease ms, ARGV[7] confirmation id, ARGV[8] audit retention ms ("" = no
-# audit), ARGV[9] the click's channel
+# audit), ARGV[9] the click's channel, ARGV[10] "1": the record's channel must be ARGV[9]
 # returns {"ok", record, lost, {values of KEYS[7..]}} (record deleted, marker set, reply owed)
-#       | {"not_requester",
-#       record, lost} (nothing changed) | {"handled", marker} | {"expired", "", lost}; lost is
-#       "1" when the audit entry (the state, "refused" or "expired") could not be written
+#       | {"wrong_channel", record, lost} | {"not_requester", record, lost} (both: nothing
+#       changed, the button still works where it was posted) | {"handled", marker}
+#       | {"expired", "", lost}; lost is "1" when the audit entry (the state, "refused" or
+#       "expired") could not be written. The channel is compared before the requester: a
+#       button clicked elsewhere is refused whoever clicks it.
 CONSUME = AUDIT_LUA + """
 local function audited(f)
   if ARGV[8] == '' or audit(KEYS[6], f, ARGV[8]) then return '' end
@@ -42,6 +44,10 @@ if not v then
                                   channel=ARGV[9], confirmation=ARGV[7]})}
 end
 local c = cjson.decode(v)
+if ARGV[10] == '1' and c['channel'] ~= ARGV[9] then
+  return {'wrong_channel', v, audited(audit_confirmation(c, {event='refused',
+                                      outcome='wrong_channel', user=ARGV[1]}))}
+end
 if c['requester'] ~= ARGV[1] then
   return {'not_requester', v, audited(audit_confirmation(c, {event='refused',
                                       outcome='not_requester', user=ARGV[1]}))}
@@ -112,6 +118,7 @@ DONE_TTL = 7 * 24 * 3600  # how long "already handled" is remembered
 
 class Result(StrEnum):
     OK = "ok"
+    WRONG_CHANNEL = "wrong_channel"
     NOT_REQUESTER = "not_requester"
     HANDLED = "handled"
     EXPIRED = "expired"
@@ -207,18 +214,20 @@ class ConfirmationStore:
         return int(self._pending(keys=[self.keys.confirm_index()]))
 
     def consume(self, cid: str, user: str, state: str, also_get: Sequence[str] = (),
-                owe: Owe | None = None, channel: str = "") -> Consumed:
+                owe: Owe | None = None, channel: str | None = None) -> Consumed:
         """Consume atomically. ``also_get``: {flow} keys read by the same script, such as the
         usergroup cache the role re-check reads next; their values (on OK) are in ``fetched``.
         ``owe``: open the owed outcome reply in the same step (see bot.flow.outcomes).
-        ``channel``: where the click came from, for the audit entry of an expired one."""
+        ``channel``: where the click came from. The record's channel must be it, compared in
+        the script: another one is WRONG_CHANNEL and nothing is consumed or owed. None (no
+        click: a test, a tool) compares nothing."""
         if not cid or len(cid) > 64:
             return Consumed(Result.EXPIRED)
         keys = [*self._keys(cid), *(owe.keys if owe else self.keys.owed()),
                 self.keys.confirm_index(), self.audit.key]
         args = [user, state, max(DONE_TTL, self.ttl), *(
             (owe.owner, owe.message_ts, owe.lease_ms) if owe else ("", "", 0)), cid,
-            self.audit.keep_ms, channel]
+            self.audit.keep_ms, channel or "", "" if channel is None else "1"]
         got = self._consume(keys=[*keys, *also_get], args=args)
         kind, raw, lost, values = (*got, "", [])[:4]
         fetched = dict(zip(also_get, values, strict=True)) if values else {}

@@ -236,14 +236,14 @@ class StopFlow:
             return None
         if got.result is Result.OK:
             c = got.confirmation
-            if c.channel != channel:
-                log.warning("a confirmation was clicked in another channel",
-                            extra={"confirmation": cid, "channel": channel})
-                notify("This button doesn't belong to this channel. Nothing was stopped.")
-                return None
             return (replace(c, ts=c.ts or message_ts, thread_ts=c.thread_ts or message_ts),
                     got.fetched)
-        if got.result is Result.NOT_REQUESTER:
+        if got.result is Result.WRONG_CHANNEL:   # compared in the consume: nothing consumed
+            decision("refused", user=user, channel=channel, confirmation=cid,
+                     outcome="wrong_channel")
+            notify(f"This button belongs to another channel, so I can't {verb} it from here. "
+                   "Nothing was stopped.")
+        elif got.result is Result.NOT_REQUESTER:
             requester = got.confirmation.requester if got.confirmation else "the requester"
             notify(f"Only {b.mention(requester)} can {verb} this request.")
         elif got.result is Result.HANDLED:
