@@ -114,6 +114,7 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported, owed)
     secret = settings.SLACK_SIGNING_SECRET
     app = create_app(flow, slack, secret.get_secret_value() if secret else None,
+                     response_urls=settings.response_url_prefixes,
                      socket_mode=settings.socket_mode, alert_ids=messages.ref,
                      later=Later(stop_workers=settings.STOP_WORKERS,
                                  lookup_workers=settings.LOOKUP_WORKERS),

@@ -5,6 +5,7 @@ tests/test_properties.py generate such bodies at random; these are the named cas
 from __future__ import annotations
 
 import json
+import logging
 import time
 from urllib.parse import urlencode
 
@@ -13,7 +14,9 @@ from slack_bolt import BoltRequest
 
 from bot.slack.guard import MAX_DEPTH, refusal, too_deep, unbuildable
 from bot.standin.signing import slack_headers
-from tests.plugins.slack import TEAM
+from bot.standin.slack import SlackStandIn
+from tests.plugins.slack import TEAM, responses
+from tests.test_socket_mode import command_payload, socket_bot, socket_slack  # noqa: F401
 
 
 def stops(emulator) -> int:
@@ -54,6 +57,7 @@ class TestTooDeep:
         assert too_deep(deep)
 
 
+SLACK = ("https://hooks.slack.com/", "https://slack.com/")   # Settings.response_url_prefixes
 CMD = {"command": "/modelarts", "user_id": "U1", "channel_id": "C1",
        "response_url": "https://hooks.slack.com/commands/T1/1/x"}
 CLICK = {"type": "block_actions", "actions": [{"action_id": "a"}], "user": {"id": "U1"}}
@@ -71,6 +75,11 @@ class TestRefusal:
         ({**CMD, "response_url": "\U0001f600" * 3}, "response_url"),
         ({**CMD, "response_url": "file:///etc/passwd"}, "response_url"),
         ({**CMD, "response_url": "http://[::1"}, "response_url"),
+        ({**CMD, "response_url": "https://attacker.example/commands/T1/1/x"}, "Slack host"),
+        ({**CMD, "response_url": "https://hooks.slack.com.attacker.example/x"}, "Slack host"),
+        ({**CMD, "response_url": "https://hooks.slack.com@attacker.example/x"}, "Slack host"),
+        ({**CMD, "response_url": "http://hooks.slack.com/commands/T1/1/x"}, "Slack host"),
+        ({**CMD, "response_url": "https://slack.com.attacker.example/x"}, "Slack host"),
         ({**CLICK, "actions": [{"value": "x"}]}, "action_id"),
         ({**CLICK, "user": "U1"}, "user"),
         ({"type": "url_verification", "challenge": {"a": 1}}, "challenge"),
@@ -81,7 +90,7 @@ class TestRefusal:
         ({"type": "event_callback", "event": json.loads(nested(MAX_DEPTH))}, "nested deeper"),
     ])
     def test_a_body_slack_never_sends_is_a_400_that_names_what_is_wrong(self, body, says):
-        got = refusal(body)
+        got = refusal(body, response_urls=SLACK)
         assert got.status == 400 and says in got.reason
 
     @pytest.mark.parametrize("body", [
@@ -93,10 +102,10 @@ class TestRefusal:
         {"type": "block_suggestion", "action_id": []},
     ])
     def test_a_kind_this_app_does_not_serve_is_a_404_before_bolt_reads_it(self, body):
-        assert refusal(body).status == 404
+        assert refusal(body, response_urls=SLACK).status == 404
 
     @pytest.mark.parametrize("body", [
-        CMD, CLICK,
+        CMD, CLICK, {**CMD, "response_url": "https://slack.com/api/x"},
         {**CMD, "team_id": "T1", "enterprise_id": "E1", "text": "stop 1 2"},
         {**CLICK, "team": {"id": "T1"}, "channel": {"id": "C1"}, "message": {"blocks": [
             {"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": [
@@ -105,7 +114,7 @@ class TestRefusal:
         {"type": "url_verification", "challenge": "abc", "token": "x"},
     ])
     def test_takes_what_slack_sends(self, body):
-        assert refusal(body) is None
+        assert refusal(body, response_urls=SLACK) is None
 
     @pytest.mark.parametrize("body", [
         {**CMD, "user": 5}, {**CMD, "authorizations": "abc"}, {**CMD, "enterprise": 5},
@@ -119,7 +128,7 @@ class TestRefusal:
 
     def test_what_it_takes_bolt_builds_a_request_from(self):
         body = {**CLICK, "enterprise": "E1", "channel": "C1", "team": {"id": "T1"}}
-        assert refusal(body) is None and unbuildable(body) is None
+        assert refusal(body, response_urls=SLACK) is None and unbuildable(body) is None
         context = BoltRequest(body=body, mode="socket_mode").context
         assert (context.user_id, context.channel_id, context.team_id) == ("U1", "C1", "T1")
 
@@ -215,3 +224,54 @@ class TestOverHttp:
     def test_the_valid_command_still_works(self, make_bot, slack_api):
         resp = make_bot().post(urlencode(command_form(slack_api, "help")))
         assert resp.status_code == 200 and "Usage" in resp.text
+
+
+class TestResponseUrl:
+    """A command is answered on its response_url after the ack, with what the bot knows (a
+    job's status, a denial...): only on Slack's hosts (Settings.response_url_prefixes), over
+    HTTP and Socket Mode alike. ``elsewhere`` is another stand-in: a host a forged or replayed
+    body could name."""
+
+    @pytest.fixture
+    def elsewhere(self):
+        other = SlackStandIn()
+        other.start()
+        yield other
+        other.close()
+
+    def test_a_command_answered_on_another_host_is_a_400_and_nothing_runs(
+            self, make_bot, slack_api, emulator, elsewhere):
+        bot = make_bot()
+        form = command_form(slack_api, "status 182626 278813",
+                            response_url=elsewhere.response_url("cmd-U0ONCALL"))
+        resp = bot.post(urlencode(form))
+        assert resp.status_code == 400 and "response_url is not on a Slack host" in resp.text
+        assert elsewhere.response_url("") not in resp.text
+        time.sleep(0.5)   # the look-up and its answer would have reached it by now
+        assert not elsewhere.calls and not emulator.requests
+
+    def test_slack_response_urls_adds_a_prefix_and_only_that(self, make_bot, slack_api,
+                                                             emulator, elsewhere):
+        bot = make_bot(SLACK_RESPONSE_URLS=elsewhere.base_url + "/response")
+        outside = command_form(slack_api, "status 182626 278813",
+                               response_url=elsewhere.base_url + "/hooks/cmd-U0ONCALL")
+        assert bot.post(urlencode(outside)).status_code == 400
+        inside = command_form(slack_api, "status 182626 278813",
+                              response_url=elsewhere.response_url("cmd-U0ONCALL"))
+        assert bot.post(urlencode(inside)).status_code == 200
+        elsewhere.wait_for(lambda: [t for t in responses(elsewhere, "U0ONCALL")
+                                    if "team-a-resnet" in t])
+
+    def test_socket_mode_refuses_it_too(self, socket_bot, socket_slack, slack_api,  # noqa: F811
+                                        emulator, elsewhere, caplog):
+        caplog.set_level(logging.WARNING)
+        bad = socket_slack.send("slash_commands", {
+            **command_payload(slack_api, "status 182626 278813"),
+            "response_url": elsewhere.response_url("cmd-U0ONCALL")})
+        good = socket_slack.send("slash_commands", command_payload(slack_api, "help"))
+        assert "Usage" in socket_slack.ack(good)["payload"]["text"]
+        slack_api.wait_for(lambda: [r for r in caplog.records
+                                    if "response_url is not on a Slack host" in r.getMessage()])
+        time.sleep(0.5)
+        assert not [a for a in socket_slack.acks if a.get("envelope_id") == bad]
+        assert not elsewhere.calls and not emulator.requests

@@ -11,21 +11,26 @@ each of those raises, and Bolt answers 500 (or its error handler raises again). 
 - a served kind must carry what its listener reads, with Slack's types;
 - Bolt's own readers must run on it without raising.
 
-``refusal(body)`` says why not, or None; ``unbuildable(body)`` whether Bolt can build a request
-at all (Socket Mode asks before Bolt does; HTTP: bot/web.py); ``signed`` is Bolt's signature
-check without its exceptions (GuardedApp runs it first). A new kind of listener: add its kind
-and fields here.
+- a slash command is answered on its ``response_url`` after the ack, with whatever the bot has
+  to say: it must start with one of ``response_urls`` (Settings.response_url_prefixes:
+  https://hooks.slack.com/, SLACK_API_URL's origin, SLACK_RESPONSE_URLS), or the bot would
+  post to any host a signed (or socket) body names.
+
+``refusal(body, response_urls=...)`` says why not, or None; ``unbuildable(body)`` whether Bolt
+can build a request at all (Socket Mode asks before Bolt does; HTTP: bot/web.py); ``signed`` is
+Bolt's signature check without its exceptions (GuardedApp runs it first). A new kind of
+listener: add its kind and fields here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from urllib.parse import parse_qsl, urlsplit
 
-from slack_bolt import BoltContext, BoltRequest
+from slack_bolt import App, BoltContext, BoltRequest
 from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
 from slack_bolt.logger.messages import warning_unhandled_request
 from slack_bolt.request.internals import build_context
@@ -71,9 +76,11 @@ def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
     return True
 
 
-def refusal(body: object) -> Refused | None:
+def refusal(body: object, *, response_urls: Sequence[str]) -> Refused | None:
     """Why this body does not go on to Bolt's middleware and listeners; None when it does.
-    (That Bolt can build a request from it at all is ``unbuildable``'s question.)"""
+    ``response_urls``: the prefixes a command's response_url may start with (none: every
+    command is refused). (That Bolt can build a request from it at all is ``unbuildable``'s
+    question.)"""
     if not isinstance(body, dict):
         return Refused(400, "the body is not a JSON object")
     if too_deep(body):
@@ -85,6 +92,9 @@ def refusal(body: object) -> Refused | None:
         reason = check(body)
         if reason:
             return Refused(400, reason)
+    if "command" in body and not body["response_url"].startswith(tuple(response_urls)):
+        return Refused(400, "slash command whose response_url is not on a Slack host "
+                            "(https://hooks.slack.com/, SLACK_API_URL's, or SLACK_RESPONSE_URLS)")
     return None
 
 
@@ -195,11 +205,21 @@ def ssl_check(raw: str) -> bool:
 
 
 class GuardedSocketModeHandler(SocketModeHandler):
-    """Bolt builds a request from an envelope before ``App.dispatch``: check the payload first.
-    A refused envelope is logged and not acked (the Socket Mode form of a 4xx)."""
+    """Bolt builds a request from an envelope before ``App.dispatch``: check the payload first,
+    with the app's ``response_urls`` (a GuardedApp's, bot/slack/app.py: one list for both
+    transports). A refused envelope is logged and not acked (the Socket Mode form of a 4xx)."""
+
+    def __init__(self, app: App, *args: object, **kwargs: object) -> None:
+        urls = getattr(app, "response_urls", None)
+        if urls is None:
+            raise TypeError("GuardedSocketModeHandler needs the app of bot.slack.app.create_app "
+                            "(it knows the response_url prefixes to accept)")
+        super().__init__(app, *args, **kwargs)
+        self.response_urls: tuple[str, ...] = tuple(urls)
 
     def handle(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
-        refused = refusal(req.payload) or unbuildable(req.payload)
+        refused = (refusal(req.payload, response_urls=self.response_urls)
+                   or unbuildable(req.payload))
         if refused:
             log.warning("refused a Socket Mode envelope: %s", refused.reason)
             return
