@@ -1,4 +1,15 @@
-"""Logging: one JSON object a line, with secrets scrubbed from every record."""
+"""Logging: one JSON object a line, with secrets scrubbed from every record.
+
+A record on its way out (``setup``: one handler, this filter, this formatter)::
+
+    logger.error(msg, *args, exc_info=..., extra={...})
+      └─ ScrubSecrets       msg % args ─▶ scrubbed msg; each extra scrubbed through dicts,
+         │                  lists and tuples (any other object as its str()); the traceback
+         │                  formatted and scrubbed into exc_text (exc_info dropped, so nothing
+         │                  formats it again unscrubbed); stack_info scrubbed
+      └─ JsonFormatter      {"ts", "level", "logger", "msg", extras..., "exc", "stack"}: "exc"
+                            from exc_info, or from exc_text once the scrub has taken exc_info
+"""
 
 from __future__ import annotations
 
@@ -12,6 +23,7 @@ from bot import metrics
 
 DECISIONS = logging.getLogger("bot.decision")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+MAX_DEPTH = 20   # levels of an extra the scrub walks; deeper (or a cycle) goes as its str()
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,13 +36,17 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+        exc = self.formatException(record.exc_info) if record.exc_info else record.exc_text
+        if exc:
+            out["exc"] = exc
+        if record.stack_info:
+            out["stack"] = record.stack_info
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
 class ScrubSecrets(logging.Filter):
-    """Replaces any known secret value in a record's final text with ``***``."""
+    """Replaces any known secret value in a record's final text with ``***``: the message, the
+    traceback, the stack and every extra, however nested (``scrub_value``)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -41,17 +57,46 @@ class ScrubSecrets(logging.Filter):
             text = text.replace(secret, "***")
         return text
 
+    def scrub_value(self, value: object, within: tuple[int, ...] = ()) -> object:
+        """``value`` with every string in it scrubbed: dicts (keys too), lists and tuples walked
+        (``within``: the ids of the containers above; past MAX_DEPTH of them, or on a cycle,
+        the rest goes as one string), numbers, booleans and None kept, and any other object
+        replaced by its scrubbed str() (what the formatter would have printed)."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if len(within) < MAX_DEPTH and id(value) not in within:
+            inner = (*within, id(value))
+            if isinstance(value, dict):
+                return {self.scrub_value(k, inner): self.scrub_value(v, inner)
+                        for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [self.scrub_value(v, inner) for v in value]
+        return self.scrub(_text(value))
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             message = record.getMessage()
             record.msg, record.args = self.scrub(message), ()
             if record.exc_info:
-                record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
                 record.exc_info = None
+            if record.exc_text:
+                record.exc_text = self.scrub(record.exc_text)
+            if record.stack_info:
+                record.stack_info = self.scrub(record.stack_info)
             for key, value in list(record.__dict__.items()):
-                if key not in _STANDARD and isinstance(value, str):
-                    record.__dict__[key] = self.scrub(value)
+                if key not in _STANDARD:
+                    record.__dict__[key] = self.scrub_value(value)
         return True
+
+
+def _text(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:   # noqa: BLE001 - a __str__ that raises must not lose the line
+        return f"<{type(value).__name__} that cannot be printed>"
 
 
 def setup(level: str = "INFO", secrets: Iterable[str] = (), stream=None) -> None:

@@ -154,3 +154,43 @@ def test_the_scrub_filter_removes_a_secret_that_was_logged(logs):
     assert BOT_TOKEN in raw.raw[-1]
     line = scrubbed.getvalue().strip().splitlines()[-1]
     assert BOT_TOKEN not in line and SK not in line and "***" in line
+
+
+class Vault:
+    """An object whose str() holds a secret, as an exception or a request object may."""
+
+    def __str__(self) -> str:
+        return f"Vault(sk={SK})"
+
+
+def test_a_secret_nested_in_an_extra_is_scrubbed(logs):
+    """Dicts (keys too), lists, tuples and other objects' str() are scrubbed, not just strings;
+    the structure stays JSON."""
+    raw, scrubbed = logs
+    logging.getLogger("bot.test").warning("nested", extra={
+        "d": {"k": SK, "l": [BOT_TOKEN, (PASSWORD, 3)], SIGNING: True}, "o": Vault()})
+    assert SK in raw.raw[-1] and BOT_TOKEN in raw.raw[-1]
+    line = scrubbed.getvalue().strip().splitlines()[-1]
+    for secret in SECRETS:
+        assert secret not in line
+    got = json.loads(line)
+    assert got["d"] == {"k": "***", "l": ["***", ["***", 3]], "***": True}
+    assert got["o"] == "Vault(sk=***)"
+
+
+def test_an_unhandled_error_keeps_its_traceback_scrubbed(logs):
+    """"unhandled error <id>" (bot.slack.later) has its traceback behind it in the line, with
+    the secret in the exception's text masked."""
+    from bot.slack.later import report_error
+
+    raw, scrubbed = logs
+    try:
+        raise RuntimeError(f"ModelArts said no to {SK}")
+    except RuntimeError as exc:
+        report_error(exc)
+    got = json.loads(scrubbed.getvalue().strip().splitlines()[-1])
+    assert got["msg"] == f"unhandled error {got['error_id']}: RuntimeError"
+    assert got["exc"].startswith("Traceback (most recent call last):")
+    assert "test_an_unhandled_error_keeps_its_traceback_scrubbed" in got["exc"]
+    assert "RuntimeError: ModelArts said no to ***" in got["exc"] and SK not in got["exc"]
+    assert SK in raw.raw[-1]   # it was there before the scrub
