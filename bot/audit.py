@@ -5,7 +5,8 @@ Writing rides on a round trip the flow makes anyway (issue 13):
   requested                         CREATE of the confirmation (bot.flow.confirmations)
   failed post_failed                its DISCARD, when Slack refuses the request message
   confirmed, cancelled, expired,    CONSUME, from the record it consumes and the clicking user
-    refused not_requester
+    refused not_requester,            (a refused click consumes nothing)
+    refused wrong_channel
   stopped, failed (stop_failed,     DONE of the owed outcome reply (bot.flow.outcomes); the
     unknown, interrupted),            entry travels in the owed entry when Slack refuses the reply
     denied role_lost
@@ -21,6 +22,12 @@ entry is trimmed once, so the trim costs O(1) amortized.
 
 An entry's time is its id (Redis ms, UTC). Its fields are ``FIELDS``, empty ones left out; no
 free text from ModelArts or Slack, so never a secret.
+
+Printed (``cli``), a job name is still text someone else chose: every control character (C0,
+DEL, C1), line and paragraph separator and bidi control is shown as an escape (``\\x1b``,
+``\\u202e``; a backslash as ``\\\\``) in the table, and the --json lines escape the ones JSON
+itself leaves raw, so nothing in an entry moves the cursor, retitles the terminal or reorders
+the line.
 """
 
 from __future__ import annotations
@@ -283,13 +290,40 @@ def print_entries(entries: Iterable[Entry], as_json: bool, out: Callable[[str], 
     for e in entries:
         if not n and not as_json:
             out(table_header())
-        out(json.dumps(e.as_json(), ensure_ascii=False) if as_json else table_row(e))
+        out(json_line(e) if as_json else table_row(e))
         n += 1
     return n
 
 
+# What a terminal would act on rather than show: C0 and DEL, C1, the line and paragraph
+# separators, and the bidi controls (ALM, LRM, RLM, embeddings and overrides, isolates).
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_SHOWN = re.compile(CONTROLS.pattern[:-1] + r"\\]")   # the same, and the backslash
+
+
+def visible(text: str) -> str:
+    r"""``text`` with every CONTROLS character as an escape (``\x1b``, ``\u202e``) and each
+    backslash doubled, so an escape shown is never one the text spelled out itself."""
+    return _SHOWN.sub(_escape, text)
+
+
+def _escape(found: re.Match) -> str:
+    code = ord(found.group())
+    if code == ord("\\"):
+        return "\\\\"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def json_line(e: Entry) -> str:
+    r"""One entry as a JSON line. json.dumps escapes C0 but leaves DEL, C1, the separators and
+    the bidi controls raw (ensure_ascii=False keeps names readable): those become ``\uXXXX``,
+    valid JSON for the same string."""
+    return CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                        json.dumps(e.as_json(), ensure_ascii=False))
+
+
 def _cell(value: str, width: int) -> str:
-    value = value.replace("\n", " ")
+    value = visible(value)
     return value.ljust(width) if len(value) <= width else value[:width - 1] + "…"
 
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from bot import metrics
-from bot.audit import DAY_MS, FIELDS, Audit, Entry, JobFilter, select
+from bot.audit import CONTROLS, DAY_MS, FIELDS, Audit, Entry, JobFilter, select
 from bot.emulator import defaults
 from bot.flow.confirmations import Confirmation, ConfirmationStore
 from bot.keys import Keys
@@ -323,6 +323,35 @@ class TestCli:
     def test_bad_arguments_are_named(self, redis_url, key_prefix, tmp_path, args, needle):
         done = audit_cli(redis_url, key_prefix, tmp_path, *args)
         assert done.returncode == 2 and needle in done.stderr and not done.stdout
+
+
+class TestCliRendering:
+    def test_control_characters_in_a_job_name_are_shown_not_sent(
+            self, make_bot, slack_api, emulator, redis_client, redis_url, key_prefix, tmp_path):
+        """A job name is someone else's text: ESC (an OSC retitling the terminal), BEL, CR, C1
+        (NEL, CSI) and a bidi override reach the table as escapes, and the JSON lines as
+        \\u escapes of the same string."""
+        bot = make_bot()
+        names = []
+        for evil in ("\x1b]0;x\x07\r", "\u202e\x85\x9b"):
+            (ref,) = emulator.add_training_jobs(1, name_prefix=evil)
+            bot.command(f"stop {ref.training_job_id}")
+            names.append(slack_api.wait_for(lambda ref=ref: [
+                e.get("job_name") for e in entries(redis_client, key_prefix)
+                if e.get("training_job_id") == ref.training_job_id])[0])
+        assert names[0].startswith("\x1b]0;x\x07\r") and names[1].startswith("\u202e\x85")
+
+        table = audit_cli(redis_url, key_prefix, tmp_path, "--since", "1h")
+        assert table.returncode == 0, table.stderr
+        assert not [c for c in table.stdout if CONTROLS.match(c) and c != "\n"]
+        lines = table.stdout.split("\n")
+        assert len(lines) == 4 and lines[-1] == ""   # the header, two rows, the last newline
+        assert "\\x1b]0;x\\x07\\x0d" in lines[1] and "\\u202e\\x85\\x9b" in lines[2]
+
+        done = audit_cli(redis_url, key_prefix, tmp_path, "--json")
+        assert not [c for c in done.stdout if CONTROLS.match(c) and c != "\n"]
+        assert "\\u202e\\u0085\\u009b" in done.stdout
+        assert [e["job_name"] for e in as_json(done)] == names
 
 
 class TestSelect:
