@@ -1,4 +1,8 @@
-"""Run the WSGI app under gunicorn (gthread workers): a production server, not Bolt's dev one.
+"""Run the WSGI app under gunicorn: a production server, not Bolt's dev one.
+
+Workers are bot.worker's BufferingWorker (gthread, but a thread only gets a complete request, so
+slow clients cannot take every thread). No control socket: two instances on one host would
+overwrite each other's, and a read-only root only logs a warning.
 
 Metrics: every worker writes its counts to files in PROMETHEUS_MULTIPROC_DIR (emptied at start; a
 temporary directory, removed at exit, when unset), and ``GET /metrics`` sums them.
@@ -13,6 +17,7 @@ import tempfile
 from gunicorn.app.base import BaseApplication
 
 from bot.settings import Settings
+from bot.worker import worker_class
 
 
 class Server(BaseApplication):
@@ -24,7 +29,8 @@ class Server(BaseApplication):
             "bind": f"{settings.HOST}:{settings.PORT}",
             "workers": settings.WEB_CONCURRENCY,
             "threads": settings.WEB_THREADS,
-            "worker_class": "gthread",
+            "worker_class": worker_class(settings.WEB_REQUEST_TIMEOUT_SECONDS),
+            "control_socket_disable": True,
             "timeout": 30,
             "graceful_timeout": 20,
             "keepalive": 5,
