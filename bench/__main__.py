@@ -160,7 +160,9 @@ def wan_once(args: argparse.Namespace, tmp: Path, rtt: float, certs: wan.Certs,
     try:
         env = {**environment(tmp, {"slack": fronts["slack"].url + "/api/", "redis": redis.url,
                                    "emulator": fronts["modelarts"].url}, args),
-               **wan.trust_env(certs)}
+               **wan.trust_env(certs),
+               # The answers to a command go to the stand-in itself, as Slack's to hooks.slack.com.
+               "SLACK_RESPONSE_URLS": slack.url.removesuffix("/api/") + "/response/"}
         bot = serve(["-m", "bot", "serve"], env, tmp, f"bot-wan-{rtt:g}")
         rig = phases.Rig(load, bot, {}, slack, emulator, redis, PREFIX, jobs)
         return wan_phases.measure(rig, fronts, rtt, args.flows, args.warm)

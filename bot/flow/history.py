@@ -58,7 +58,7 @@ def line(e: Entry) -> str:
         text += f": {e.get('outcome')}"
     if e.get("error_code"):
         status = f" HTTP {e.get('http_status')}" if e.get("http_status") else ""
-        text += f" (`{b.escape(e.get('error_code') or '-')}`{status})"
+        text += f" (`{b.code(e.get('error_code') or '-')}`{status})"
     if e.get("state"):
         text += f", status {b.escape(e.get('state'))}"
     if e.get("requester") and e.get("requester") != e.get("user"):

@@ -39,7 +39,7 @@ NOT_IN_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
 def lookup_failed(ref: JobRef, failure: Failure) -> str:
     hint = hint_for(failure.error_code)
     status = f" (HTTP {failure.http_status})" if failure.http_status else ""
-    text = (f"Could not look up {ref}: `{failure.error_code}`{status}: "
+    text = (f"Could not look up {ref}: `{b.code(failure.error_code)}`{status}: "
             f"{b.escape(failure.error_msg)}. Nothing was stopped.")
     return text + (f"\nHint: {hint}" if hint else "")
 
