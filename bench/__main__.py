@@ -26,8 +26,8 @@ from pathlib import Path
 
 from bench import phases, report, servers, wan, wan_phases
 from bench.load import LoadGenerator
-from bot.emulator import defaults
-from bot.standin.slack import BOT_TOKEN
+from botdev.emulator import defaults
+from botdev.standin.slack import BOT_TOKEN
 
 SECRET = "bench-signing-secret"  # noqa: S105 - the benchmark's own, local
 ALERTS_TOKEN = "bench-alerts-token"  # noqa: S105

@@ -3,7 +3,7 @@
     python -m bench.baseline      # reads the same environment as ``python -m bot serve``
 
 It is configured as the bot's App is (request verification on, token verification off, same
-client, ``process_before_response=True``), and served by ``bot.serve.Server`` with the same
+client, ``process_before_response=True``), and served by ``bot.app.serve.Server`` with the same
 options: only ``load()`` differs. ``BENCH_BOLT_DEFAULT=1`` keeps Bolt's default instead
 (``process_before_response=False``: the listener runs on a pool and Bolt polls for its ack
 every 10 ms), to show what that default costs.
@@ -19,9 +19,9 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
-from bot.serve import Server
-from bot.settings import load_settings
-from bot.web import create_wsgi
+from bot.app.serve import Server
+from bot.app.web import create_wsgi
+from bot.core.settings import load_settings
 
 
 def bare_app(token: str, signing_secret: str, api_url: str, *, bolt_default: bool = False

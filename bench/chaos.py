@@ -28,8 +28,8 @@ import redis
 from bench.chaos_check import check
 from bench.chaos_flows import ROLES, Flow, RecordingStandIn, Traffic, run_flow, seed
 from bench.chaos_procs import RedisProc, Replica
-from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, Emulator
-from bot.keys import Keys
+from bot.core.keys import Keys
+from botdev.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, Emulator
 
 # Distinctive secret values: the run greps every log line, Slack call and HTTP answer for them.
 SECRETS = {

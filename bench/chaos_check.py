@@ -20,7 +20,7 @@ from pathlib import Path
 OUTCOME = re.compile(r"^(:white_check_mark: Stop requested|:x: Stop failed|"
                      r":warning: Outcome unknown|:x: Not stopped)")
 WATCHED = re.compile(r"^(:white_check_mark: Stop requested|:warning: Outcome unknown)")
-# The last message of a watch (bot.slack.blocks: watch_final, watch_deadline, watch_not_taken).
+# The last message of a watch (bot.flow.blocks: watch_final, watch_deadline, watch_not_taken).
 FINAL = re.compile(r"^(:white_check_mark: (The stop did take effect: )?\*[^*]+\* is (KILLED|"
                    r"Terminated)|:information_source: \*[^*]+\* is .*ended on its own|"
                    r":warning: <@\w+> .* so I stopped watching|"

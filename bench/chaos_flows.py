@@ -16,10 +16,10 @@ from urllib.parse import urlencode
 import requests
 
 from bot.alerts.blocks import STOP_REQUEST
+from bot.flow.blocks import CANCEL, CONFIRM
 from bot.modelarts.refs import V1Job
-from bot.slack.blocks import CANCEL, CONFIRM
-from bot.standin.signing import slack_headers
-from bot.standin.slack import SlackStandIn
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import SlackStandIn
 
 TEAM = "T0CHAOS"
 JOB_REF = re.compile(r"job_id (\d+)")

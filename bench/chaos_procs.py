@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from bot.standin.local import free_port, start_redis, wait_healthy
+from botdev.standin.local import free_port, start_redis, wait_healthy
 
 
 class RedisProc:

@@ -27,11 +27,11 @@ import requests
 
 from bench import servers
 from bench.listing import SECRET, command, write_seed
-from bot.emulator import defaults
-from bot.httpd import serve_in_thread
-from bot.slack.blocks import CONFIRM
-from bot.standin.signing import slack_headers
-from bot.standin.slack import BOT_TOKEN
+from bot.app.httpd import serve_in_thread
+from bot.flow.blocks import CONFIRM
+from botdev.emulator import defaults
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import BOT_TOKEN
 
 ROLES = """roles:
   oncall:
@@ -53,7 +53,7 @@ def job_id(n: int) -> str:
 
 def _slack_process(conn) -> None:
     """The Slack stand-in, asked for the response_url texts and the confirmation requests."""
-    from bot.standin.slack import SlackStandIn
+    from botdev.standin.slack import SlackStandIn
 
     slack = SlackStandIn()
     conn.send(slack.start())
@@ -76,7 +76,7 @@ def _slack_process(conn) -> None:
 
 def _emulator_process(conn, seed: str) -> None:
     """The emulator, stamping each request's arrival (``bench.servers``' stamps v1 stops only)."""
-    from bot.emulator import Emulator
+    from botdev.emulator import Emulator
 
     class Timed(Emulator):
         arrivals: list[tuple[str, str, float]] = []
@@ -203,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
 
-    from bot.settings import load_settings
-    from bot.web import create_wsgi
-    from bot.wiring import create_bot
+    from bot.app.web import create_wsgi
+    from bot.app.wiring import create_bot
+    from bot.core.settings import load_settings
 
     with tempfile.TemporaryDirectory(prefix="bench-contention-") as tmp:
         root = Path(tmp)

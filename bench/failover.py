@@ -23,10 +23,10 @@ from urllib.parse import urlencode
 
 import requests
 
+from bot.flow.blocks import CONFIRM
 from bot.modelarts.refs import V2Job
-from bot.slack.blocks import CONFIRM
-from bot.standin.signing import slack_headers
-from bot.standin.slack import Message, SlackStandIn
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import Message, SlackStandIn
 
 USER = "U0ONCALL"
 DOWN = "state store"                     # the bot's "can't reach my state store (Redis)"
@@ -229,8 +229,8 @@ def run_flows(flows_io: Flows, sentinel, jobs: list[V2Job], threads: int = 8,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bot.emulator import Emulator
-    from bot.standin.topologies import Procs, start_sentinel
+    from botdev.emulator import Emulator
+    from botdev.standin.topologies import Procs, start_sentinel
 
     parser = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__)
     parser.add_argument("--flows", type=int, default=40)
@@ -270,12 +270,12 @@ ROLES = "roles:\n  oncall:\n    jobs: ['*']\nusers:\n  U0ONCALL: [oncall]\n"
 
 
 def _replica(tmp: Path, sentinel, slack: SlackStandIn, emulator):
-    from bot.emulator import defaults
-    from bot.httpd import serve_in_thread
-    from bot.settings import load_settings
-    from bot.standin.slack import BOT_TOKEN
-    from bot.web import create_wsgi
-    from bot.wiring import create_bot
+    from bot.app.httpd import serve_in_thread
+    from bot.app.web import create_wsgi
+    from bot.app.wiring import create_bot
+    from bot.core.settings import load_settings
+    from botdev.emulator import defaults
+    from botdev.standin.slack import BOT_TOKEN
 
     roles = tmp / "roles.yml"
     roles.write_text(ROLES)

@@ -1,4 +1,4 @@
-"""What the edge guard (bot/web.py ``refusal``, bot/slack/guard.py) costs a request, in-process.
+"""What the edge guard (bot/app/web.py ``refusal``, bot/slack/guard.py) costs a request, in-process.
 
     python -m bench.guard
 
@@ -17,8 +17,8 @@ from urllib.parse import urlencode
 
 from slack_bolt import BoltRequest
 
+from bot.app.web import refusal
 from bot.slack import guard
-from bot.web import refusal
 
 FORM = "application/x-www-form-urlencoded"
 

@@ -24,12 +24,12 @@ import requests
 import yaml
 
 from bench import servers
-from bot.emulator import defaults
-from bot.emulator.state import DEFAULT_SEED
+from bot.app.httpd import serve_in_thread
 from bot.flow.finder import Finder
-from bot.httpd import serve_in_thread
-from bot.standin.signing import slack_headers
-from bot.standin.slack import BOT_TOKEN
+from botdev.emulator import defaults
+from botdev.emulator.state import DEFAULT_SEED
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import BOT_TOKEN
 
 SECRET = "bench-listing-secret"  # noqa: S105 - the benchmark's own, local
 ROLES = """roles:
@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
 
-    from bot.settings import load_settings
-    from bot.web import create_wsgi
-    from bot.wiring import create_bot
+    from bot.app.web import create_wsgi
+    from bot.app.wiring import create_bot
+    from bot.core.settings import load_settings
 
     with tempfile.TemporaryDirectory(prefix="bench-listing-") as tmp:
         root = Path(tmp)

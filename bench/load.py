@@ -2,7 +2,7 @@
 
 Each connection sends its next request as soon as the previous answer is read (closed loop, as
 ``ab -c`` or ``wrk`` do). Slack requests are signed right before they are sent, exactly as Slack
-signs them (``bot.standin.signing``); alerts carry the bearer token. Latency is taken at the
+signs them (``botdev.standin.signing``); alerts carry the bearer token. Latency is taken at the
 client: from just before the request is written to the last byte of the answer.
 """
 
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bot.standin.signing import slack_headers
+from botdev.standin.signing import slack_headers
 
 
 @dataclass(frozen=True)

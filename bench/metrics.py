@@ -3,7 +3,7 @@
     python -m bench.metrics            # about 20 s on 2 cores
     python -m bench.metrics --flows 20 --scrapes 200
 
-1. Per call: each bot.metrics API call in multiprocess mode (values in mmap'd files, as under
+1. Per call: each bot.core.metrics API call in multiprocess mode (values in mmap'd files, as under
    gunicorn), in a child process with PROMETHEUS_MULTIPROC_DIR set.
 2. The same rig as ``python -m bench`` (throwaway Redis, stand-ins in their own processes, the
    bot under gunicorn, 2 workers): ``--flows`` full stop flows with their Redis round trips
@@ -42,7 +42,7 @@ CALLS = {
 
 def per_call() -> dict[str, float]:
     """Microseconds per call, best of 5 runs of 20000 (run in the child)."""
-    from bot import metrics as m
+    from bot.core import metrics as m
 
     return {name: round(min(timeit.repeat(stmt, globals={"m": m}, number=20000, repeat=5))
                         / 20000 * 1e6, 2) for name, stmt in CALLS.items()}
@@ -72,7 +72,7 @@ def sampler_cost(redis: servers.ThrowawayRedis, n: int = 200) -> dict:
     """One gauge sample's Redis commands and time, with the bot stopped (no background polls)
     and 3 channels with queued alerts."""
     from bot.alerts.queue import AlertQueue
-    from bot.metrics_sample import Sampler
+    from bot.app.metrics_sample import Sampler
 
     queue = AlertQueue(redis.client, PREFIX, 0)
     for channel in ("C1", "C2", "C3"):

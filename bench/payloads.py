@@ -7,7 +7,7 @@ import time
 from urllib.parse import urlencode
 
 from bench.load import Req
-from bot.slack.blocks import CONFIRM
+from bot.flow.blocks import CONFIRM
 
 TEAM = "T0STANDIN"
 EVENTS = "/slack/events"

@@ -55,7 +55,7 @@ def drain_watches(rig: Rig, timeout: float = 180.0) -> None:
     fire a few seconds later and would otherwise load the next phase."""
     import redis
 
-    from bot.keys import Keys
+    from bot.core.keys import Keys
 
     client = redis.Redis(port=rig.redis.port)
     try:

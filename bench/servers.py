@@ -19,8 +19,8 @@ from pathlib import Path
 
 import redis
 
-from bot.slack.blocks import CONFIRM
-from bot.standin.local import free_port, start_redis, wait_healthy
+from bot.flow.blocks import CONFIRM
+from botdev.standin.local import free_port, start_redis, wait_healthy
 
 JOB_ID = re.compile(r"job_id (\d+)")
 STOP_PATH = re.compile(r"/training-jobs/(\d+)/versions/(\d+)/stop$")
@@ -46,7 +46,7 @@ class ThrowawayRedis:
 
 # -- the stand-ins, each in its own process ------------------------------------------------------
 def _slack_process(conn) -> None:
-    from bot.standin.slack import SlackStandIn
+    from botdev.standin.slack import SlackStandIn
 
     slack = SlackStandIn()
     conn.send(slack.start())
@@ -87,7 +87,7 @@ def _request(m) -> dict:
 
 
 def _emulator_process(conn, seed: str) -> None:
-    from bot.emulator import Emulator
+    from botdev.emulator import Emulator
 
     class Timed(Emulator):
         """Stamps each request's arrival, and each stop once the store has applied it (the

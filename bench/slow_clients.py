@@ -25,7 +25,7 @@ import requests
 
 from bench import payloads, servers
 from bench.__main__ import SECRET, environment, serve
-from bot.standin.signing import slack_headers
+from botdev.standin.signing import slack_headers
 
 REQUEST = b"POST /slack/events HTTP/1.1\r\nHost: bot\r\nContent-Type: text/plain\r\n"
 FAST = 1.0   # what "still answers" means here, in seconds
@@ -122,9 +122,9 @@ def run(worker: str, args) -> dict:
 
 def stock_server() -> int:
     """``python -m bot serve`` with gunicorn's own gthread worker: the "before"."""
+    from bot.app.serve import Server
+    from bot.core.settings import load_settings
     from bot.flow.roles import load_roles
-    from bot.serve import Server
-    from bot.settings import load_settings
 
     settings = load_settings()
     load_roles(settings.ROLES_FILE)

@@ -27,13 +27,13 @@ import redis
 import requests
 
 from bot.alerts.intake import routes
-from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK, Emulator
+from bot.app.httpd import serve_in_thread
+from bot.app.web import create_wsgi
+from bot.app.wiring import create_bot
+from bot.core.settings import load_settings
 from bot.flow.roles import parse_roles
-from bot.httpd import serve_in_thread
-from bot.settings import load_settings
-from bot.standin.slack import BOT_TOKEN, SlackStandIn
-from bot.web import create_wsgi
-from bot.wiring import create_bot
+from botdev.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK, Emulator
+from botdev.standin.slack import BOT_TOKEN, SlackStandIn
 
 TOKEN = "bench-alerts-token"  # noqa: S105 - a local benchmark's own token
 NUMBER = re.compile(r"storm (\d+)\b")

@@ -51,7 +51,7 @@ class OwnRedis:
     """A redis-server of the test's own on a free port, which the test may stop and start."""
 
     def __init__(self, tmp_path) -> None:
-        from bot.standin.local import free_port
+        from botdev.standin.local import free_port
 
         self.port = free_port()
         self.dir = tmp_path
@@ -59,7 +59,7 @@ class OwnRedis:
         self.proc = None
 
     def start(self) -> None:
-        from bot.standin.local import start_redis
+        from botdev.standin.local import start_redis
 
         self.proc = start_redis(self.port, str(self.dir))
 

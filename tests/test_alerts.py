@@ -10,8 +10,8 @@ import pytest
 
 from bot.alerts.blocks import STOP_REQUEST
 from bot.alerts.parse import Alert, parse
+from bot.flow.blocks import CONFIRM
 from bot.modelarts.refs import V1Job
-from bot.slack.blocks import CONFIRM
 from tests.plugins.alerts import ALERTS_TOKEN, generic
 from tests.plugins.slack import button_value, responses
 

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot import metrics
-from bot.audit import CONTROLS, DAY_MS, FIELDS, Audit, Entry, JobFilter, select
-from bot.emulator import defaults
+from bot.app.metrics_sample import Sampler
+from bot.core import metrics
+from bot.core.keys import Keys
+from bot.flow.audit import CONTROLS, DAY_MS, FIELDS, Audit, Entry, JobFilter, select
+from bot.flow.blocks import CANCEL, CONFIRM
 from bot.flow.confirmations import Confirmation, ConfirmationStore
-from bot.keys import Keys
-from bot.metrics_sample import Sampler
 from bot.modelarts.refs import V1Job, V2Job
-from bot.slack.blocks import CANCEL, CONFIRM
-from bot.standin.local import free_port
-from bot.standin.slack import BOT_TOKEN
+from botdev.emulator import defaults
+from botdev.standin.local import free_port
+from botdev.standin.slack import BOT_TOKEN
 from tests.plugins.slack import SIGNING_SECRET, responses
 from tests.test_stop_flow import request_message
 

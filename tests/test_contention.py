@@ -9,8 +9,8 @@ import pytest
 
 from bot.alerts.blocks import STOP_REQUEST
 from bot.flow.admission import ListSlots
+from bot.flow.blocks import CANCEL, CONFIRM
 from bot.modelarts.refs import V1Job
-from bot.slack.blocks import CANCEL, CONFIRM
 from tests.plugins.slack import responses
 from tests.test_finder import (
     RESNET50,

@@ -24,9 +24,9 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from bot.emulator import defaults
-from bot.standin.signing import slack_headers
-from bot.standin.slack import BOT_TOKEN
+from botdev.emulator import defaults
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import BOT_TOKEN
 from tests.plugins.slack import SIGNING_SECRET
 from tests.test_serve import free_port
 
@@ -94,12 +94,12 @@ class TestEnvExample:
     def test_names_every_setting(self):
         text = (ROOT / ".env.example").read_text()
         names = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, re.MULTILINE))
-        from bot.settings import Settings
+        from bot.core.settings import Settings
 
         assert names == set(Settings.model_fields)
 
     def test_uncommented_it_is_a_complete_configuration(self, tmp_path):
-        from bot.settings import load_settings
+        from bot.core.settings import load_settings
 
         text = (ROOT / ".env.example").read_text()
         env = tmp_path / ".env"

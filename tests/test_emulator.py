@@ -9,7 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from bot.emulator import (
+from bot.modelarts import signer
+from bot.modelarts.models import JobVersion
+from bot.modelarts.refs import V1Job
+from botdev.emulator import (
     EMULATOR_AK,
     EMULATOR_DOMAIN,
     EMULATOR_PASSWORD,
@@ -22,9 +25,6 @@ from bot.emulator import (
     RUNNING,
     Emulator,
 )
-from bot.modelarts import signer
-from bot.modelarts.models import JobVersion
-from bot.modelarts.refs import V1Job
 
 JOB, VERSION = 182626, 278813
 BASE = f"/v1/{EMULATOR_PROJECT_ID}/training-jobs"

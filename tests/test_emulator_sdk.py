@@ -13,8 +13,8 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials  # noqa: E402
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException  # noqa: E402
 from huaweicloudsdkcore.http.http_config import HttpConfig  # noqa: E402
 
-from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK  # noqa: E402
 from bot.modelarts.refs import V2Job  # noqa: E402
+from botdev.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK  # noqa: E402
 
 RESNET = V2Job("3faf5c03-aaa1-4cbe-879d-24b05d997347")  # team-a-resnet50, Running
 COMPLETED = V2Job("2e3f4a5b-6c7d-4e8f-9a0b-1c2d3e4f5a6b")  # team-b-gan

@@ -7,9 +7,9 @@ import json
 import pytest
 import requests
 
-from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK, Emulator
 from bot.modelarts import signer
 from bot.modelarts.refs import V1Job, V2Job
+from botdev.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK, Emulator
 
 RESNET = V2Job("3faf5c03-aaa1-4cbe-879d-24b05d997347")  # team-a-resnet50, Running, 8 nodes
 PENDING = V2Job("0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d")  # team-b-llm-eval

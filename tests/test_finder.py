@@ -11,12 +11,12 @@ import time
 import pytest
 
 from bot.alerts.blocks import STOP_REQUEST
+from bot.flow import lists
+from bot.flow.blocks import CONFIRM
 from bot.flow.commands import Command, Invalid, parse
 from bot.flow.finder import Found, NameFilter
 from bot.modelarts.models import Failure, TrainingJob
 from bot.modelarts.refs import V1Job, V2Job, parse_ref
-from bot.slack import lists
-from bot.slack.blocks import CONFIRM
 from tests.plugins.slack import TEAM, button_value
 from tests.test_stop_flow import request_message, settle, wait_reply
 
@@ -517,7 +517,7 @@ class TestShell:
         assert "Stop requested for *team-a-resnet50*" in confirmed
 
     def test_render_numbers_an_ephemeral_list_button(self):
-        from bot.shell.render import Transcript
+        from botdev.shell.render import Transcript
 
         t = Transcript()
         _, blocks = lists.list_message([job("team-a-x", 1)], 0, None, [])

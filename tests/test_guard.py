@@ -1,4 +1,4 @@
-"""The edge guard (bot/slack/guard.py, bot/web.py): bodies Slack never sends get a 4xx naming
+"""The edge guard (bot/slack/guard.py, bot/app/web.py): bodies Slack never sends get a 4xx naming
 what is wrong, over real HTTP to a served bot, and nothing runs. The property tests in
 tests/test_properties.py generate such bodies at random; these are the named cases."""
 
@@ -13,8 +13,8 @@ import pytest
 from slack_bolt import BoltRequest
 
 from bot.slack.guard import MAX_DEPTH, refusal, too_deep, unbuildable
-from bot.standin.signing import slack_headers
-from bot.standin.slack import SlackStandIn
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import SlackStandIn
 from tests.plugins.slack import TEAM, responses
 from tests.test_socket_mode import command_payload, socket_bot, socket_slack  # noqa: F401
 

@@ -13,10 +13,10 @@ import requests
 from pydantic import SecretStr
 
 from bench import wan
-from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK
 from bot.modelarts.auth import AkSkAuth
 from bot.modelarts.client import ModelArtsClient
 from bot.modelarts.models import Failure
+from botdev.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK
 
 JOB, VERSION = 182626, 278813  # team-a-resnet in the default jobs
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from bot.core.settings import Settings, load_settings
 from bot.flow.roles import parse_roles
-from bot.settings import Settings, load_settings
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (the dev extra) is not installed")
@@ -27,7 +27,7 @@ DIR = ROOT / "deploy" / "kubernetes"
 # the newest schema the package bundles.
 VERSIONS = ["1.28.0", kubernetes_validate.utils.latest_version() + ".0"]
 # Read from the environment by something other than Settings.
-NOT_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR": "bot/serve.py"}
+NOT_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR": "bot/app/serve.py"}
 MIB = 1024 * 1024 / 1e6   # MB per MiB
 
 
@@ -91,7 +91,7 @@ class TestSettings:
     def test_every_env_name_is_a_setting(self):
         names = set(config()) | set(secret()) | {e["name"] for e in container().get("env", [])}
         unknown = names - set(Settings.model_fields) - set(NOT_SETTINGS)
-        assert not unknown, f"not settings of bot/settings.py: {sorted(unknown)}"
+        assert not unknown, f"not settings of bot/core/settings.py: {sorted(unknown)}"
         for name, reader in NOT_SETTINGS.items():
             assert name in (ROOT / reader).read_text()
 

@@ -23,16 +23,16 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import metrics
-from bot.emulator import defaults
-from bot.keys import Keys
-from bot.metrics_sample import Sampler
-from bot.metrics_web import kind_of
+from bot.app.metrics_sample import Sampler
+from bot.app.metrics_web import kind_of
+from bot.core import metrics
+from bot.core.keys import Keys
+from bot.flow.blocks import CONFIRM
 from bot.modelarts.refs import V1Job
-from bot.slack.blocks import CONFIRM
-from bot.standin.local import free_port, wait_healthy
-from bot.standin.signing import slack_headers
-from bot.standin.slack import BOT_TOKEN
+from botdev.emulator import defaults
+from botdev.standin.local import free_port, wait_healthy
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import BOT_TOKEN
 from tests.plugins.alerts import ALERTS_TOKEN, AlertBot, generic
 from tests.plugins.slack import SIGNING_SECRET
 from tests.test_stop_flow import request_message, stop_and_confirm
@@ -65,7 +65,7 @@ def scrape(server, token: str | None = None) -> Samples:
 
 
 def exported_names() -> set[str]:
-    """Every sample name the bot's /metrics can show: bot.metrics' objects and process_*."""
+    """Every sample name the bot's /metrics can show: bot.core.metrics' objects and process_*."""
     names = {"process_cpu_seconds_total", "process_resident_memory_bytes",
              "process_virtual_memory_bytes", "process_start_time_seconds", "process_open_fds",
              "process_max_fds"}
@@ -98,10 +98,10 @@ def promql_metric_names(expr: str) -> set[str]:
 
 @pytest.fixture
 def serve_bot(bot_settings, slack_api):
-    """A replica served as ``serve`` composes it (bot.serve.application), with the alert intake
+    """A replica served as ``serve`` composes it (bot.app.serve.application), with the alert intake
     on and its dispatcher stopped, so queued alerts stay queued."""
-    from bot.serve import application
-    from bot.wiring import create_bot
+    from bot.app.serve import application
+    from bot.app.wiring import create_bot
 
     servers: list[AlertBot] = []
 
@@ -354,9 +354,10 @@ class TestRulesAndDashboard:
 
 class TestStorage:
     def test_files_are_used_even_when_prometheus_client_was_imported_first(self, tmp_path):
-        """bench.baseline imports bot.web (and so prometheus-client) before bot.serve."""
-        code = ("import os, glob, bot.web; from bot import metrics; from bot.serve import "
-                "metrics_dir; path, own = metrics_dir(); metrics.decision('confirmed'); "
+        """bench.baseline imports bot.app.web (and so prometheus-client) before bot.app.serve."""
+        code = ("import os, glob, bot.app.web; from bot.core import metrics; "
+                "from bot.app.serve import metrics_dir; path, own = metrics_dir(); "
+                "metrics.decision('confirmed'); "
                 "metrics.OWED_PENDING.set(3); "
                 "print(sorted(os.path.basename(f) for f in glob.glob(path + '/*.db')))")
         (tmp_path / "old_1.db").write_bytes(b"stale")

@@ -13,7 +13,14 @@ from pydantic import SecretStr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bot.emulator import (
+from bot.core.errors import InvalidIdError
+from bot.core.settings import load_settings
+from bot.modelarts import models
+from bot.modelarts.auth import IAM_AUTH_FAILED, AkSkAuth
+from bot.modelarts.client import ModelArtsClient, build_client, hint_for
+from bot.modelarts.models import Failure, JobVersion, StopOutcome
+from bot.modelarts.refs import V1Job
+from botdev.emulator import (
     EMULATOR_AK,
     EMULATOR_PASSWORD,
     EMULATOR_PROJECT_ID,
@@ -23,14 +30,7 @@ from bot.emulator import (
     KILLING,
     RUNNING,
 )
-from bot.errors import InvalidIdError
-from bot.modelarts import models
-from bot.modelarts.auth import IAM_AUTH_FAILED, AkSkAuth
-from bot.modelarts.client import ModelArtsClient, build_client, hint_for
-from bot.modelarts.models import Failure, JobVersion, StopOutcome
-from bot.modelarts.refs import V1Job
-from bot.settings import load_settings
-from bot.standin.local import free_port
+from botdev.standin.local import free_port
 
 JOB, VERSION = 182626, 278813  # team-a-resnet, running in the default jobs
 OTHER_JOB, OTHER_VERSION = 182700, 279001
@@ -414,10 +414,10 @@ class TestV2:
         assert times == sorted(times, reverse=True)
 
     def test_timeout_of_a_terminate_is_unknown_and_sent_once(self, emulator, http_session):
-        from bot.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK
         from bot.modelarts.auth import AkSkAuth
         from bot.modelarts.client import ModelArtsClient
         from bot.modelarts.refs import V2Job
+        from botdev.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, EMULATOR_SK
 
         client = ModelArtsClient(emulator.base_url, EMULATOR_PROJECT_ID,
                                  AkSkAuth(EMULATOR_AK, SecretStr(EMULATOR_SK),

@@ -10,11 +10,11 @@ from dataclasses import replace
 
 import requests
 
+from bot.core.keys import Keys
+from bot.flow.blocks import CONFIRM
 from bot.flow.confirmations import Result
 from bot.flow.outcomes import OwedReplies
-from bot.keys import Keys
 from bot.modelarts.refs import V1Job
-from bot.slack.blocks import CONFIRM
 from tests.plugins.slack import button_value
 from tests.test_stop_flow import JOB, VERSION, request_message
 

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.alerts.blocks import STOP_REQUEST
+from bot.flow.blocks import CANCEL, CONFIRM
 from bot.flow.commands import Command, Invalid, parse
 from bot.modelarts.refs import MAX_ID, V1Job, V2Job
-from bot.slack.blocks import CANCEL, CONFIRM
 from bot.slack.guard import MAX_DEPTH
-from bot.standin.signing import slack_headers
+from botdev.standin.signing import slack_headers
 from tests.plugins.slack import TEAM
 from tests.test_guard import stops
 from tests.test_stop_flow import JOB, VERSION, request_message
@@ -184,7 +184,7 @@ class TestClicks:
 
 
 def _signed_bytes(bot):
-    from bot.standin.signing import slack_headers
+    from botdev.standin.signing import slack_headers
 
     def post(raw: bytes):
         return bot.http.post(bot.url + "/slack/events", data=raw,
@@ -418,8 +418,8 @@ class TestNoInjection:
 
     @given(outside, st.integers(0, 3))
     def test_no_job_name_changes_the_markup_of_a_list(self, name, hidden):
+        from bot.flow import lists
         from bot.modelarts.models import TrainingJob
-        from bot.slack import lists
 
         def fields(n):
             jobs = [TrainingJob(id=f"{i:08x}-aaaa-4bbb-8ccc-{i:012x}", name=n, phase="Running",

@@ -16,8 +16,14 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from bot import doctor
-from bot.emulator import (
+from bot.app import doctor
+from bot.core.settings import load_settings
+from bot.modelarts import models
+from bot.modelarts.auth import TOKEN_HEADER, AkSkAuth, IamTokenAuth
+from bot.modelarts.client import ModelArtsClient, hint_for
+from bot.modelarts.models import Failure
+from bot.modelarts.refs import JobRef, V1Job, V2Job
+from botdev.emulator import (
     EMULATOR_AK,
     EMULATOR_DOMAIN,
     EMULATOR_PASSWORD,
@@ -25,12 +31,6 @@ from bot.emulator import (
     EMULATOR_SK,
     EMULATOR_USERNAME,
 )
-from bot.modelarts import models
-from bot.modelarts.auth import TOKEN_HEADER, AkSkAuth, IamTokenAuth
-from bot.modelarts.client import ModelArtsClient, hint_for
-from bot.modelarts.models import Failure
-from bot.modelarts.refs import JobRef, V1Job, V2Job
-from bot.settings import load_settings
 
 V1_RUNNING = V1Job(182626, 278813)                          # team-a-resnet
 V2_RUNNING = V2Job("3faf5c03-aaa1-4cbe-879d-24b05d997347")  # team-a-resnet50

@@ -1,7 +1,7 @@
 """The bot on a real 3-master Redis Cluster (tests/plugins/topologies.py), with {flow}, {alerts}
 and {iam} each on its own master: the stop flow end to end, 20 concurrent confirms, an alert
 storm. redis-py's RedisCluster refuses a script, MULTI or multi-key command whose keys span slots,
-so these passing shows every such step keeps to one subsystem's hash tag (bot/keys.py)."""
+so these passing shows every such step keeps to one subsystem's hash tag (bot/core/keys.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from bot import doctor
-from bot.errors import ConfigError
+from bot.app import doctor
+from bot.core.errors import ConfigError
+from bot.core.redis_conn import connect
+from bot.core.settings import load_settings
+from bot.flow.blocks import CONFIRM
 from bot.modelarts.refs import V1Job
-from bot.redis_conn import connect
-from bot.settings import load_settings
-from bot.slack.blocks import CONFIRM
-from bot.standin.local import free_port
-from bot.standin.topologies import Procs, start_cluster
+from botdev.standin.local import free_port
+from botdev.standin.topologies import Procs, start_cluster
 from tests.plugins.slack import button_value
 from tests.test_alert_storm import (  # noqa: F401 - limited is a fixture
     CHANNELS,

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 
 from bench.failover import Flows, run_flows
-from bot import doctor
-from bot.errors import ConfigError
-from bot.settings import load_settings
-from bot.standin.local import free_port
+from bot.app import doctor
+from bot.core.errors import ConfigError
+from bot.core.settings import load_settings
+from botdev.standin.local import free_port
 from tests.plugins.slack import SIGNING_SECRET
 from tests.test_stop_flow import JOB, VERSION, wait_reply
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import redis
 
-from bot import doctor
-from bot.errors import ConfigError
+from bot.app import doctor
+from bot.core.errors import ConfigError
+from bot.core.redis_conn import connect
+from bot.core.settings import load_settings
 from bot.modelarts.refs import V1Job
-from bot.redis_conn import connect
-from bot.settings import load_settings
 from tests.plugins.alerts import generic
 from tests.test_stop_flow import JOB, VERSION, stop_and_confirm, wait_reply
 

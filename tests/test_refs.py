@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.errors import InvalidIdError
-from bot.keys import Keys
+from bot.core.errors import InvalidIdError
+from bot.core.keys import Keys
 from bot.modelarts.refs import V1Job, V2Job, parse_ref, ref_from_words
 
 UUID = "3faf5c03-aaa1-4cbe-879d-24b05d997347"
@@ -59,8 +59,8 @@ class TestKeys:
             Keys("a{b}:")
 
     def test_settings_refuse_a_prefix_with_braces(self):
-        from bot.errors import ConfigError
-        from bot.settings import load_settings
+        from bot.core.errors import ConfigError
+        from bot.core.settings import load_settings
 
         with pytest.raises(ConfigError, match="REDIS_KEY_PREFIX may not contain"):
             load_settings(REDIS_KEY_PREFIX="{bot}:")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from slack_sdk import WebClient
 
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
+from bot.core.keys import Keys
 from bot.flow.roles import RoleChecker, parse_roles
-from bot.keys import Keys
-from bot.standin.slack import BOT_TOKEN
+from botdev.standin.slack import BOT_TOKEN
 from tests.plugins.slack import ROLES
 
 

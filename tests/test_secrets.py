@@ -12,11 +12,17 @@ import time
 import pytest
 import requests
 
-from bot.emulator import EMULATOR_DOMAIN, EMULATOR_PROJECT_NAME, EMULATOR_USERNAME, Emulator, User
-from bot.logs import JsonFormatter, ScrubSecrets
+from bot.core.logs import JsonFormatter, ScrubSecrets
+from bot.flow.blocks import CONFIRM
 from bot.modelarts.refs import V1Job
-from bot.slack.blocks import CONFIRM
-from bot.standin.slack import SlackStandIn
+from botdev.emulator import (
+    EMULATOR_DOMAIN,
+    EMULATOR_PROJECT_NAME,
+    EMULATOR_USERNAME,
+    Emulator,
+    User,
+)
+from botdev.standin.slack import SlackStandIn
 from tests.plugins.alerts import AlertBot
 from tests.test_stop_flow import JOB, VERSION, request_message
 
@@ -47,7 +53,7 @@ def emulator():
 
 class Capture(logging.Handler):
     """Every record at DEBUG: ``raw`` formats it before any filter ran; the scrubbed handler is
-    what ``bot.logs.setup`` installs."""
+    what ``bot.core.logs.setup`` installs."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -77,8 +83,8 @@ def logs():
 @pytest.fixture(params=["aksk", "iam"])
 def secret_bot(request, bot_settings, slack_api, emulator):
     from bot.alerts.intake import routes
-    from bot.web import create_wsgi
-    from bot.wiring import create_bot
+    from bot.app.web import create_wsgi
+    from bot.app.wiring import create_bot
 
     auth = ({"MODELARTS_SK": SK} if request.param == "aksk" else {
         "MODELARTS_AK": None, "MODELARTS_SK": None, "MODELARTS_IAM_ENDPOINT": emulator.base_url,

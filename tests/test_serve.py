@@ -11,12 +11,12 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from bot.emulator import defaults
+from bot.flow.blocks import CONFIRM
 from bot.modelarts.refs import V1Job
-from bot.slack.blocks import CONFIRM
-from bot.standin.local import free_port, wait_healthy
-from bot.standin.signing import slack_headers
-from bot.standin.slack import BOT_TOKEN
+from botdev.emulator import defaults
+from botdev.standin.local import free_port, wait_healthy
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import BOT_TOKEN
 from tests.plugins.slack import SIGNING_SECRET, button_value
 
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from bot.errors import ConfigError
-from bot.settings import load_settings
+from bot.core.errors import ConfigError
+from bot.core.settings import load_settings
 
 SECRET = "sk-very-distinctive-9f8e7d"  # noqa: S105
 
@@ -131,7 +131,7 @@ class TestEmptyIsUnset:
             create_app(None, None, "")  # type: ignore[arg-type]
 
     def test_the_http_edge_refuses_an_app_without_a_verifier(self):
-        from bot.web import signed
+        from bot.app.web import signed
 
         class NoVerifier:
             verifier = None

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bot.shell.render import Transcript, mrkdwn
+from botdev.shell.render import Transcript, mrkdwn
 
 SCRIPT = """\
 # a full stop, the way Slack would carry it

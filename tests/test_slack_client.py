@@ -16,8 +16,8 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bench import wan
 from bot.slack.client import PooledWebClient
-from bot.standin.local import free_port
-from bot.standin.slack import BOT_TOKEN
+from botdev.standin.local import free_port
+from botdev.standin.slack import BOT_TOKEN
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Slow clients against ``serve`` (bot.worker): a thread is only given a complete request."""
+"""Slow clients against ``serve`` (bot.app.worker): a thread is only given a complete request."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from bot import web, worker
-from bot.emulator import defaults
-from bot.standin.local import free_port, wait_healthy
-from bot.standin.signing import slack_headers
-from bot.standin.slack import BOT_TOKEN
+from bot.app import web, worker
+from botdev.emulator import defaults
+from botdev.standin.local import free_port, wait_healthy
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import BOT_TOKEN
 from tests.plugins.slack import SIGNING_SECRET
 
 THREADS = 2

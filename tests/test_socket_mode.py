@@ -20,10 +20,10 @@ import requests
 websockets_sync = pytest.importorskip("websockets.sync.server",
                                       reason="websockets (the dev extra) is not installed")
 
+from bot.flow.blocks import CONFIRM  # noqa: E402
 from bot.modelarts.refs import V1Job  # noqa: E402
-from bot.slack.blocks import CONFIRM  # noqa: E402
-from bot.standin.local import free_port, wait_healthy  # noqa: E402
-from bot.standin.slack import APP_TOKEN, BOT_TOKEN  # noqa: E402
+from botdev.standin.local import free_port, wait_healthy  # noqa: E402
+from botdev.standin.slack import APP_TOKEN, BOT_TOKEN  # noqa: E402
 from tests.plugins.slack import TEAM, button_value  # noqa: E402
 
 
@@ -121,8 +121,8 @@ def socket_slack(slack_api):
 @pytest.fixture
 def socket_bot(bot_settings, socket_slack):
     """A bot connected over Socket Mode (no signing secret, no HTTP for Slack)."""
-    from bot.socket_mode import create_handler
-    from bot.wiring import create_bot
+    from bot.app.socket_mode import create_handler
+    from bot.app.wiring import create_bot
 
     bot = create_bot(bot_settings(SLACK_APP_TOKEN=APP_TOKEN, SLACK_SIGNING_SECRET=None),
                      session=requests.Session())
@@ -175,7 +175,7 @@ class TestSocketMode:
 def test_serve_with_an_app_token_uses_socket_mode_and_serves_healthz(
         emulator, slack_api, socket_slack, redis_url, key_prefix, roles_file, tmp_path):
     """``modelarts-bot serve`` with SLACK_APP_TOKEN: no signing secret, /healthz on PORT."""
-    from bot.emulator import defaults
+    from botdev.emulator import defaults
 
     port = free_port()
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}

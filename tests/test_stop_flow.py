@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot.audit import Audit
-from bot.keys import Keys
+from bot.core.keys import Keys
+from bot.flow.audit import Audit
+from bot.flow.blocks import CANCEL, CONFIRM
 from bot.modelarts.refs import V1Job
-from bot.slack.blocks import CANCEL, CONFIRM
 from tests.plugins.slack import SIGNING_SECRET, button_value, responses
 
 JOB, VERSION = 182626, 278813          # team-a-resnet, RUNNING
@@ -426,7 +426,7 @@ class TestDecisionLog:
                                                         caplog):
         import logging
 
-        from bot.logs import JsonFormatter
+        from bot.core.logs import JsonFormatter
 
         caplog.set_level(logging.INFO, logger="bot.decision")
         bot = make_bot()

@@ -12,13 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bot.alerts.blocks import STOP_REQUEST
-from bot.emulator import (
+from bot.flow.blocks import CONFIRM
+from bot.modelarts.refs import V2Job
+from botdev.emulator import (
     EMULATOR_DOMAIN,
     EMULATOR_PASSWORD,
     EMULATOR_USERNAME,
 )
-from bot.modelarts.refs import V2Job
-from bot.slack.blocks import CONFIRM
 from tests.plugins.alerts import generic
 from tests.plugins.slack import button_value, responses
 from tests.test_stop_flow import request_message, stop_and_confirm

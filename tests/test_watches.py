@@ -10,13 +10,13 @@ from urllib.parse import urlencode
 
 import pytest
 
+from bot.core.keys import Keys
+from bot.flow import blocks as b
+from bot.flow.blocks import CONFIRM
 from bot.flow.confirmations import Confirmation, Result
 from bot.flow.outcomes import OwedReplies
 from bot.flow.watches import Watches
-from bot.keys import Keys
 from bot.modelarts.refs import V1Job, V2Job
-from bot.slack import blocks as b
-from bot.slack.blocks import CONFIRM
 from tests.plugins.alerts import generic
 from tests.plugins.slack import TEAM, button_value
 from tests.test_stop_flow import JOB, VERSION, request_message

@@ -1,7 +1,7 @@
 """The alert message: pure builders from an alert record to Slack text and Block Kit.
 
 Every field of the alert came from the sender, so every one goes through
-``bot.slack.blocks.escape`` wherever it is shown, the fallback ``text`` included (Slack renders
+``bot.flow.blocks.escape`` wherever it is shown, the fallback ``text`` included (Slack renders
 it as mrkdwn in notifications): one line each, except the description, which keeps its lines.
 The notes (``Shown.outcome``) are lines this bot built, already escaped.
 """
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from bot.alerts.parse import Alert
-from bot.slack.blocks import context, escape, mention, section
+from bot.flow.blocks import context, escape, mention, section
 
 STOP_REQUEST = "modelarts_stop_request"
 SEVERITY_EMOJI = {"critical": ":red_circle:", "error": ":red_circle:", "warning": ":warning:",

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 
 import redis
 
-from bot import metrics
 from bot.alerts.parse import MAX_BODY, parse
 from bot.alerts.queue import AlertQueue, Full
-from bot.settings import Settings
+from bot.core import metrics
+from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 Wsgi = Callable[[dict, Callable], Iterable[bytes]]

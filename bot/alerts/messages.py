@@ -11,10 +11,10 @@ from slack_sdk.errors import SlackClientError
 
 from bot.alerts import blocks as ab
 from bot.alerts.queue import AlertQueue
+from bot.flow.blocks import section
 from bot.flow.confirmations import Confirmation
 from bot.modelarts.models import StopOutcome
 from bot.modelarts.refs import JobRef
-from bot.slack.blocks import section
 
 log = logging.getLogger(__name__)
 

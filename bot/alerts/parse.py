@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.errors import InvalidIdError
+from bot.core.errors import InvalidIdError
 from bot.modelarts.refs import (
     JobRef,
     V1Job,

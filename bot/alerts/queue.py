@@ -1,7 +1,7 @@
 """The alert queue in Redis: one list per channel, a sorted set of channels with work, a lease per
 channel, and a "not before" time per channel. Every replica's dispatcher drains the same queue.
 
-Keys, all from ``Keys.alert`` (bot/keys.py): ``{prefix}{alerts}:<part>``. The one ``{alerts}``
+Keys, all from ``Keys.alert`` (bot/core/keys.py): ``{prefix}{alerts}:<part>``. The one ``{alerts}``
 hash tag puts every key of the queue on one Redis Cluster slot, so each script below and each
 MULTI may touch any of them (the scripts span channels and identities).
   q:{channel}          list of queued items (JSON), oldest first: the channel's order
@@ -36,7 +36,7 @@ import redis
 
 from bot.alerts.blocks import Shown
 from bot.alerts.parse import Alert
-from bot.keys import Keys
+from bot.core.keys import Keys
 
 # What reads a msg:{channel}:{ts} record: a click on the alert's Stop button (the job it was
 # posted for, AlertMessages.ref), a duplicate's "seen N times" and a resolve (the dispatcher),

@@ -35,8 +35,8 @@ from typing import Generic, TypeVar
 
 import redis
 
+from bot.core.logs import decision
 from bot.flow.roles import RoleChecker
-from bot.logs import decision
 
 T = TypeVar("T")
 Notify = Callable[[str], None]

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from bot.errors import InvalidIdError
+from bot.core.errors import InvalidIdError
 from bot.modelarts.refs import V2_SHAPE, JobRef, ref_from_words
 
 MAX_TEXT = 200

@@ -10,16 +10,16 @@ from enum import StrEnum
 
 import redis
 
-from bot.audit import AUDIT_LUA, Audit
-from bot.keys import Keys
+from bot.core.keys import Keys
+from bot.flow.audit import AUDIT_LUA, Audit
 from bot.modelarts.refs import JobRef, parse_ref
 
 # Consume a pending confirmation, atomically; on a confirm, owe its outcome reply in the same
-# step; audit the click (bot.audit) in the same step.
+# step; audit the click (bot.flow.audit) in the same step.
 # KEYS[1] pending record, KEYS[2] done marker, KEYS[3] owed-replies zset, KEYS[4] owed-replies
 # hash (bot.flow.outcomes), only with ARGV[4], KEYS[5] confirmation index, KEYS[6] audit stream,
 # KEYS[7..] keys to read with it (the usergroup cache the role re-check reads next); all under
-# the {flow} tag (bot.keys)
+# the {flow} tag (bot.core.keys)
 # ARGV[1] clicking user, ARGV[2] new state ("confirmed"|"cancelled"), ARGV[3] marker TTL seconds,
 # ARGV[4] owner of the owed reply ("" = owe none), ARGV[5] the click's message ts,
 # ARGV[6] the owner's lease ms, ARGV[7] confirmation id, ARGV[8] audit retention ms ("" = no
@@ -68,8 +68,8 @@ return {'ok', v, audited(audit_confirmation(c, {event=ARGV[2], user=ARGV[1]})), 
 """
 
 # Store a new confirmation (SET NX EX), index it by expiry (dropping expired ids) and audit
-# "requested" (bot.audit), in one step.
-# KEYS[1] pending record, KEYS[2] confirmation index, KEYS[3] audit stream (bot.keys, {flow})
+# "requested" (bot.flow.audit), in one step.
+# KEYS[1] pending record, KEYS[2] confirmation index, KEYS[3] audit stream (bot.core.keys, {flow})
 # ARGV[1] record JSON, ARGV[2] TTL seconds, ARGV[3] confirmation id, ARGV[4] audit retention ms
 # ("" = no audit)
 # returns {1, lost} when stored, {0, ""} when that id exists; lost "1": the entry was not written
@@ -178,7 +178,7 @@ def new_id() -> str:
 
 class ConfirmationStore:
     """Every call is one Redis round trip; RedisError propagates to the caller. Each step is
-    audited in its own script (``audit``: bot.audit; a default one keeps 90 days)."""
+    audited in its own script (``audit``: bot.flow.audit; a default one keeps 90 days)."""
 
     def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int,
                  audit: Audit | None = None) -> None:
@@ -210,7 +210,7 @@ class ConfirmationStore:
             self.audit.lost("failed")
 
     def pending(self) -> int:
-        """Confirmations waiting for a click (a gauge, bot.metrics_sample): one round trip."""
+        """Confirmations waiting for a click (a gauge, bot.app.metrics_sample): one round trip."""
         return int(self._pending(keys=[self.keys.confirm_index()]))
 
     def consume(self, cid: str, user: str, state: str, also_get: Sequence[str] = (),

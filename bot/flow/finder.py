@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 
 import redis
 
-from bot.errors import InvalidIdError
+from bot.core.errors import InvalidIdError
+from bot.flow import lists
 from bot.flow.admission import BUSY, ListSlots, SharedScan
 from bot.flow.stop import StopFlow
 from bot.modelarts.models import RUNNING, STOPPABLE_PHASES, Failure, Job
 from bot.modelarts.refs import JobRef
-from bot.slack import lists
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``/modelarts history``: a job's last audit entries (bot.audit), shown to mapped users only.
+"""``/modelarts history``: a job's last audit entries (bot.flow.audit), shown to mapped users only.
 
 It reads the newest HISTORY_SCAN entries of the stream (XREVRANGE, BATCH a call) and keeps the
 job's: no per-job index to keep in step with the stream's trimming. When the job's entries are
@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import redis
 
-from bot.audit import HISTORY_SCAN, Audit, Entry, JobFilter, select
+from bot.flow import blocks as b
+from bot.flow.audit import HISTORY_SCAN, Audit, Entry, JobFilter, select
 from bot.flow.roles import RoleChecker
 from bot.modelarts.refs import JobRef
-from bot.slack import blocks as b
 
 LAST = 10
 REDIS_DOWN = "I can't reach my state store (Redis), so I can't show the history. Try again shortly."

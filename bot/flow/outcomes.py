@@ -14,7 +14,7 @@ its thread, even when the replica dies right after sending it, or Slack refuses 
         (accepted or unknown outcome) kept in the entry, or an "unknown" one for an interrupted
         stop; so a replica dying anywhere between the stop and the reply still leaves a watch.
 
-Keys (bot.keys: Keys.owed()): a zset  cid -> due (Redis ms)
+Keys (bot.core.keys: Keys.owed()): a zset  cid -> due (Redis ms)
                               a hash  cid -> JSON {c: record JSON, user, owner, stage, text,
                                                    tries, ts: the click's message ts}
 An owner that was too slow (its entry claimed) posts nothing: the claimer posts. What remains is
@@ -35,11 +35,11 @@ import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.audit import AUDIT_LUA, Audit
+from bot.core.keys import Keys
+from bot.flow import blocks as b
+from bot.flow.audit import AUDIT_LUA, Audit
 from bot.flow.confirmations import Confirmation, Owe
 from bot.flow.poller import Poller
-from bot.keys import Keys
-from bot.slack import blocks as b
 
 if TYPE_CHECKING:
     from bot.flow.watches import Watches
@@ -64,7 +64,7 @@ return 1
 # KEYS[1] zset, KEYS[2] hash; ARGV[1] cid, ARGV[2] owner, ARGV[3] new owner ("" = none),
 # ARGV[4] stage ("" = keep), ARGV[5] text ("" = keep), ARGV[6] ms until due, ARGV[7] tries to add,
 # ARGV[8] the watch to open once the reply is posted (bot.flow.watches entry JSON; "" = keep),
-# ARGV[9] the audit entry its DONE appends (bot.audit entry JSON; "" = keep)
+# ARGV[9] the audit entry its DONE appends (bot.flow.audit entry JSON; "" = keep)
 # returns 1 if changed, 0 if the entry is gone or another owner holds it
 SET = _NOW + """
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
@@ -84,7 +84,7 @@ return 1
 
 # The reply landed (or was given up): forget the entry, only for its owner, and open the watch
 # that follows the stop (bot.flow.watches), unless one is open already; and append the stop's
-# audit entry (bot.audit).
+# audit entry (bot.flow.audit).
 # KEYS[1] zset, KEYS[2] hash; KEYS[3] watches zset, KEYS[4] watches hash (only with ARGV[3]),
 # KEYS[5] audit stream (only with ARGV[5])
 # ARGV[1] cid, ARGV[2] owner, ARGV[3] watch entry JSON ("" = none), ARGV[4] ms until its check,
@@ -159,7 +159,7 @@ class OwedReplies:
         itself: a refused post is handed back (due after Retry-After), so a post never outlasts
         the lease it was started under. ``watches``: each stop is followed to its end, the watch
         opened by the DONE that records its reply (None: no watches). ``audit``: where that DONE
-        appends the stop's audit entry (default: a 90-day bot.audit.Audit)."""
+        appends the stop's audit entry (default: a 90-day bot.flow.audit.Audit)."""
         self.redis = client
         self.keys = Keys(prefix).owed()
         self.audit = audit or Audit(client, prefix)
@@ -181,7 +181,7 @@ class OwedReplies:
 
     def cancel(self, cid: str, owe: Owe, audit: str = "") -> None:
         """No stop will be sent (the role re-check failed): nothing is owed. ``audit``: the
-        entry (bot.audit JSON) that says why, appended by the same DONE."""
+        entry (bot.flow.audit JSON) that says why, appended by the same DONE."""
         try:
             self._finish(cid, owe.owner, audit=audit)
         except redis.RedisError:
@@ -194,7 +194,7 @@ class OwedReplies:
                 follow: tuple[str, str] | None = None, audit: str = "") -> None:
         """Post the outcome the owner knows. If Redis or Slack is down, recovery posts later.
         ``follow``: (watch kind, confirming user): the watch to open once the reply is posted.
-        ``audit``: the stop's audit entry (bot.audit JSON), appended by the DONE of the reply.
+        ``audit``: the stop's audit entry (bot.flow.audit JSON), appended by the DONE of the reply.
 
         While at least POST_LEASE_MS of the lease is left, the entry is certainly still this
         owner's (recovery claims only once it is due), so it posts straight away; later, it

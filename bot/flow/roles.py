@@ -13,8 +13,8 @@ import yaml
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.errors import ConfigError
-from bot.keys import Keys
+from bot.core.errors import ConfigError
+from bot.core.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -15,15 +15,15 @@ import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot import metrics
+from bot.core import metrics
+from bot.core.logs import decision
+from bot.flow import blocks as b
 from bot.flow.confirmations import Confirmation, ConfirmationStore, Owe, Result, new_id
 from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker
-from bot.logs import decision
 from bot.modelarts.hints import hint_for
 from bot.modelarts.models import Failure, Job, StopOutcome
 from bot.modelarts.refs import JobRef
-from bot.slack import blocks as b
 
 log = logging.getLogger(__name__)
 Notify = Callable[[str], None]

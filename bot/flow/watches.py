@@ -10,7 +10,7 @@
         SET the text cleared (took effect) │ Slack refused: SET, due after a backoff
     A failed look-up is retried at the next tick, never reported as final. Nothing is stopped.
 
-Keys (bot.keys: Keys.watches()): a zset  id -> next check (Redis ms); id = the confirmation id
+Keys (bot.core.keys: Keys.watches()): a zset  id -> next check (Redis ms); id = the confirmation id
                                  a hash  id -> JSON {c, user, kind: accepted|unknown, since,
                                      deadline, span (epoch s), owner, say, blocks, end, tries,
                                      checks, state, error}
@@ -34,13 +34,13 @@ import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
-from bot.audit import AUDIT_LUA, Audit
+from bot.core.keys import Keys
+from bot.flow import blocks as b
+from bot.flow.audit import AUDIT_LUA, Audit
 from bot.flow.confirmations import Confirmation
 from bot.flow.outcomes import CLAIM, MAX_TRIES, patient, retry_ms
 from bot.flow.poller import Poller
-from bot.keys import Keys
 from bot.modelarts.models import Failure
-from bot.slack import blocks as b
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class Watches:
             patient(lambda: self._save(wid, token, e, "", self.interval_ms, audit))
 
     def _verified(self, e: dict, c: Confirmation) -> str:
-        """The audit entry for what the watch is about to say (bot.audit entry JSON): outcome
+        """The audit entry for what the watch is about to say (bot.flow.audit entry JSON): outcome
         stopped, ended_on_its_own, took_effect, not_taken_effect or deadline."""
         return self.audit.entry("verified", c, user=e["user"], outcome=e.get("verdict"),
                                 state=e.get("state"), error_code=e.get("error"))

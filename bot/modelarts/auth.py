@@ -18,7 +18,7 @@ import redis
 import requests
 from pydantic import SecretStr
 
-from bot.keys import Keys
+from bot.core.keys import Keys
 from bot.modelarts import signer
 from bot.modelarts.models import Failure
 from bot.modelarts.redirects import redirect_failure

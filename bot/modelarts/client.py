@@ -23,15 +23,15 @@ import requests
 from pydantic import SecretStr
 from urllib3.exceptions import NewConnectionError
 
-from bot import metrics
-from bot.errors import ConfigError
+from bot.core import metrics
+from bot.core.errors import ConfigError
+from bot.core.settings import Settings
 from bot.modelarts import models, signer
 from bot.modelarts.auth import TOKEN_HEADER, AkSkAuth, AuthError, IamTokenAuth
 from bot.modelarts.hints import GATEWAY_AUTH_CODES, TOKEN_CODES, hint_for
 from bot.modelarts.models import Failure, Job, JobVersion, StopOutcome, TrainingJob
 from bot.modelarts.redirects import redirect_failure
 from bot.modelarts.refs import JobRef, V1Job, V2Job, validate_training_job_id
-from bot.settings import Settings
 
 __all__ = ["ModelArtsClient", "build_client", "hint_for"]
 

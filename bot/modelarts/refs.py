@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.errors import InvalidIdError
+from bot.core.errors import InvalidIdError
 
 MAX_ID = 2**63 - 1  # v1 ids are Long in the API
 # v2 ids: a UUID in every sample, 32 letters and digits on one page: accept both, loosely.

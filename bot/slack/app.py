@@ -10,7 +10,7 @@ from slack_bolt.request.internals import build_context
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
 from bot.flow.finder import Finder
 from bot.flow.stop import StopFlow
 from bot.slack.guard import form_read_as_payload, refusal, signed, unbuildable

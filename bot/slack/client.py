@@ -9,7 +9,7 @@ reads it there), a failed connection ``URLError``, a dropped one ``RemoteDisconn
 ``ConnectionResetError``, a slow answer ``TimeoutError``: so ``ConnectionErrorRetryHandler`` and
 ``RateLimitErrorRetryHandler`` work unchanged. Written against slack_sdk 3.x's
 ``BaseClient._perform_urllib_http_request_internal`` (the version is pinned in pyproject.toml).
-Each method call (retries included) is timed in ``bot.metrics`` (``observe_slack``).
+Each method call (retries included) is timed in ``bot.core.metrics`` (``observe_slack``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
-from bot import metrics
+from bot.core import metrics
 
 POOL_SIZE = 16   # kept connections per host: >= the threads that call Slack in one process
 

@@ -17,7 +17,7 @@ each of those raises, and Bolt answers 500 (or its error handler raises again). 
   post to any host a signed (or socket) body names.
 
 ``refusal(body, response_urls=...)`` says why not, or None; ``unbuildable(body)`` whether Bolt
-can build a request at all (Socket Mode asks before Bolt does; HTTP: bot/web.py); ``signed`` is
+can build a request at all (Socket Mode asks before Bolt does; HTTP: bot/app/web.py); ``signed`` is
 Bolt's signature check without its exceptions (GuardedApp runs it first). A new kind of
 listener: add its kind and fields here.
 """

@@ -37,8 +37,8 @@ def make_alert_bot(bot_settings, slack_api):
     """Build and serve a replica with the alert intake; ``dispatch=False`` leaves its dispatcher
     stopped. Each call is another replica sharing Redis and the stand-in."""
     from bot.alerts.intake import routes
-    from bot.web import create_wsgi
-    from bot.wiring import create_bot
+    from bot.app.web import create_wsgi
+    from bot.app.wiring import create_bot
 
     servers: list[AlertBot] = []
 

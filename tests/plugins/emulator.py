@@ -9,7 +9,9 @@ import redis
 import requests
 from pydantic import SecretStr
 
-from bot.emulator import (
+from bot.modelarts.auth import AkSkAuth, IamTokenAuth
+from bot.modelarts.client import ModelArtsClient
+from botdev.emulator import (
     EMULATOR_AK,
     EMULATOR_DOMAIN,
     EMULATOR_PASSWORD,
@@ -18,8 +20,6 @@ from bot.emulator import (
     EMULATOR_USERNAME,
     Emulator,
 )
-from bot.modelarts.auth import AkSkAuth, IamTokenAuth
-from bot.modelarts.client import ModelArtsClient
 
 CLIENT_TIMEOUT = 5.0
 

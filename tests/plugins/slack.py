@@ -10,10 +10,10 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from bot.emulator import defaults
-from bot.httpd import serve_in_thread
-from bot.standin.signing import slack_headers
-from bot.standin.slack import BOT_TOKEN, Message, SlackStandIn
+from bot.app.httpd import serve_in_thread
+from botdev.emulator import defaults
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import BOT_TOKEN, Message, SlackStandIn
 
 SIGNING_SECRET = "sig-secret-7c1e5aa0d2"  # noqa: S105 - distinctive, so leaks can be grepped
 TEAM = "T0STANDIN"
@@ -123,7 +123,7 @@ def roles_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def bot_settings(redis_url, key_prefix, slack_api, emulator, roles_file):
     """Settings pointing at the real Redis, the stand-in and the emulator; override as needed."""
-    from bot.settings import load_settings
+    from bot.core.settings import load_settings
 
     def make(**overrides):
         values = dict(
@@ -142,8 +142,8 @@ def bot_settings(redis_url, key_prefix, slack_api, emulator, roles_file):
 @pytest.fixture
 def make_bot(bot_settings, slack_api):
     """Build and serve a bot replica; each call is another replica sharing Redis."""
-    from bot.web import create_wsgi
-    from bot.wiring import create_bot
+    from bot.app.web import create_wsgi
+    from bot.app.wiring import create_bot
 
     servers: list[BotServer] = []
 

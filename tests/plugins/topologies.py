@@ -1,4 +1,4 @@
-"""Fixtures for Redis as production runs it (bot/standin/topologies.py): a TLS server with an
+"""Fixtures for Redis as production runs it (botdev/standin/topologies.py): a TLS server with an
 ACL user, a 3-master Cluster, a primary + replica behind Sentinels. Each is started once per
 session (tests keep apart by their key prefix) and skipped, saying why, only where
 ``redis-server`` or ``redis-cli`` is absent."""
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.standin.topologies import (
+from botdev.standin.topologies import (
     Cluster,
     Procs,
     Sentineled,

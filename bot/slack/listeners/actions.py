@@ -8,8 +8,8 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
+from bot.flow.blocks import CANCEL, CONFIRM
 from bot.flow.stop import StopFlow
-from bot.slack.blocks import CANCEL, CONFIRM
 from bot.slack.later import Later
 
 log = logging.getLogger(__name__)

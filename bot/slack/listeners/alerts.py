@@ -20,7 +20,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.alerts.blocks import STOP_REQUEST
-from bot.errors import InvalidIdError
+from bot.core.errors import InvalidIdError
 from bot.flow.admission import admitted
 from bot.flow.stop import StopFlow
 from bot.modelarts.refs import JobRef, parse_ref

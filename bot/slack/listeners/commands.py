@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from slack_bolt import Ack, App, Respond
 
+from bot.core.logs import decision
 from bot.flow.admission import if_admitted
 from bot.flow.commands import USAGE, Command, parse
 from bot.flow.finder import Finder
 from bot.flow.history import History
 from bot.flow.stop import StopFlow
-from bot.logs import decision
 from bot.slack.later import Later
 
 

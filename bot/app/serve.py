@@ -1,6 +1,6 @@
 """Run the WSGI app under gunicorn: a production server, not Bolt's dev one.
 
-Workers are bot.worker's BufferingWorker (gthread, but a thread only gets a complete request, so
+Workers are bot.app.worker's BufferingWorker (gthread, but a thread only gets a complete request, so
 slow clients cannot take every thread). No control socket: two instances on one host would
 overwrite each other's, and a read-only root only logs a warning.
 
@@ -16,8 +16,8 @@ import tempfile
 
 from gunicorn.app.base import BaseApplication
 
-from bot.settings import Settings
-from bot.worker import worker_class
+from bot.app.worker import worker_class
+from bot.core.settings import Settings
 
 
 class Server(BaseApplication):
@@ -56,8 +56,8 @@ class Server(BaseApplication):
     def load(self):
         import atexit
 
-        from bot.logs import setup
-        from bot.wiring import create_bot
+        from bot.app.wiring import create_bot
+        from bot.core.logs import setup
 
         setup(self.settings.LOG_LEVEL, secret_values(self.settings))
         bot = create_bot(self.settings)
@@ -69,9 +69,9 @@ class Server(BaseApplication):
 def application(bot):
     """One worker's WSGI app: Slack events (acks timed), /healthz, /alerts and /metrics."""
     from bot.alerts.intake import routes
-    from bot.metrics_sample import Sampler
-    from bot.metrics_web import metrics_route, timed
-    from bot.web import create_wsgi
+    from bot.app.metrics_sample import Sampler
+    from bot.app.metrics_web import metrics_route, timed
+    from bot.app.web import create_wsgi
 
     sampler = Sampler(bot.redis, bot.settings.REDIS_KEY_PREFIX,
                       backlog=bot.alerts.backlog if bot.alerts else None,
@@ -84,7 +84,7 @@ def application(bot):
 def metrics_dir() -> tuple[str, bool]:
     """PROMETHEUS_MULTIPROC_DIR emptied of old workers' files, or a new temporary one (True);
     metrics are kept there from now on, in this process and in the workers it forks."""
-    from bot import metrics
+    from bot.core import metrics
 
     path, own = os.environ.get("PROMETHEUS_MULTIPROC_DIR"), False
     if not path:

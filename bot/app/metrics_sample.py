@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import redis
 
-from bot import metrics
-from bot.keys import Keys
+from bot.core import metrics
+from bot.core.keys import Keys
 
 log = logging.getLogger(__name__)
 OVERDUE_MS = 60_000   # an owed reply due this long ago should have been taken by some replica

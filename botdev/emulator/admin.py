@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bot.modelarts.refs import parse_ref
 
 if TYPE_CHECKING:
-    from bot.emulator.server import Emulator
+    from botdev.emulator.server import Emulator
 
 _FAULT = re.compile(r"^/_emulator/faults/(?P<ref>[^/]+)$")
 _STATUS = re.compile(r"^/_emulator/jobs/(?P<ref>[^/]+)/status$")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from bot.standin.local import free_port
+from botdev.standin.local import free_port
 
 ACL_USER, ACL_PASSWORD = "bot", "acl-pass-5e0c7d2b91"  # noqa: S105 - distinctive test values
 MASTER = "modelarts"

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 from slack_bolt import BoltRequest
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.app.wiring import Bot
 from bot.slack import guard
-from bot.wiring import Bot
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20

@@ -3,7 +3,7 @@ Sentinels name, each with TLS (``rediss://``, REDIS_CA_FILE) and an ACL user (``
 in REDIS_URL).
 
 Every topology gets the same short timeouts and one quick retry: a dead Redis must cost a user
-seconds, not tens. The keys are Cluster-safe by construction (bot/keys.py).
+seconds, not tens. The keys are Cluster-safe by construction (bot/core/keys.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from bot.settings import Settings, sentinel_addresses
+from bot.core.settings import Settings, sentinel_addresses
 
 Client = redis.Redis | RedisCluster
 

@@ -1,6 +1,6 @@
 """A real HTTP server that answers like ModelArts training jobs (v1 and v2), IAM and the gateway.
 
-v2 routes and their errors: see bot.emulator.v2. Error codes it chooses for v1 (the real ones are
+v2 routes and their errors: see botdev.emulator.v2. Error codes it chooses for v1 (the real ones are
 unconfirmed, see the API reference):
 - a stop of a version that is not running: HTTP 400, ModelArts.2796 (NotAllowedToTerminate, the
   closest documented code; the docs list it with 409 for the v2 service).
@@ -12,7 +12,7 @@ unconfirmed, see the API reference):
   old-version training API is withdrawn would answer (the gateway no longer publishes it).
 v1 errors use ``error_message`` (the current docs) unless a fault asks for ``error_msg``.
 
-Admin routes for tests in another process: see bot.emulator.admin.
+Admin routes for tests in another process: see botdev.emulator.admin.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.emulator import defaults, v2
-from bot.emulator.admin import admin
-from bot.emulator.gate import Gate, IamRefused, Rejected, User
-from bot.emulator.state import Fault, StopRefused, Store, load_seed
-from bot.emulator.training import PHASES
 from bot.modelarts.refs import JobRef, V1Job, V2Job
+from botdev.emulator import defaults, v2
+from botdev.emulator.admin import admin
+from botdev.emulator.gate import Gate, IamRefused, Rejected, User
+from botdev.emulator.state import Fault, StopRefused, Store, load_seed
+from botdev.emulator.training import PHASES
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
-from bot.errors import InvalidIdError
+from bot.core.errors import InvalidIdError
 from bot.modelarts.refs import JobRef, ref_from_words
-from bot.shell.session import Session
+from botdev.shell.session import Session
 
 HELP = """\
 Type what you would type in Slack, plus a few shell commands:
@@ -114,7 +114,7 @@ def run(session: Session, stream: TextIO | None = None) -> int:
 
 def main(user: str, channel: str, log_level: str = "ERROR") -> int:
     """Start a session, print its banner, run the lines, tear everything down."""
-    from bot.shell.session import ShellError
+    from botdev.shell.session import ShellError
 
     def write(text: str) -> None:
         sys.stdout.write(text)

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from bot.emulator.training import STOPPABLE, TrainingJob, from_seed
 from bot.modelarts.refs import JobRef, V1Job, V2Job
+from botdev.emulator.training import STOPPABLE, TrainingJob, from_seed
 
 RUNNING, KILLING, KILLED = 8, 9, 12
 DEFAULT_SEED = Path(__file__).with_name("default_jobs.yml")

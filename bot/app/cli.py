@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bot.errors import ConfigError
-from bot.settings import load_settings
+from bot.core.errors import ConfigError
+from bot.core.settings import load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from bot.app.serve import Server
     from bot.flow.roles import load_roles
-    from bot.serve import Server
 
     settings = load_settings()
     problems = settings.problems()
@@ -19,7 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError(problems[0])
     load_roles(settings.ROLES_FILE)
     if settings.socket_mode:
-        from bot.socket_mode import SocketModeServer
+        from bot.app.socket_mode import SocketModeServer
 
         SocketModeServer(settings).run()
         return 0
@@ -28,27 +28,27 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from bot import doctor
+    from bot.app import doctor
 
     return doctor.run(load_settings())
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from bot.audit import cli
+    from bot.flow.audit import cli
 
     return cli(load_settings(), args.since, args.job, args.user, args.json,
                err=lambda text: print(text, file=sys.stderr))
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from bot.emulator import serve_forever
+    from botdev.emulator import serve_forever
 
     serve_forever(host=args.host, port=args.port, seed_path=args.jobs)
     return 0
 
 
 def _shell(args: argparse.Namespace) -> int:
-    from bot.shell.repl import main
+    from botdev.shell.repl import main
 
     return main(args.user, args.channel, args.log_level)
 

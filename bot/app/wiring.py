@@ -13,12 +13,13 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
-from bot import redis_conn
 from bot.alerts.dispatcher import Dispatcher
 from bot.alerts.messages import AlertMessages
 from bot.alerts.queue import AlertQueue
-from bot.audit import Audit
+from bot.core import redis_conn
+from bot.core.settings import Settings
 from bot.flow.admission import ListSlots
+from bot.flow.audit import Audit
 from bot.flow.confirmations import ConfirmationStore
 from bot.flow.finder import Finder
 from bot.flow.outcomes import OwedReplies
@@ -26,7 +27,6 @@ from bot.flow.roles import RoleChecker, Roles, load_roles
 from bot.flow.stop import StopFlow
 from bot.flow.watches import Watches
 from bot.modelarts.client import ModelArtsClient, build_client
-from bot.settings import Settings
 from bot.slack.app import create_app
 from bot.slack.client import POOL_SIZE, PooledWebClient
 from bot.slack.later import Later
@@ -65,7 +65,7 @@ class Bot:
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    """Standalone, Cluster or Sentinel (bot/redis_conn.py), with short timeouts and one quick
+    """Standalone, Cluster or Sentinel (bot/core/redis_conn.py), with short timeouts and one quick
     retry in each: a dead Redis must cost a user seconds, not tens."""
     return redis_conn.connect(settings)  # type: ignore[return-value] - RedisCluster: same API
 

@@ -49,7 +49,8 @@ class Keys:
         return f"{self.flow}confirm-index"
 
     def audit(self) -> str:
-        """The audit stream (bot.audit): one entry per decision, trimmed by id to the retention."""
+        """The audit stream (bot.flow.audit): one entry per decision, trimmed by id to the
+        retention."""
         return f"{self.flow}audit"
 
     def usergroup(self, group: str) -> str:

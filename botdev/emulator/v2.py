@@ -13,12 +13,12 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from bot.emulator.state import StopRefused
-from bot.emulator.training import BadSearch, search
 from bot.modelarts.refs import V2_ID, V2Job
+from botdev.emulator.state import StopRefused
+from botdev.emulator.training import BadSearch, search
 
 if TYPE_CHECKING:
-    from bot.emulator.server import Emulator
+    from botdev.emulator.server import Emulator
 
 _V2 = r"^/v2/(?P<project>[^/]+)"
 JOB = re.compile(_V2 + r"/training-jobs/(?P<id>[^/]+)$")

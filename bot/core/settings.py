@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
 
 # Values shipped in .env.example and deploy/kubernetes/secret.yaml: never real credentials.
 PLACEHOLDERS = frozenset({
@@ -88,8 +88,8 @@ class Settings(BaseSettings):
 
     REDIS_URL: str = "redis://localhost:6379/0"
     REDIS_KEY_PREFIX: str = "modelarts-bot:"
-    # Production Redis (bot/redis_conn.py): a CA bundle for rediss://, a Cluster (REDIS_URL is a
-    # start-up node), or Sentinels (host:port,...) that name the primary REDIS_SENTINEL_MASTER.
+    # Production Redis (bot/core/redis_conn.py): a CA bundle for rediss://, a Cluster (REDIS_URL
+    # is a start-up node), or Sentinels (host:port,...) that name the primary REDIS_SENTINEL_MASTER.
     REDIS_CA_FILE: str | None = None
     REDIS_CLUSTER: bool = False
     REDIS_SENTINELS: str | None = None
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     STOP_VERIFY_INTERVAL_SECONDS: float = Field(default=5.0, gt=0, le=300)
     STOP_VERIFY_SECONDS: float = Field(default=600.0, gt=0, le=86400)
     STOP_UNKNOWN_VERIFY_SECONDS: float = Field(default=120.0, gt=0, le=86400)
-    # The audit stream (bot/audit.py) keeps this many days of entries, trimmed at each write.
+    # The audit stream (bot/flow/audit.py) keeps this many days of entries, trimmed at each write.
     AUDIT_RETENTION_DAYS: int = Field(default=90, ge=1, le=3650)
 
     ALERTS_TOKEN: SecretStr | None = None
@@ -179,7 +179,7 @@ class Settings(BaseSettings):
     def _no_hash_tag(cls, value: str) -> str:
         if "{" in value or "}" in value:
             raise ValueError("REDIS_KEY_PREFIX may not contain { or }: the bot adds its own "
-                             "hash tags (bot/keys.py)")
+                             "hash tags (bot/core/keys.py)")
         return value
 
     @field_validator("REDIS_URL")

@@ -26,15 +26,15 @@ from urllib.parse import urlencode
 import redis
 import requests
 
-from bot.errors import ConfigError
+from bot.app.httpd import serve_in_thread
+from bot.core.errors import ConfigError
+from bot.core.settings import Settings, load_settings
 from bot.flow.roles import Roles, load_roles, parse_roles
-from bot.httpd import serve_in_thread
 from bot.modelarts.refs import JobRef, V2Job
-from bot.settings import Settings, load_settings
-from bot.shell.render import Transcript
-from bot.standin import local
-from bot.standin.signing import slack_headers
-from bot.standin.slack import BOT_TOKEN, Call, SlackStandIn
+from botdev.shell.render import Transcript
+from botdev.standin import local
+from botdev.standin.signing import slack_headers
+from botdev.standin.slack import BOT_TOKEN, Call, SlackStandIn
 
 TEAM = "T0SHELL"
 DEFAULT_USER = "U0YOU"
@@ -116,7 +116,7 @@ def answers(settings: Settings) -> bool:
     """True when the Redis the settings name (any topology, TLS) answers a PING."""
     from redis.exceptions import RedisClusterException
 
-    from bot.redis_conn import connect
+    from bot.core.redis_conn import connect
 
     try:
         client = connect(settings)
@@ -174,9 +174,9 @@ class Session:
 
     def _start(self) -> list[str]:
         from bot.alerts.intake import routes
-        from bot.logs import setup
-        from bot.web import create_wsgi
-        from bot.wiring import create_bot
+        from bot.app.web import create_wsgi
+        from bot.app.wiring import create_bot
+        from bot.core.logs import setup
 
         base = load_settings()
         banner = ["modelarts-bot shell: the real bot in-process; Slack is a local stand-in "
@@ -235,7 +235,7 @@ class Session:
                 raise ConfigError(problems[0])
             return {}, (f"ModelArts: {base.MODELARTS_ENDPOINT} (from MODELARTS_ENDPOINT: "
                         "REAL jobs, a confirmed stop really stops one).")
-        from bot.emulator import (
+        from botdev.emulator import (
             EMULATOR_AK,
             EMULATOR_PROJECT_ID,
             EMULATOR_SK,
@@ -400,7 +400,7 @@ def _safe_url(url: str) -> str:
 
 
 def _secret_values(settings: Settings) -> list[str]:
-    from bot.serve import secret_values
+    from bot.app.serve import secret_values
 
     return secret_values(settings)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import redis
 from redis.exceptions import RedisClusterException
 
-from bot import redis_conn
-from bot.errors import ConfigError
+from bot.app.wiring import redis_client, slack_client
+from bot.core import redis_conn
+from bot.core.errors import ConfigError
+from bot.core.settings import Settings
 from bot.flow.roles import load_roles
 from bot.modelarts.client import build_client
 from bot.modelarts.models import Failure
-from bot.settings import Settings
-from bot.wiring import redis_client, slack_client
 
 Check = tuple[str, Callable[[], str]]
 

@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from bot import metrics
-from bot.errors import InvalidIdError
-from bot.keys import Keys
+from bot.core import metrics
+from bot.core.errors import InvalidIdError
+from bot.core.keys import Keys
 from bot.modelarts.refs import V2_SHAPE, JobRef, V1Job, V2Job, parse_ref, validate_id
 
 if TYPE_CHECKING:
@@ -338,7 +338,7 @@ def _entry(raw_id: bytes | str, raw: dict) -> Entry:
 def cli(settings, since: str, job: str | None, user: str | None, as_json: bool,
         out: Callable[[str], None] = print, err: Callable[[str], None] = print) -> int:
     """``modelarts-bot audit``: 0 (even with no entries), 2 for a bad argument, 1 if Redis fails."""
-    from bot.redis_conn import connect
+    from bot.core.redis_conn import connect
 
     try:
         seconds = parse_since(since)

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterable
 
-from bot import metrics
+from bot.core import metrics
 
 DECISIONS = logging.getLogger("bot.decision")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

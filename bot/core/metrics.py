@@ -13,11 +13,11 @@ The API (each call is a few microseconds, never raises, never does I/O):
       one stop call sent to ModelArts; ``result`` is "accepted", "refused" (ModelArts answered
       with an error) or "unknown" (timeout, dropped connection: it may have stopped).
   decision(event, outcome=None)
-      one decision of the stop flow (bot.logs.decision calls it: do not call both).
+      one decision of the stop flow (bot.core.logs.decision calls it: do not call both).
   ack(kind, seconds)
       one Slack request answered: ``kind`` "command" or "click", from receipt to the response.
   audit_write_error()
-      one audit entry that could not be written (bot.audit calls it).
+      one audit entry that could not be written (bot.flow.audit calls it).
   alerts_refused(reason, count)
       ``count`` alerts of one ``POST /alerts`` refused because a queue cap was reached;
       ``reason`` is "channel_cap" or "total_cap" (bot.alerts.intake calls it).
@@ -27,9 +27,9 @@ Labels are bounded: ``api`` is "v1"/"v2"; every other label value must look like
 becomes "other". That check is a second guard only: never pass an id, a user, a job name or a
 secret (a numeric job id is refused, but a job name may look like a code).
 
-Multiprocess: under gunicorn, bot.serve calls ``use_multiprocess_dir`` in the arbiter before
+Multiprocess: under gunicorn, bot.app.serve calls ``use_multiprocess_dir`` in the arbiter before
 the fork; each worker then writes its values to files there and ``GET /metrics`` sums them
-(bot.metrics_web). The metric objects are module-level on purpose: that is how prometheus-client
+(bot.app.metrics_web). The metric objects are module-level on purpose: that is how prometheus-client
 shares them between threads and (through those files) between processes.
 """
 
@@ -66,7 +66,7 @@ SLACK_ERRORS = Counter("modelarts_bot_slack_errors", "Slack Web API calls that f
 ACKS = Histogram("modelarts_bot_ack_seconds", "Slack requests, receipt to response, seconds.",
                  ["kind"], buckets=ACK_BUCKETS)
 
-# Sampled from Redis by bot.metrics_sample. Every worker samples the same shared state, so the
+# Sampled from Redis by bot.app.metrics_sample. Every worker samples the same shared state, so the
 # freshest sample of a living worker is the value ("livemostrecent"), not a sum over workers.
 ALERTS_QUEUED = Gauge("modelarts_bot_alerts_queued", "Alerts waiting to be posted to Slack.",
                       multiprocess_mode="livemostrecent")
@@ -81,7 +81,7 @@ CONFIRMATIONS_PENDING = Gauge("modelarts_bot_confirmations_pending",
                               multiprocess_mode="livemostrecent")
 SAMPLE_ERRORS = Counter("modelarts_bot_sample_errors", "Gauge samples that failed (Redis down).")
 AUDIT_WRITE_ERRORS = Counter("modelarts_bot_audit_write_errors",
-                             "Audit entries that could not be written (bot.audit).")
+                             "Audit entries that could not be written (bot.flow.audit).")
 ALERTS_REFUSED = Counter("modelarts_bot_alerts_refused",
                          "Alerts refused at POST /alerts because a queue cap was reached.",
                          ["reason"])

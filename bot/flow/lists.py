@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.alerts.blocks import STOP_REQUEST
+from bot.flow import blocks as b
 from bot.modelarts.models import Failure, Job
-from bot.slack import blocks as b
 
 MAX_ENTRIES = 20
 MAX_SUGGESTIONS = 5

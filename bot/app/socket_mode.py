@@ -21,11 +21,11 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 
-from bot.httpd import serve_in_thread
-from bot.settings import Settings
+from bot.app.httpd import serve_in_thread
+from bot.app.web import Wsgi, plain
+from bot.app.wiring import Bot
+from bot.core.settings import Settings
 from bot.slack.guard import GuardedSocketModeHandler as SocketModeHandler  # checks payloads
-from bot.web import Wsgi, plain
-from bot.wiring import Bot
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,9 @@ class SocketModeServer:
 
     def run(self) -> None:
         from bot.alerts.intake import routes
-        from bot.logs import setup
-        from bot.serve import secret_values
-        from bot.wiring import create_bot
+        from bot.app.serve import secret_values
+        from bot.app.wiring import create_bot
+        from bot.core.logs import setup
 
         setup(self.settings.LOG_LEVEL, secret_values(self.settings))
         bot = create_bot(self.settings)

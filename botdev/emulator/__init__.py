@@ -5,7 +5,7 @@ and demos. Its test API is keyed by JobRef: ``emulator.stop_count(V2Job(id))``.
         base_url = emulator.start()
 """
 
-from bot.emulator.defaults import (
+from botdev.emulator.defaults import (
     EMULATOR_AK,
     EMULATOR_DOMAIN,
     EMULATOR_PASSWORD,
@@ -14,10 +14,10 @@ from bot.emulator.defaults import (
     EMULATOR_SK,
     EMULATOR_USERNAME,
 )
-from bot.emulator.gate import User
-from bot.emulator.server import Emulator, Received, serve_forever
-from bot.emulator.state import KILLED, KILLING, RUNNING, Fault
-from bot.emulator.training import PHASES, STOPPABLE
+from botdev.emulator.gate import User
+from botdev.emulator.server import Emulator, Received, serve_forever
+from botdev.emulator.state import KILLED, KILLING, RUNNING, Fault
+from botdev.emulator.training import PHASES, STOPPABLE
 
 __all__ = [
     "EMULATOR_AK", "EMULATOR_DOMAIN", "EMULATOR_PASSWORD", "EMULATOR_PROJECT_ID",

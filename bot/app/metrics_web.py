@@ -1,4 +1,4 @@
-"""``GET /metrics`` and the ack timing of Slack requests, as WSGI pieces for bot.serve.
+"""``GET /metrics`` and the ack timing of Slack requests, as WSGI pieces for bot.app.serve.
 
 Under gunicorn (PROMETHEUS_MULTIPROC_DIR set) the answer sums every worker's files, plus the
 process metrics (``process_*``) of the worker that answered. In one process (shell, tests) it is
@@ -22,11 +22,11 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import SecretStr
 
-from bot import metrics
-from bot.metrics_sample import Sampler
+from bot.app.metrics_sample import Sampler
+from bot.core import metrics
 
 Wsgi = Callable[[dict, Callable], Iterable[bytes]]
-MAX_PEEK = 1 << 20   # bot.web refuses larger bodies; those are not acks
+MAX_PEEK = 1 << 20   # bot.app.web refuses larger bodies; those are not acks
 # The classic text format, which generate_latest writes and every Prometheus reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -108,7 +108,7 @@ def timed(app: Wsgi, path: str = "/slack/events") -> Wsgi:
 
 
 def _peek(environ: dict) -> str | None:
-    """Read the body (bot.web reads it again from the copy put back) and tell its kind."""
+    """Read the body (bot.app.web reads it again from the copy put back) and tell its kind."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:

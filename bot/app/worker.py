@@ -45,7 +45,7 @@ from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 MAX_HEADERS = 16 * 1024
-MAX_BODY = 1 << 20          # bot.web.MAX_BODY: no route takes more
+MAX_BODY = 1 << 20          # bot.app.web.MAX_BODY: no route takes more
 BUFFER_BUDGET = 64 << 20    # unfinished requests held by one worker, in bytes
 READ_SIZE = 64 * 1024
 

@@ -1,0 +1,1 @@
+"""Foundations every floor may use: settings, errors, Redis keys and connections, logs, metrics."""
