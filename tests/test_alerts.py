@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from bot.alerts.blocks import STOP_REQUEST
 from bot.alerts.parse import Alert, parse
-from bot.flow.blocks import CONFIRM
+from bot.flow.blocks import CONFIRM, STOP_REQUEST
 from bot.modelarts.refs import V1Job
 from tests.plugins.alerts import ALERTS_TOKEN, generic
 from tests.plugins.slack import button_value, responses

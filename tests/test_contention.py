@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.alerts.blocks import STOP_REQUEST
 from bot.flow.admission import ListSlots
-from bot.flow.blocks import CANCEL, CONFIRM
+from bot.flow.blocks import CANCEL, CONFIRM, STOP_REQUEST
 from bot.modelarts.refs import V1Job
 from tests.plugins.slack import responses
 from tests.test_finder import (

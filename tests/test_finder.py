@@ -10,9 +10,8 @@ import time
 
 import pytest
 
-from bot.alerts.blocks import STOP_REQUEST
 from bot.flow import lists
-from bot.flow.blocks import CONFIRM
+from bot.flow.blocks import CONFIRM, STOP_REQUEST
 from bot.flow.commands import Command, Invalid, parse
 from bot.flow.finder import Found, NameFilter
 from bot.modelarts.models import Failure, TrainingJob

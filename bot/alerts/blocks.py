@@ -12,9 +12,8 @@ import time
 from dataclasses import dataclass
 
 from bot.alerts.parse import Alert
-from bot.flow.blocks import context, escape, mention, section
+from bot.flow.blocks import STOP_REQUEST, context, escape, mention, section
 
-STOP_REQUEST = "modelarts_stop_request"
 SEVERITY_EMOJI = {"critical": ":red_circle:", "error": ":red_circle:", "warning": ":warning:",
                   "info": ":information_source:"}
 

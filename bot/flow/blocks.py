@@ -223,7 +223,7 @@ def checking(c: Confirmation) -> str:
             f"whether the stop took effect.")
 
 
-STOP_REQUEST = "modelarts_stop_request"  # the alert's Stop button (bot.alerts.blocks)
+STOP_REQUEST = "modelarts_stop_request"  # Stop on an alert or a list: asks for a confirmation
 
 
 def took(seconds: float) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.alerts.blocks import STOP_REQUEST
 from bot.flow import blocks as b
+from bot.flow.blocks import STOP_REQUEST
 from bot.modelarts.models import Failure, Job
 
 MAX_ENTRIES = 20

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.alerts.blocks import STOP_REQUEST
 from bot.core.errors import InvalidIdError
 from bot.flow.admission import admitted
+from bot.flow.blocks import STOP_REQUEST
 from bot.flow.stop import StopFlow
 from bot.modelarts.refs import JobRef, parse_ref
 from bot.slack.later import Later
