@@ -17,18 +17,29 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from bot.modelarts.refs import parse_ref
+from bot.modelarts.refs import JobRef, parse_ref
 
-if TYPE_CHECKING:
-    from botdev.emulator.server import Emulator
+
+class Controls(Protocol):
+    """What the admin routes drive: the Emulator (botdev.emulator.server), which imports this."""
+
+    stop_delay: float
+
+    def state(self) -> dict[str, Any]: ...
+    def add_training_jobs(self, **kwargs: Any) -> list: ...
+    def clear_faults(self) -> None: ...
+    def set_fault(self, ref: JobRef, **kwargs: Any) -> None: ...
+    def set_status(self, ref: JobRef, status: Any) -> None: ...
+    def retire_v1(self, retired: bool) -> None: ...
+    def expire_tokens(self) -> None: ...
 
 _FAULT = re.compile(r"^/_emulator/faults/(?P<ref>[^/]+)$")
 _STATUS = re.compile(r"^/_emulator/jobs/(?P<ref>[^/]+)/status$")
 
 
-def admin(emulator: Emulator, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+def admin(emulator: Controls, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
     """Answer one admin request: 200 with a body, 400 for bad input, 404 for no such route."""
     try:
         data = json.loads(body) if body else {}

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.modelarts.refs import V2_ID, V2Job
-from botdev.emulator.state import StopRefused
+from botdev.emulator.state import StopRefused, Store
 from botdev.emulator.training import BadSearch, search
-
-if TYPE_CHECKING:
-    from botdev.emulator.server import Emulator
 
 _V2 = r"^/v2/(?P<project>[^/]+)"
 JOB = re.compile(_V2 + r"/training-jobs/(?P<id>[^/]+)$")
@@ -47,12 +44,12 @@ def not_found(ref: V2Job) -> Reply:
                  f"TrainingJobNotFound: Training job (ID: {ref.training_job_id}) not found")
 
 
-def detail(emulator: Emulator, ref: V2Job) -> Reply:
-    job = emulator.store.get(ref)
+def detail(store: Store, ref: V2Job) -> Reply:
+    job = store.get(ref)
     return (200, job) if job else not_found(ref)
 
 
-def action(emulator: Emulator, ref: V2Job, body: bytes) -> Reply:
+def action(store: Store, ref: V2Job, body: bytes) -> Reply:
     try:
         data = json.loads(body)
     except ValueError:
@@ -62,7 +59,7 @@ def action(emulator: Emulator, ref: V2Job, body: bytes) -> Reply:
         return error(400, "ModelArts.2812", f"UnsupportedActionType: {str(kind)[:32]!r} is not "
                      "supported; use terminate")
     try:
-        return 202, emulator.store.stop(ref)
+        return 202, store.stop(ref)
     except KeyError:
         return not_found(ref)
     except StopRefused as exc:
@@ -70,12 +67,12 @@ def action(emulator: Emulator, ref: V2Job, body: bytes) -> Reply:
                      "only Creating, Pending or Running jobs can be terminated.")
 
 
-def searches(emulator: Emulator, body: bytes) -> Reply:
+def searches(store: Store, body: bytes) -> Reply:
     try:
         data = json.loads(body) if body else {}
     except ValueError:
         return error(400, "ModelArts.2787", "Invalid JSON body")
     try:
-        return 200, search(emulator.store.training_jobs(), data)
+        return 200, search(store.training_jobs(), data)
     except BadSearch as exc:
         return error(400, "ModelArts.2788", f"Invalid parameter: {exc}")
