@@ -2,8 +2,10 @@
 
 BotError
  ├── ConfigError        a setting or the roles file is missing or wrong; start-up stops
- ├── InvalidIdError     a job or version id is not a positive integer; no request is built
- └── StateUnavailable   Redis cannot be reached; nothing was changed
+ └── InvalidIdError     a job or version id is not a positive integer; no request is built
+
+A failing Redis is not one of these: each store catches ``redis.RedisError`` where it calls
+Redis and answers with a value its caller shows ("try again"), never a raise past the ack.
 """
 
 
@@ -18,6 +20,3 @@ class ConfigError(BotError):
 class InvalidIdError(BotError, ValueError):
     """A job or version id is not a positive integer."""
 
-
-class StateUnavailable(BotError):
-    """Redis could not be reached or answered with an error."""
