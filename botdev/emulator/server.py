@@ -321,15 +321,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if match.re is v2.SEARCHES:
             emulator.wait_lists()
-            self._send_json(*v2.searches(emulator, body))
+            self._send_json(*v2.searches(emulator.store, body))
             return
         ref = v2.ref_of(match["id"])
         if ref is None:
             self._send_json(*v2.bad_id(match["id"]))
         elif match.re is v2.JOB:
-            self._with_fault([ref], "get", lambda: v2.detail(emulator, ref))
+            self._with_fault([ref], "get", lambda: v2.detail(emulator.store, ref))
         else:
-            self._with_fault([ref], "stop", lambda: v2.action(emulator, ref, body))
+            self._with_fault([ref], "stop", lambda: v2.action(emulator.store, ref, body))
 
     def _no_api(self) -> None:
         self._send_json(404, {"error_code": "APIGW.0101", "request_id": uuid.uuid4().hex,
