@@ -25,11 +25,10 @@ import time
 import uuid
 
 import redis
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.alerts import blocks as ab
 from bot.alerts.queue import AlertQueue, Item
+from bot.core.slack_out import Answer, SlackOut
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ UPDATE_REFUSED = {"message_not_found", "cant_update_message", "edit_window_close
 
 
 class Dispatcher:
-    def __init__(self, queue: AlertQueue, slack: WebClient, *, pace_seconds: float = 1.0,
+    def __init__(self, queue: AlertQueue, slack: SlackOut, *, pace_seconds: float = 1.0,
                  threads: int = 4) -> None:
         """``slack`` must not retry 429s itself: Retry-After is honoured here, through Redis."""
         self.queue = queue
@@ -104,43 +103,39 @@ class Dispatcher:
         return min(next_due, IDLE_SECONDS) if next_due is not None else IDLE_SECONDS
 
     def handle(self, channel: str, token: str, item: Item) -> None:
-        try:
-            if item.kind == "post":
-                self._post(channel, token, item)
-            else:
-                self._update(channel, token, item)
-        except SlackApiError as exc:
-            self._slack_failed(channel, token, item, exc)
-        except (SlackClientError, OSError) as exc:
-            log.warning("alert dispatch: Slack unreachable: %s", type(exc).__name__,
-                        extra={"channel": channel, "item": item.id})
-            self.queue.defer(channel, token, RETRY_MS)
+        answer = (self._post if item.kind == "post" else self._update)(channel, token, item)
+        if answer is not None and not answer.ok:
+            self._slack_failed(channel, token, item, answer)
 
-    def _post(self, channel: str, token: str, item: Item) -> None:
+    def _post(self, channel: str, token: str, item: Item) -> Answer | None:
+        """Slack's answer when it failed (the caller defers or buries); None when done."""
         if self.queue.posted_ts(item.id):    # posted before a crash, not yet removed
             self.queue.finish(channel, token, item.raw, self.pace_ms)
-            return
+            return None
         count, first_at = self.queue.first_seen(item.identity, item.id)
         assert item.alert is not None
         text, blocks = ab.alert_message(item.alert, ab.Shown(count, first_at))
-        resp = self.slack.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        self.queue.record_post(item, channel, resp["ts"], count, first_at)
+        answer = self.slack.post(channel, text, blocks)
+        if not answer.ok:
+            return answer
+        self.queue.record_post(item, channel, answer.data["ts"], count, first_at)
         self.queue.finish(channel, token, item.raw, self.pace_ms)
+        return None
 
-    def _update(self, channel: str, token: str, item: Item) -> None:
+    def _update(self, channel: str, token: str, item: Item) -> Answer | None:
         """A bump ("seen N times") or a resolve: edit the alert's latest message."""
         where = self.queue.last(item.identity)
         found = self.queue.message(*where) if where else None
         if where is None or found is None:
             log.info("alert %s: no message to update for %s", item.kind, item.identity)
             self.queue.finish(channel, token, item.raw)
-            return
+            return None
         alert, shown = found
         if item.kind == "bump":
             count = self.queue.take_bump(item.identity)
             if count is None or count <= shown.count:
                 self.queue.finish(channel, token, item.raw)
-                return
+                return None
             marked = self.queue.mark(*where, count=count)
         else:
             marked = shown.resolved_at is not None or self.queue.mark(*where,
@@ -148,17 +143,19 @@ class Dispatcher:
         found = self.queue.message(*where) if marked else None
         if found is None:       # the record expired meanwhile: nothing left to update
             self.queue.finish(channel, token, item.raw)
-            return
+            return None
         text, blocks = ab.alert_message(*found)
-        self.slack.chat_update(channel=where[0], ts=where[1], text=text, blocks=blocks)
+        answer = self.slack.update(where[0], where[1], text, blocks)
+        if not answer.ok:
+            return answer
         self.queue.finish(channel, token, item.raw)
+        return None
 
-    def _slack_failed(self, channel: str, token: str, item: Item, exc: SlackApiError) -> None:
-        status = exc.response.status_code
-        error = str(exc.response.get("error") or f"http_{status}")
+    def _slack_failed(self, channel: str, token: str, item: Item, answer: Answer) -> None:
+        error = answer.error or "unknown"
         extra = {"channel": channel, "item": item.id, "error_code": error}
-        if status == 429:
-            delay = retry_after_ms(exc.response.headers)
+        if answer.retry_after is not None:
+            delay = math.ceil(answer.retry_after * 1000) + 1   # never early
             log.info("alert dispatch: 429 from Slack, waiting %d ms", delay, extra=extra)
             self.queue.defer(channel, token, delay)
         elif error in (POST_REFUSED if item.kind == "post" else UPDATE_REFUSED):
@@ -168,12 +165,3 @@ class Dispatcher:
             log.warning("alert dispatch: Slack failed: %s", error, extra=extra)
             self.queue.defer(channel, token, RETRY_MS)
 
-
-def retry_after_ms(headers: dict) -> int:
-    """Retry-After in whole ms, rounded up plus 1 ms (so the next call is never early)."""
-    value = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
-    try:
-        seconds = float(value[0] if isinstance(value, list) else value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = 1.0
-    return math.ceil(max(seconds, 0.0) * 1000) + 1

@@ -6,11 +6,10 @@ import logging
 import time
 
 import redis
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
 
 from bot.alerts import blocks as ab
 from bot.alerts.queue import AlertQueue
+from bot.core.slack_out import SlackOut
 from bot.flow.blocks import section
 from bot.flow.confirmations import Confirmation
 from bot.modelarts.models import StopOutcome
@@ -20,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class AlertMessages:
-    def __init__(self, queue: AlertQueue, slack: WebClient) -> None:
+    def __init__(self, queue: AlertQueue, slack: SlackOut) -> None:
         self.queue = queue
         self.slack = slack
 
@@ -58,8 +57,4 @@ class AlertMessages:
             blocks = [section(text)]
         else:
             text, blocks = ab.alert_message(*found)
-        try:
-            self.slack.chat_update(channel=c.channel, ts=c.alert_ts, text=text, blocks=blocks)
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.update of the alert failed: %s", type(exc).__name__,
-                        extra={"channel": c.channel, "ts": c.alert_ts})
+        self.slack.update(c.channel, c.alert_ts, text, blocks)   # a failure is logged there

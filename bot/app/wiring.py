@@ -18,6 +18,7 @@ from bot.alerts.messages import AlertMessages
 from bot.alerts.queue import AlertQueue
 from bot.core import redis_conn
 from bot.core.settings import Settings
+from bot.core.slack_out import SlackOut
 from bot.flow.admission import ListSlots
 from bot.flow.audit import Audit
 from bot.flow.confirmations import ConfirmationStore
@@ -96,9 +97,9 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     alerts = AlertQueue(redis, prefix, settings.ALERT_DEDUPE_SECONDS,
                         per_channel=settings.ALERT_QUEUE_PER_CHANNEL,
                         total=settings.ALERT_QUEUE_TOTAL)
-    messages = AlertMessages(alerts, slack)
-    dispatcher = Dispatcher(alerts, alert_slack or slack_client(settings, retry_429=False),
-                            pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
+    messages = AlertMessages(alerts, SlackOut(slack))
+    alert_out = SlackOut(alert_slack or slack_client(settings, retry_429=False))
+    dispatcher = Dispatcher(alerts, alert_out, pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
     # Each stop followed to its end; a look-up (with its token retry) fits in the lease.
     watches = Watches(redis, prefix, modelarts, slack_client(settings, retry_429=False),
                       interval=settings.STOP_VERIFY_INTERVAL_SECONDS,
