@@ -22,6 +22,14 @@ test: $(STAMP)
 shell: $(STAMP)
 	$(VENV)/bin/modelarts-bot shell
 
+# The benchmarks: `python -m bench` lists every command (docs/benchmark.md); BENCH_ARGS, e.g. --quick.
+bench: $(STAMP)
+	$(PY) -m bench loopback $(BENCH_ARGS)
+
+# The chaos run (docs/reliability.md); CHAOS_ARGS, e.g. --flows 60 --seconds 30.
+chaos: $(STAMP)
+	$(PY) -m bench chaos $(CHAOS_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

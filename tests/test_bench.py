@@ -1,4 +1,5 @@
-"""``python -m bench --quick`` runs end to end and writes its JSON (no timing is asserted)."""
+"""``python -m bench loopback --quick`` and ``python -m bench wan --quick`` run end to end and
+write their JSON (no timing is asserted)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="the benchmark starts a redis-server")
 def test_quick_benchmark_completes_and_writes_its_results(tmp_path):
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--requests", "20",
-                           "--flows", "4", "--out", str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "bench", "loopback", "--quick", "--requests",
+                           "20", "--flows", "4", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "ack latency, ms" in done.stdout and "targets:" in done.stdout
     result = json.loads(out.read_text())
@@ -41,7 +42,7 @@ def test_quick_benchmark_completes_and_writes_its_results(tmp_path):
 def test_quick_wan_benchmark_completes_and_reports(tmp_path):
     """HTTPS stand-ins behind a 20 ms RTT: every flow kind is timed and connections counted."""
     out = tmp_path / "wan.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "--network", "wan", "--quick",
+    done = subprocess.run([sys.executable, "-m", "bench", "wan", "--quick",
                            "--rtt-ms", "20", "--out", str(out)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]

@@ -1,4 +1,4 @@
-"""A short chaos run (bench/chaos.py): two `python -m bot serve` replicas, a Redis of its own
+"""A short chaos run (bench/chaos/run.py): two `python -m bot serve` replicas, a Redis of its own
 restarted, ModelArts faults, Slack 429s and 5xx, a replica SIGKILLed. Asserts the promises held."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 def test_smoke_chaos_run_breaks_no_promise(tmp_path):
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
-    from bench.chaos import run
+    from bench.chaos.run import run
 
     result = run(_args(tmp_path))
     assert result["violations"] == {}, result["violations"]

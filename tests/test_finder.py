@@ -471,8 +471,8 @@ class TestListButton:
 
 
 def test_the_listing_benchmark_runs(tmp_path, capsys):
-    """``python -m bench.listing`` stays runnable (its figures are read, never asserted)."""
-    from bench import listing
+    """``python -m bench listing`` stays runnable (its figures are read, never asserted)."""
+    from bench.perf import listing
 
     out = tmp_path / "listing.json"
     assert listing.main(["--jobs", "60", "--runs", "2", "--out", str(out)]) == 0

@@ -12,7 +12,7 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from bench import wan
+from bench.harness import fronts as wan
 from bot.modelarts.auth import AkSkAuth
 from bot.modelarts.client import ModelArtsClient
 from bot.modelarts.models import Failure

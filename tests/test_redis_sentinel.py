@@ -1,13 +1,13 @@
 """The bot behind Redis Sentinel (a real primary + replica and two Sentinels, from
 tests/plugins/topologies.py): it finds the primary through the Sentinels, and a
 ``SENTINEL FAILOVER`` in the middle of a run of flows stops nothing twice, nothing unconfirmed,
-and leaves no confirmed stop unanswered (the flows are bench/failover.py's)."""
+and leaves no confirmed stop unanswered (the flows are bench/chaos/failover.py's)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.failover import Flows, run_flows
+from bench.chaos.failover import Flows, run_flows
 from bot.app import doctor
 from bot.core.errors import ConfigError
 from bot.core.settings import load_settings

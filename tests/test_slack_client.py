@@ -14,7 +14,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
-from bench import wan
+from bench.harness import fronts as wan
 from bot.slack.client import PooledWebClient
 from botdev.standin.local import free_port
 from botdev.standin.slack import BOT_TOKEN

@@ -1,6 +1,6 @@
 """The baseline: a bare Bolt app whose slash command and buttons only ack, under the bot's server.
 
-    python -m bench.baseline      # reads the same environment as ``python -m bot serve``
+    python -m bench.harness.baseline      # reads the same environment as ``python -m bot serve``
 
 It is configured as the bot's App is (request verification on, token verification off, same
 client, ``process_before_response=True``), and served by ``bot.app.serve.Server`` with the same
@@ -28,7 +28,7 @@ def bare_app(token: str, signing_secret: str, api_url: str, *, bolt_default: boo
              ) -> App:
     app = App(client=WebClient(token=token, base_url=api_url), signing_secret=signing_secret,
               token_verification_enabled=False, ignoring_self_events_enabled=False,
-              logger=logging.getLogger("bench.baseline"),
+              logger=logging.getLogger("bench.harness.baseline"),
               process_before_response=not bolt_default)
     app.verifier = SignatureVerifier(signing_secret)  # the edge checks it first, as for the bot
 

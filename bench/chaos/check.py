@@ -43,19 +43,47 @@ def read_logs(paths: list[Path]) -> tuple[list[dict], list[str]]:
     return records, other
 
 
+Violations = dict[str, list[str]]
+
+
 def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], replicas,
           traffic, secrets: list[str]) -> dict:
     records, other = read_logs(log_paths)
-    confirmed: dict[str, int] = {}          # cid -> job id, from the "confirmed" decisions
+    confirmed = confirmed_decisions(records)
+    by_job = {f.job.job_id: f for f in flows}
+    violations: Violations = defaultdict(list)
+    stops = check_stops(stop_counts, confirmed, by_job, violations)
+    replies_total, watched = check_outcome_replies(standin, confirmed, violations)
+    finals_total = check_final_messages(standin, watched, by_job, violations)
+    check_alerts(flows, standin, violations)
+    crashes = check_crashes(replicas, other, violations)
+    slack_5xx = sum(n for code, n in traffic.statuses["slack"].items() if code >= 500)
+    if slack_5xx:
+        violations["slack_5xx"].append(f"{slack_5xx} answers >= 500")
+    check_secrets(standin, log_paths, traffic, secrets, violations)
+    counts = {"stops": stops, "confirmed_stops": len(confirmed),
+              "outcome_replies": replies_total, "watches": sum(watched.values()),
+              "final_messages": finals_total, "crashes": crashes, "slack_5xx": slack_5xx,
+              "unhandled_errors_logged": len(unhandled_errors(records))}
+    return summary(flows, replicas, traffic, counts, violations)
+
+
+def confirmed_decisions(records: list[dict]) -> dict[str, int]:
+    """Confirmation id -> job id, from the replicas' "confirmed" decisions."""
+    confirmed: dict[str, int] = {}
     for r in records:
         if r.get("logger") == "bot.decision" and r.get("event") == "confirmed":
             confirmed[str(r.get("confirmation"))] = int(r.get("job_id") or 0)
-    by_job = {f.job.job_id: f for f in flows}
+    return confirmed
+
+
+def check_stops(stop_counts: dict[str, int], confirmed: dict[str, int], by_job: dict,
+                violations: Violations) -> int:
+    """Promises 1 and 2: each stop from a valid, clicked confirmation, at most one per
+    confirmation. Returns the number of stop calls."""
     per_job_confirmed: dict[int, list[str]] = defaultdict(list)
     for cid, job in confirmed.items():
         per_job_confirmed[job].append(cid)
-
-    violations: dict[str, list[str]] = defaultdict(list)
     stops = 0
     for key, count in stop_counts.items():
         job = int(key.split("/")[0])
@@ -71,9 +99,15 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
         flow = by_job.get(job)
         if flow is None or cid not in flow.confirmed:
             violations["confirmed_without_valid_click"].append(f"{cid} (job {job})")
+    return stops
 
+
+def check_outcome_replies(standin, confirmed: dict[str, int], violations: Violations
+                          ) -> tuple[int, dict[tuple[str, str, int], int]]:
+    """Promise 3: one outcome reply per confirmed stop. Returns the replies counted and the
+    watches expected, (channel, thread, job) -> n."""
     replies_total = 0
-    watched: dict[tuple[str, str, int], int] = defaultdict(int)  # (channel, thread, job) -> n
+    watched: dict[tuple[str, str, int], int] = defaultdict(int)
     for cid, job in confirmed.items():
         posted = standin.by_cid.get(cid)
         if posted is None:
@@ -88,7 +122,12 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
             violations["missing_outcome_replies"].append(f"{cid} (job {job})")
         elif len(replies) > 1:
             violations["duplicate_outcome_replies"].append(f"{cid} (job {job}): {len(replies)}")
+    return replies_total, watched
 
+
+def check_final_messages(standin, watched: dict[tuple[str, str, int], int], by_job: dict,
+                         violations: Violations) -> int:
+    """Promise 3b: one final watch message per watched stop. Returns the finals counted."""
     finals_total = 0
     for (channel, thread, job), expected in watched.items():
         name = by_job[job].job.name if job in by_job else f"job {job}"
@@ -99,8 +138,11 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
             violations["missing_final_messages"].append(f"{name}: {finals} of {expected}")
         elif finals > expected:
             violations["duplicate_final_messages"].append(f"{name}: {finals} for {expected}")
+    return finals_total
 
-    accepted = [f for f in flows if f.kind == "alert" and f.alert_accepted]
+
+def check_alerts(flows, standin, violations: Violations) -> None:
+    """Promise 4: every accepted alert posted exactly once."""
     for flow in flows:
         if flow.kind != "alert":
             continue
@@ -110,7 +152,9 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
         if posts > 1:
             violations["duplicate_alerts"].append(f"alert {flow.n}: {posts} posts")
 
-    kills = sum(r.kills for r in replicas)
+
+def check_crashes(replicas, other: list[str], violations: Violations) -> int:
+    """Promise 5, crashes: unexpected exits, worker timeouts, workers booted more than started."""
     starts = sum(r.starts for r in replicas)
     booted = sum("Booting worker" in line for line in other)
     timeouts = [line for line in other if "WORKER TIMEOUT" in line or "was sent SIG" in line]
@@ -119,56 +163,67 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
     if crashes:
         violations["crashes"].append(f"exits {exits}, worker timeouts {len(timeouts)}, "
                                      f"workers booted {booted} for {starts} starts")
-    unhandled = [r for r in records if r.get("level") == "error" and "unhandled" in
-                 str(r.get("msg"))]
-    slack_5xx = sum(n for code, n in traffic.statuses["slack"].items() if code >= 500)
-    if slack_5xx:
-        violations["slack_5xx"].append(f"{slack_5xx} answers >= 500")
+    return crashes
 
-    with standin._lock:
-        calls = [json.dumps(c.params, default=str) for c in standin.calls]
+
+def unhandled_errors(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("level") == "error" and "unhandled" in
+            str(r.get("msg"))]
+
+
+def check_secrets(standin, log_paths: list[Path], traffic, secrets: list[str],
+                  violations: Violations) -> None:
+    """Promise 5, secrets: none in a log line, a Slack call or an HTTP answer."""
     haystacks = {"log": "\n".join(p.read_text(errors="replace") for p in log_paths
                                   if p.exists()),
-                 "slack_calls": "\n".join(calls), "http_answers": "\n".join(traffic.bodies)}
+                 "slack_calls": "\n".join(standin.call_params()),
+                 "http_answers": "\n".join(traffic.bodies)}
     for where, text in haystacks.items():
         for n, secret in enumerate(secrets):
             if secret in text:
                 violations["secret_leaks"].append(f"secret #{n} in {where}")
 
+
+def summary(flows, replicas, traffic, counts: dict, violations: Violations) -> dict:
+    """The figures of the run (bench/results/chaos.json), in their usual order."""
     kinds: dict[str, int] = defaultdict(int)
     for flow in flows:
         kinds[flow.kind] += 1
     ack = sorted(traffic.ack_ms)
+    n = {k: len(violations[k]) for k in (
+        "duplicate_stops", "missing_outcome_replies", "duplicate_outcome_replies",
+        "missing_final_messages", "duplicate_final_messages", "lost_alerts", "duplicate_alerts",
+        "stop_without_valid_confirmation", "confirmed_without_valid_click",
+        "stop_without_confirmed_decision", "secret_leaks")}
     return {
         "flows": len(flows),
         "flows_by_kind": dict(sorted(kinds.items())),
         "faults_injected": dict(sorted(traffic.faults.items())),
         "faults_total": sum(traffic.faults.values()),
-        "stops": stops,
-        "confirmed_stops": len(confirmed),
-        "outcome_replies": replies_total,
-        "duplicates": len(violations["duplicate_stops"]),
-        "missing_outcome_replies": len(violations["missing_outcome_replies"]),
-        "duplicate_outcome_replies": len(violations["duplicate_outcome_replies"]),
-        "watches": sum(watched.values()),
-        "final_messages": finals_total,
-        "missing_final_messages": len(violations["missing_final_messages"]),
-        "duplicate_final_messages": len(violations["duplicate_final_messages"]),
-        "alerts_accepted": len(accepted),
-        "lost_alerts": len(violations["lost_alerts"]),
-        "duplicate_alerts": len(violations["duplicate_alerts"]),
-        "stops_outside_the_rules": len(violations["stop_without_valid_confirmation"])
-        + len(violations["confirmed_without_valid_click"])
-        + len(violations["stop_without_confirmed_decision"]),
-        "crashes": crashes,
-        "replica_kills": kills,
-        "unhandled_errors_logged": len(unhandled),
-        "slack_5xx": slack_5xx,
+        "stops": counts["stops"],
+        "confirmed_stops": counts["confirmed_stops"],
+        "outcome_replies": counts["outcome_replies"],
+        "duplicates": n["duplicate_stops"],
+        "missing_outcome_replies": n["missing_outcome_replies"],
+        "duplicate_outcome_replies": n["duplicate_outcome_replies"],
+        "watches": counts["watches"],
+        "final_messages": counts["final_messages"],
+        "missing_final_messages": n["missing_final_messages"],
+        "duplicate_final_messages": n["duplicate_final_messages"],
+        "alerts_accepted": sum(1 for f in flows if f.kind == "alert" and f.alert_accepted),
+        "lost_alerts": n["lost_alerts"],
+        "duplicate_alerts": n["duplicate_alerts"],
+        "stops_outside_the_rules": n["stop_without_valid_confirmation"]
+        + n["confirmed_without_valid_click"] + n["stop_without_confirmed_decision"],
+        "crashes": counts["crashes"],
+        "replica_kills": sum(r.kills for r in replicas),
+        "unhandled_errors_logged": counts["unhandled_errors_logged"],
+        "slack_5xx": counts["slack_5xx"],
         "http_status": {k: dict(sorted(v.items())) for k, v in traffic.statuses.items()},
         "unrouted_requests": traffic.unrouted,
         "ack_ms_p50_p99_max": [round(ack[len(ack) // 2], 1), round(ack[int(len(ack) * .99)], 1),
                                round(ack[-1], 1)] if ack else [],
-        "secret_leaks": len(violations["secret_leaks"]),
+        "secret_leaks": n["secret_leaks"],
         "peak_memory_mib": {r.name: {"rss_total": round(r.peak_rss_kib / 1024, 1),
                                      "max_process_hwm": round(r.peak_worker_hwm_kib / 1024, 1)}
                             for r in replicas},

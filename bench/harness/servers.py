@@ -69,7 +69,8 @@ def _slack_process(conn) -> None:
                            for c in slack.calls[arg:]])
             elif ask == "requests":    # confirmation requests among messages[arg:], in order
                 new = list(slack.messages.values())[arg:]
-                conn.send((len(new), [_request(m) for m in new if m.blocks and _button(m.blocks)]))
+                conn.send((len(new), [confirmation_request(m) for m in new
+                                      if m.blocks and _button(m.blocks)]))
 
 
 def _button(blocks: list) -> str | None:
@@ -80,7 +81,7 @@ def _button(blocks: list) -> str | None:
     return None
 
 
-def _request(m) -> dict:
+def confirmation_request(m) -> dict:
     found = JOB_ID.search(m.text)
     return {"channel": m.channel, "ts": m.ts, "value": _button(m.blocks), "blocks": m.blocks,
             "job_id": int(found.group(1)) if found else None}

@@ -25,7 +25,7 @@ ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 BACKGROUND = {"EVALSHA queue.DUE", "EVALSHA outcomes.CLAIM"}
 # A stop's follow-through after its reply (bot.flow.watches): counted apart from the flow.
 FOLLOW_UP = "EVALSHA watches."
-OWN = "ZCARD {flow}"   # the benchmark waiting for the watches to end (bench.phases)
+OWN = "ZCARD {flow}"   # the benchmark waiting for the watches to end (bench.perf.phases)
 MODULES = ("bot.flow.confirmations", "bot.flow.outcomes", "bot.flow.watches", "bot.alerts.queue",
            "bot.modelarts.auth")
 

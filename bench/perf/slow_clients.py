@@ -1,7 +1,7 @@
 """Slow clients: does ``/healthz`` (and a signed command) still answer while clients trickle?
 
-    python -m bench.slow_clients                    # both workers, 16 and 32 slow connections
-    python -m bench.slow_clients --worker gthread   # only gunicorn's stock gthread (the "before")
+    python -m bench slow-clients                    # both workers, 16 and 32 slow connections
+    python -m bench slow-clients --worker gthread   # only gunicorn's stock gthread (the "before")
 
 Starts a throwaway redis-server, the stand-ins and the bot (``python -m bot serve``, or with
 ``--worker gthread`` the same server with gunicorn's stock worker) with WEB_CONCURRENCY=2 and
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import requests
 
-from bench import payloads, servers
-from bench.__main__ import SECRET, environment, serve
+from bench.harness import payloads, servers
+from bench.harness.rig import SECRET, environment, serve
 from botdev.standin.signing import slack_headers
 
 REQUEST = b"POST /slack/events HTTP/1.1\r\nHost: bot\r\nContent-Type: text/plain\r\n"
@@ -108,7 +107,7 @@ def run(worker: str, args) -> dict:
             env = environment(tmp, {"slack": slack.url, "redis": redis.url,
                                     "emulator": emulator.url}, args)
             argv = ["-m", "bot", "serve"] if worker == "buffering" else \
-                ["-m", "bench.slow_clients", "--stock-server"]
+                ["-m", "bench", "slow-clients", "--stock-server"]
             bot = serve(argv, env, tmp, worker)
             n = args.workers * args.threads
             return {str(k): attack(bot, slack.url, k, args) for k in (n, 2 * n)}
@@ -142,7 +141,7 @@ def line(worker: str, n: str, result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.slow_clients",
+    p = argparse.ArgumentParser(prog="python -m bench slow-clients",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--worker", choices=("both", "gthread", "buffering"), default="both")
     p.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY (2)")
@@ -162,7 +161,3 @@ def main(argv: list[str] | None = None) -> int:
         for n, result in run(worker, args).items():
             print(line(worker, n, result), flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

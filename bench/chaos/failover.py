@@ -2,7 +2,7 @@
 on a primary + replica behind two Sentinels (real redis-server processes), the ModelArts emulator
 and the Slack stand-in over loopback HTTP. A third of the way through, ``SENTINEL FAILOVER``.
 
-    python -m bench.failover [--flows 40] [--threads 8]
+    python -m bench failover [--flows 40] [--threads 8]
 
 Prints flows, the failover time, duplicate stops, stops without a confirmation and missing
 replies. A user who is told "can't reach my state store" tries again, as a person would; every
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     from botdev.emulator import Emulator
     from botdev.standin.topologies import Procs, start_sentinel
 
-    parser = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench failover", description=__doc__)
     parser.add_argument("--flows", type=int, default=40)
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args(argv)
@@ -289,7 +289,3 @@ def _replica(tmp: Path, sentinel, slack: SlackStandIn, emulator):
     bot = create_bot(settings, session=requests.Session())
     bot.start_background()
     return bot, serve_in_thread(create_wsgi(bot))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,6 +17,11 @@ TARGETS = {
 }
 
 
+LABELS = {"command_to_confirmation": "command -> confirmation posted",
+          "click_to_stop": "click -> stop call", "click_to_reply": "click -> thread reply",
+          "alert_to_post": "alert intake -> alert posted"}
+
+
 def targets(r: dict) -> dict[str, dict]:
     """Each target: the measured value and whether it is met."""
     top = max(r["levels"])
@@ -61,6 +66,18 @@ def table(r: dict) -> str:
         f"{'base p50':>7} {'p95':>7} {'p99':>7} | {'ratio':>5} | {'bot/s':>6} {'base/s':>6} | "
         f"{'dflt p50':>7} {'p99':>7}",
     ]
+    lines += _ack_rows(r)
+    lines += _flow_rows(r)
+    lines += _resource_rows(r)
+    for k, t in r["targets"].items():
+        lines.append(f"  {'met   ' if t['met'] else 'MISSED'} {k}: {t['value']:g} "
+                     f"(target <= {t['target']:g})")
+    return "\n".join(lines)
+
+
+def _ack_rows(r: dict) -> list[str]:
+    """Ack latency at each level and idle, then what the bot adds to a click and an answer."""
+    lines = []
     for kind, name in (("command", "/modelarts stop"), ("confirm", "confirm click")):
         for c, lvl in r["acks"][kind].items():
             lines.append(_row(name, c, lvl))
@@ -82,7 +99,12 @@ def table(r: dict) -> str:
         a = lvl["added"]
         lines.append(f"{f'click -> stop request (c={c})':<36}{a['click_to_stop']['p50']:>8.2f} "
                      f"{a['click_to_stop']['p99']:>8.2f}")
-    lines.append("")
+    return lines
+
+
+def _flow_rows(r: dict) -> list[str]:
+    """Per flow: Redis round trips and commands, ModelArts and Slack calls, CPU."""
+    lines = [""]
     for who, f in r["flows"].items():
         steps = ", ".join(f"{k} {v:g}" for k, v in f["redis"]["commands_per_flow"].items())
         lines.append(f"per flow ({who} role): Redis round trips {f['redis']['total_per_flow']:g},"
@@ -99,22 +121,24 @@ def table(r: dict) -> str:
     bg = r["flows"]["direct"]["redis"]["background_per_second"]
     lines.append("  background polling, all workers (alert dispatcher, owed replies, watches): "
                  f"{bg} Redis round trips/s")
+    return lines
+
+
+def _resource_rows(r: dict) -> list[str]:
+    """Peak RSS, start-up, alert intake and storm, then the heading of the targets."""
     rss = ", ".join(f"{k} {v:g}" for k, v in r["rss_mb"].items())
     base_rss = ", ".join(f"{k} {v:g}" for k, v in r["baseline_rss_mb"].items())
-    lines += ["", f"peak RSS, MB: bot {rss}; baseline {base_rss}",
-              f"start-up to first /healthz 200, s: bot {r['startup_seconds']['bot']} "
-              f"(runs {r['startup_seconds']['bot_runs']}), "
-              f"baseline {r['startup_seconds']['baseline']}"]
+    lines = ["", f"peak RSS, MB: bot {rss}; baseline {base_rss}",
+             f"start-up to first /healthz 200, s: bot {r['startup_seconds']['bot']} "
+             f"(runs {r['startup_seconds']['bot_runs']}), "
+             f"baseline {r['startup_seconds']['baseline']}"]
     a, s = r["alerts"]["intake"], r["alerts"]["storm"]
     lines += [f"alerts: {a['accepted_per_second']:.0f} accepted/s ({a['alerts']} alerts, "
               f"c={a['concurrency']}, p99 {a['latency_ms']['p99']} ms); storm of {s['alerts']} "
               f"on {s['channels']} channels at 1 post/s/channel drained in "
               f"{s['time_to_drain_seconds']} s (ideal {s['ideal_drain_seconds']} s, "
               f"{s['429s_met']} 429s)", "", "targets:"]
-    for k, t in r["targets"].items():
-        lines.append(f"  {'met   ' if t['met'] else 'MISSED'} {k}: {t['value']:g} "
-                     f"(target <= {t['target']:g})")
-    return "\n".join(lines)
+    return lines
 
 
 def _kv(d: dict) -> str:
@@ -128,8 +152,6 @@ def write(r: dict, path: Path) -> None:
 
 def wan_table(r: dict) -> str:
     """The WAN run: each flow kind against its floor, and the connections it opened."""
-    from bench.wan_phases import LABELS
-
     m = r["machine"]
     lines = [f"modelarts-bot WAN benchmark: {m['nproc']} cores, Python {m['python']}, gunicorn "
              f"gthread {r['server']['workers']} workers x {r['server']['threads']} threads"

@@ -8,15 +8,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from bench import payloads
-from bench.load import LoadGenerator, Req, Sent
-from bench.servers import STOP_PATH, Served, StandIn, ThrowawayRedis, cpu_seconds
-from bench.trips import Monitor, per_flow
-
-USER = "U0BENCH"          # mapped directly in the roles file
-GROUP_USER = "U0GROUPIE"  # holds its role through a usergroup
-GROUP = "S0BENCH"
-CHANNEL = "C0BENCH"
+from bench.harness import payloads
+from bench.harness.load import LoadGenerator, Req, Sent
+from bench.harness.rig import CHANNEL, USER
+from bench.harness.servers import STOP_PATH, Served, StandIn, ThrowawayRedis, cpu_seconds
+from bench.harness.trips import Monitor, per_flow
 
 
 @dataclass

@@ -1,4 +1,11 @@
-"""The WAN measurements: each flow kind, one flow at a time, timed from the request the bot got
+"""The bot over a WAN: HTTPS stand-ins behind a round-trip time.
+
+    python -m bench wan                    # RTT 100 ms
+    python -m bench wan --rtt-ms 100,250   # both; writes bench/results/wan.json
+    python -m bench wan --quick            # 4 flows
+
+The stand-ins are reached over HTTPS through ``bench.harness.fronts``, which add the round-trip
+time. The measurements: each flow kind, one flow at a time, timed from the request the bot got
 to the call it caused reaching Slack or ModelArts (as the stand-in behind the front stamped it).
 
 Floors, in round trips (RTT), with connections already open. A call's request reaches the far
@@ -16,18 +23,32 @@ own work are loopback-fast and left out.
 
 from __future__ import annotations
 
+import argparse
+import os
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
-from bench import payloads
-from bench.phases import CHANNEL, Rig, pct, replies, unclicked, wait_for
-from bench.servers import STOP_PATH, StandIn
+from bench.harness import payloads, report, servers
+from bench.harness.fronts import Certs, front, make_certs, trust_env
+from bench.harness.load import LoadGenerator
+from bench.harness.rig import (
+    ALERTS_TOKEN,
+    CHANNEL,
+    PREFIX,
+    RESULTS,
+    SECRET,
+    add_server_args,
+    environment,
+    machine,
+    serve,
+)
+from bench.harness.servers import STOP_PATH, StandIn
+from bench.perf.phases import Rig, pct, replies, unclicked, wait_for
 
 FLOORS_RTT = {"command_to_confirmation": 1.5, "click_to_stop": 0.5,
               "click_to_reply": 1.5, "alert_to_post": 0.5}
-LABELS = {"command_to_confirmation": "command -> confirmation posted",
-          "click_to_stop": "click -> stop call", "click_to_reply": "click -> thread reply",
-          "alert_to_post": "alert intake -> alert posted"}
 
 
 def _posted_at(rig: Rig) -> dict[str, float]:
@@ -130,3 +151,74 @@ def opened_by(front: StandIn, first: int, end: int) -> dict[str, int]:
 def _summary(values: list[float]) -> dict:
     return {"n": len(values), "p50": round(pct(values, 50), 1),
             "p99": round(pct(values, 99), 1), "max": round(max(values) * 1000, 1)}
+
+
+def wan_once(args: argparse.Namespace, tmp: Path, rtt: float, certs: Certs,
+             stand_ins: dict, load: LoadGenerator, jobs) -> dict:
+    """One WAN measurement at ``rtt`` ms: fronts, a bot that reaches the stand-ins through them."""
+    slack, emulator, redis = stand_ins["slack"], stand_ins["emulator"], stand_ins["redis"]
+    fronts = {"slack": front(slack.url, rtt, certs),
+              "modelarts": front(emulator.url, rtt, certs)}
+    bot = None
+    try:
+        env = {**environment(tmp, {"slack": fronts["slack"].url + "/api/", "redis": redis.url,
+                                   "emulator": fronts["modelarts"].url}, args),
+               **trust_env(certs),
+               # The answers to a command go to the stand-in itself, as Slack's to hooks.slack.com.
+               "SLACK_RESPONSE_URLS": slack.url.removesuffix("/api/") + "/response/"}
+        bot = serve(["-m", "bot", "serve"], env, tmp, f"bot-wan-{rtt:g}")
+        rig = Rig(load, bot, {}, slack, emulator, redis, PREFIX, jobs)
+        return measure(rig, fronts, rtt, args.flows, args.warm)
+    finally:
+        if bot:
+            bot.stop()
+        for f in fronts.values():
+            f.close()
+
+
+def run_wan(args: argparse.Namespace) -> dict:
+    started, load_before = time.monotonic(), os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="modelarts-bench-wan-") as name:
+        tmp = Path(name)
+        redis = servers.ThrowawayRedis(tmp)
+        needed = len(args.rtt_ms) * (args.warm + args.flows) + 5
+        jobs = iter(servers.write_seed(tmp / "jobs.json", 700000, needed))
+        stand_ins = {"slack": servers.slack_standin(),
+                     "emulator": servers.emulator(tmp / "jobs.json"), "redis": redis}
+        load = LoadGenerator(SECRET, ALERTS_TOKEN)
+        try:
+            certs = make_certs(tmp)
+            runs = [wan_once(args, tmp, rtt, certs, stand_ins, load, jobs) for rtt in args.rtt_ms]
+        finally:
+            load.close()
+            stand_ins["slack"].close()
+            stand_ins["emulator"].close()
+            redis.stop()
+    return {"network": "wan", "quick": args.quick, "runs": runs,
+            "server": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
+            "machine": {**machine(), "load_before": load_before, "load_after": os.getloadavg()},
+            "seconds": round(time.monotonic() - started, 1),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench wan", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="a short smoke run (4 flows)")
+    p.add_argument("--out", type=Path, default=RESULTS / "wan.json", help="bench/results/wan.json")
+    p.add_argument("--rtt-ms", default="100", help="round-trip times, comma-separated")
+    p.add_argument("--flows", type=int, help="sequential flows of each kind counted (30)")
+    add_server_args(p)
+    args = p.parse_args(argv)
+    args.rtt_ms = [float(r) for r in args.rtt_ms.split(",")]
+    args.warm = 4 if args.quick else 8
+    args.flows = args.flows or (4 if args.quick else 30)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    result = run_wan(args)
+    report.write(result, args.out)
+    print(report.wan_table(result))
+    print(f"\nwrote {args.out} in {result['seconds']} s")
+    return 0

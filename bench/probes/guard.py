@@ -1,6 +1,6 @@
 """What the edge guard (bot/app/web.py ``refusal``, bot/slack/guard.py) costs a request, in-process.
 
-    python -m bench.guard
+    python -m bench guard
 
 An HTTP request pays ``web.refusal`` at the edge (Bolt's own parse of the body, which Bolt then
 does again) and ``guard.refusal`` in ``GuardedApp.dispatch`` (the check Socket Mode gets too).
@@ -10,6 +10,7 @@ for hostile ones (refused).
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import timeit
@@ -59,7 +60,9 @@ def median_us(work, number: int = 200) -> float:
     return statistics.median(timeit.repeat(work, number=number, repeat=7)) / number * 1e6
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="python -m bench guard", description=__doc__.split("\n")[0]
+                            ).parse_args(argv)
     print(f"{'body':<36} {'bytes':>7} {'edge us':>9} {'dispatch us':>12}  answer")
     for name, (raw, content_type) in bodies().items():
         refused = refusal(raw, content_type)
@@ -71,7 +74,4 @@ def main() -> None:
         refused = refused or guard.refusal(body, response_urls=URLS)
         answer = f"{refused.status} {refused.reason}" if refused else "to Bolt's listeners"
         print(f"{name:<36} {len(raw):>7} {edge:>9.1f} {dispatch:>12.1f}  {answer}")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

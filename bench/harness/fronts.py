@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.servers import StandIn
+from bench.harness.servers import StandIn
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,15 @@
 """What the metrics cost, and what ``/metrics`` shows after a short load.
 
-    python -m bench.metrics            # about 20 s on 2 cores
-    python -m bench.metrics --flows 20 --scrapes 200
+    python -m bench metrics            # about 20 s on 2 cores
+    python -m bench metrics --flows 20 --scrapes 200
 
 1. Per call: each bot.core.metrics API call in multiprocess mode (values in mmap'd files, as under
    gunicorn), in a child process with PROMETHEUS_MULTIPROC_DIR set.
-2. The same rig as ``python -m bench`` (throwaway Redis, stand-ins in their own processes, the
-   bot under gunicorn, 2 workers): ``--flows`` full stop flows with their Redis round trips
-   (bench.trips: the metrics must add none), then ``--scrapes`` GETs of /metrics one after
-   another: latency and size. Then, the bot stopped, what one gauge sample costs in Redis
-   (INFO commandstats) with 3 channels holding queued alerts.
+2. The same rig as ``python -m bench loopback`` (throwaway Redis, stand-ins in their own
+   processes, the bot under gunicorn, 2 workers): ``--flows`` full stop flows with their Redis
+   round trips (bench.harness.trips: the metrics must add none), then ``--scrapes`` GETs of
+   /metrics one after another: latency and size. Then, the bot stopped, what one gauge sample
+   costs in Redis (INFO commandstats) with 3 channels holding queued alerts.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import requests
 
-from bench import phases, servers
-from bench.__main__ import ALERTS_TOKEN, PREFIX, SECRET, environment, serve
-from bench.load import LoadGenerator
+from bench.harness import servers
+from bench.harness.load import LoadGenerator
+from bench.harness.rig import ALERTS_TOKEN, PREFIX, SECRET, environment, serve
+from bench.perf import phases
 
 CALLS = {
     "observe_modelarts": "m.observe_modelarts('v1', 'stop_version', 0.05)",
@@ -52,12 +53,13 @@ def per_call_multiprocess(tmp: Path) -> dict[str, float]:
     folder = tmp / "micro"
     folder.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
-    code = "import json; from bench.metrics import per_call; print(json.dumps(per_call()))"
+    code = "import json; from bench.probes.metrics import per_call; print(json.dumps(per_call()))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,  # noqa: S603
                           text=True, check=True, timeout=120)
     return json.loads(done.stdout)
 
 
+METRICS_TOKEN = "bench-metrics-token"  # noqa: S105 - the probe's own, local
 BACKGROUND = ("cmdstat_info", "cmdstat_evalsha", "cmdstat_script", "cmdstat_eval")
 
 
@@ -93,7 +95,8 @@ def scrapes(base: str, n: int) -> dict:
     with requests.Session() as http:
         for _ in range(n):
             started = time.perf_counter()
-            resp = http.get(base + "/metrics", timeout=10)
+            resp = http.get(base + "/metrics", timeout=10,
+                            headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
             took.append(time.perf_counter() - started)
             resp.raise_for_status()
             size, text = len(resp.content), resp.text
@@ -112,8 +115,9 @@ def run(args: argparse.Namespace) -> dict:
         slack, emulator = servers.slack_standin(), servers.emulator(tmp / "jobs.json")
         load = LoadGenerator(SECRET, ALERTS_TOKEN)
         try:
-            env = environment(tmp, {"slack": slack.url, "redis": redis.url,
-                                    "emulator": emulator.url}, args)
+            env = {**environment(tmp, {"slack": slack.url, "redis": redis.url,
+                                       "emulator": emulator.url}, args),
+                   "METRICS_TOKEN": METRICS_TOKEN}   # unset, /metrics answers 503
             out.update(served(args, env, tmp, load, slack, emulator, redis, iter(jobs)))
             out["sample"] = sampler_cost(redis)
         finally:
@@ -129,7 +133,7 @@ def served(args, env, tmp, load, slack, emulator, redis, jobs) -> dict:
     try:
         bot = serve(["-m", "bot", "serve"], env, tmp, "bot")
         running.append(bot)
-        baseline = serve(["-m", "bench.baseline"], env, tmp, "baseline")
+        baseline = serve(["-m", "bench.harness.baseline"], env, tmp, "baseline")
         running.append(baseline)
         rig = phases.Rig(load, bot, {"baseline": baseline}, slack, emulator, redis, PREFIX, jobs)
         flows = phases.flows(rig, args.flows)
@@ -141,18 +145,15 @@ def served(args, env, tmp, load, slack, emulator, redis, jobs) -> dict:
             closing.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.metrics")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench metrics")
     parser.add_argument("--flows", type=int, default=10)
     parser.add_argument("--scrapes", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result = run(args)
     excerpt = result["scrape"].pop("excerpt")
     print(json.dumps(result, indent=2))
     print("\n".join(excerpt))
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,10 +1,10 @@
 """How long ``/modelarts list`` takes with many running jobs (issue 11: under 1 s p50 at 500).
 
-    python -m bench.listing                      # 500 running v2 jobs, 40 timed lists per user
-    python -m bench.listing --jobs 2000 --runs 20
+    python -m bench listing                      # 500 running v2 jobs, 40 timed lists per user
+    python -m bench listing --jobs 2000 --runs 20
 
 A throwaway redis-server, the ModelArts emulator and the Slack stand-in (a process each, as in
-``python -m bench``), the bot served in this process on loopback. Each run POSTs a signed
+``python -m bench loopback``), the bot served in this process on loopback. Each run POSTs a signed
 ``/modelarts list`` and times it until the answer reaches the stand-in's response_url (both
 stamps are ``time.monotonic``, one clock across processes on Linux). Users: U0ONCALL may stop
 every job; U0TEAMA only ``team-a-*`` (a third of them), so the role filter counts the others.
@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import requests
 import yaml
 
-from bench import servers
+from bench.harness import servers
 from bot.app.httpd import serve_in_thread
 from bot.flow.finder import Finder
 from botdev.emulator import defaults
@@ -106,7 +106,7 @@ def summary(seconds: list[float]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.listing", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench listing", description=__doc__)
     parser.add_argument("--jobs", type=int, default=500, help="running v2 jobs (default 500)")
     parser.add_argument("--runs", type=int, default=40, help="timed lists per user")
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
@@ -160,7 +160,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

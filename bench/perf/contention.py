@@ -1,10 +1,10 @@
 """How long a confirm takes to reach ModelArts while many lists run (issue 18, item 3).
 
-    python -m bench.contention                   # 2,000 running v2 jobs, 5 stops, 20+20 lists
-    python -m bench.contention --stops 3 --lists 10
+    python -m bench contention                   # 2,000 running v2 jobs, 5 stops, 20+20 lists
+    python -m bench contention --stops 3 --lists 10
 
 A throwaway redis-server, the ModelArts emulator and the Slack stand-in (a process each), the
-bot served in this process on loopback, as in ``bench.listing``. For each stop, U0ONCALL asks
+bot served in this process on loopback, as in ``bench.perf.listing``. For each stop, U0ONCALL asks
 ``/modelarts stop <id>`` (no load yet) and gets the confirmation; then ``--lists`` lists by an
 unmapped user (U0STRANGER) and as many by a mapped one (U0TEAMA) are POSTed at once, and, once
 they are in, the Confirm click. Timed: from the click's POST to the stop's arrival at the
@@ -25,8 +25,8 @@ from urllib.parse import urlencode
 
 import requests
 
-from bench import servers
-from bench.listing import SECRET, command, write_seed
+from bench.harness import servers
+from bench.perf.listing import SECRET, command, write_seed
 from bot.app.httpd import serve_in_thread
 from bot.flow.blocks import CONFIRM
 from botdev.emulator import defaults
@@ -47,7 +47,7 @@ CLIENTS = 8          # POSTing threads: each ack takes milliseconds, so all list
 
 
 def job_id(n: int) -> str:
-    """The id ``bench.listing.write_seed`` gives its n-th job (a team-c job when n % 3 == 2)."""
+    """The id ``bench.perf.listing.write_seed`` gives its n-th job (team-c when n % 3 == 2)."""
     return f"{n:08x}-bbbb-4ccc-8ddd-{n:012x}"
 
 
@@ -71,11 +71,12 @@ def _slack_process(conn) -> None:
                 conn.send(len(slack.calls))
             elif ask == "request":      # the newest confirmation request, if any
                 msgs = [m for m in slack.messages.values() if CONFIRM in json.dumps(m.blocks)]
-                conn.send(servers._request(msgs[-1]) if msgs else None)
+                conn.send(servers.confirmation_request(msgs[-1]) if msgs else None)
 
 
 def _emulator_process(conn, seed: str) -> None:
-    """The emulator, stamping each request's arrival (``bench.servers``' stamps v1 stops only)."""
+    """The emulator, stamping each request's arrival (``bench.harness.servers``' stamps v1
+    stops only)."""
     from botdev.emulator import Emulator
 
     class Timed(Emulator):
@@ -195,14 +196,32 @@ def one_stop(rig: Rig, n: int, lists: int, pool: ThreadPoolExecutor,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.contention", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench contention", description=__doc__)
     parser.add_argument("--jobs", type=int, default=2000, help="running v2 jobs (2000)")
     parser.add_argument("--stops", type=int, default=5, help="timed confirm clicks (5)")
     parser.add_argument("--lists", type=int, default=20,
                         help="concurrent lists per user, unmapped and mapped (20)")
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
+    started = time.monotonic()
+    seconds, kinds = measure(args)
+    ms = sorted(s * 1000 for s in seconds)
+    result = {"running_v2_jobs": args.jobs, "lists_per_stop": 2 * args.lists,
+              "confirm_to_stop_ms": {"stops": len(ms), "p50": round(statistics.median(ms), 1),
+                                     "max": round(ms[-1], 1)},
+              "list_answers": kinds, "seconds": round(time.monotonic() - started, 1)}
+    f = result["confirm_to_stop_ms"]
+    print(f"confirm → stop, {args.jobs} running v2 jobs, {args.lists} lists by an unmapped user "
+          f"and {args.lists} by a mapped one at each click, loopback: p50 {f['p50']} ms, "
+          f"max {f['max']} ms over {f['stops']} stops; list answers {kinds}")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
 
+
+def measure(args: argparse.Namespace) -> tuple[list[float], dict[str, int]]:
+    """The stand-ins, a throwaway Redis and the bot in this process; ``--stops`` timed stops.
+    Returns each stop's seconds and the list answers counted by kind."""
     from bot.app.web import create_wsgi
     from bot.app.wiring import create_bot
     from bot.core.settings import load_settings
@@ -227,16 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             httpd = serve_in_thread(create_wsgi(bot))
             rig = Rig(f"http://127.0.0.1:{httpd.server_address[1]}/slack/events", slack,
                       emulator)
-            seconds, kinds, before = [], {}, None
-            started = time.monotonic()
             try:
-                with ThreadPoolExecutor(CLIENTS) as pool:
-                    for n in range(args.stops):
-                        took, got, before = one_stop(rig, 3 * n, args.lists, pool, before)
-                        seconds.append(took)
-                        for k, v in got.items():
-                            kinds[k] = kinds.get(k, 0) + v
-                        print(f"stop {n + 1}: {took * 1000:.0f} ms, lists {got}", flush=True)
+                return stops(rig, args)
             finally:
                 httpd.shutdown()
                 httpd.server_close()
@@ -244,19 +255,15 @@ def main(argv: list[str] | None = None) -> int:
             emulator.close()
             slack.close()
             store.stop()
-    ms = sorted(s * 1000 for s in seconds)
-    result = {"running_v2_jobs": args.jobs, "lists_per_stop": 2 * args.lists,
-              "confirm_to_stop_ms": {"stops": len(ms), "p50": round(statistics.median(ms), 1),
-                                     "max": round(ms[-1], 1)},
-              "list_answers": kinds, "seconds": round(time.monotonic() - started, 1)}
-    f = result["confirm_to_stop_ms"]
-    print(f"confirm → stop, {args.jobs} running v2 jobs, {args.lists} lists by an unmapped user "
-          f"and {args.lists} by a mapped one at each click, loopback: p50 {f['p50']} ms, "
-          f"max {f['max']} ms over {f['stops']} stops; list answers {kinds}")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def stops(rig: Rig, args: argparse.Namespace) -> tuple[list[float], dict[str, int]]:
+    seconds, kinds, before = [], {}, None
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        for n in range(args.stops):
+            took, got, before = one_stop(rig, 3 * n, args.lists, pool, before)
+            seconds.append(took)
+            for k, v in got.items():
+                kinds[k] = kinds.get(k, 0) + v
+            print(f"stop {n + 1}: {took * 1000:.0f} ms, lists {got}", flush=True)
+    return seconds, kinds

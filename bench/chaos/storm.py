@@ -1,7 +1,7 @@
 """An alert storm against the real intake, the real Redis and the Slack stand-in at Slack's pace.
 
-    python -m bench.storm                       # 300 alerts in 10 s over 3 channels, 2 replicas
-    python -m bench.storm --alerts 60 --seconds 2 --replicas 1 --pace 0
+    python -m bench storm                       # 300 alerts in 10 s over 3 channels, 2 replicas
+    python -m bench storm --alerts 60 --seconds 2 --replicas 1 --pace 0
 
 The stand-in allows one post per second per channel (Slack's chat.postMessage tier) and answers
 429 with a whole-second Retry-After, as Slack does. Prints what was sent, how long the queue took to
@@ -17,7 +17,6 @@ import json
 import os
 import re
 import statistics
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -137,7 +136,7 @@ def report(args, slack: SlackStandIn, channels, latencies, codes, intake_done, d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.storm",
+    parser = argparse.ArgumentParser(prog="python -m bench storm",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--alerts", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=10.0, help="spread the alerts over this")
@@ -152,7 +151,3 @@ def main(argv: list[str] | None = None) -> int:
     ok = (result["lost"] == 0 and result["duplicates"] == 0 and result["order_violations"] == 0
           and result["calls_before_retry_after"] == 0)
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

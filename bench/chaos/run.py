@@ -2,10 +2,10 @@
 ModelArts emulator and the Slack stand-in, all on loopback; thousands of mixed flows while
 Redis restarts, ModelArts fails or stalls, Slack rate-limits and a replica is SIGKILLed.
 
-    python -m bench.chaos                          # the full run (about 6 minutes)
-    python -m bench.chaos --flows 60 --seconds 30  # a smoke run
+    python -m bench chaos                          # the full run (about 6 minutes)
+    python -m bench chaos --flows 60 --seconds 30  # a smoke run
 
-At the end it checks the promises (see bench/chaos_check.py) against what the stand-ins
+At the end it checks the promises (see bench/chaos/check.py) against what the stand-ins
 recorded and the replicas logged, prints the figures and writes them to bench/results/chaos.json.
 Exit status 0 only when no promise was broken. Needs redis-server on PATH.
 """
@@ -21,13 +21,14 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
-from bench.chaos_check import check
-from bench.chaos_flows import ROLES, Flow, RecordingStandIn, Traffic, run_flow, seed
-from bench.chaos_procs import RedisProc, Replica
+from bench.chaos.check import check
+from bench.chaos.flows import ROLES, Flow, RecordingStandIn, Traffic, run_flow, seed
+from bench.chaos.procs import RedisProc, Replica
 from bot.core.keys import Keys
 from botdev.emulator import EMULATOR_AK, EMULATOR_PROJECT_ID, Emulator
 
@@ -44,7 +45,7 @@ KINDS = {"confirm": 30, "double_click": 12, "alert": 18, "cancel": 7, "race": 5,
 GLOBAL_FAULTS = ("replica_kill", "redis_restart", "slack_429_burst", "slack_429_window",
                  "slack_5xx")
 CONFIRM_TTL = 20
-RESULTS = Path(__file__).with_name("results")
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 class Injector(threading.Thread):
@@ -123,8 +124,20 @@ def settled(redis_url: str) -> tuple[int, int]:
         client.close()
 
 
-def run(args: argparse.Namespace) -> dict:
-    rng = random.Random(args.seed)
+@dataclass
+class Stage:
+    """What one chaos run starts: its work dir, Redis, stand-ins, replicas and traffic."""
+
+    workdir: Path
+    redis_proc: RedisProc
+    standin: RecordingStandIn
+    emulator: Emulator
+    replicas: list[Replica]
+    traffic: Traffic
+    flows: list[Flow]
+
+
+def stage(args: argparse.Namespace, rng: random.Random) -> Stage:
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
     redis_proc = RedisProc(workdir)
     redis_proc.start()
@@ -143,75 +156,98 @@ def run(args: argparse.Namespace) -> dict:
     names = list(KINDS)
     kinds = rng.choices(names, weights=[KINDS[k] for k in names], k=args.flows)
     flows = [Flow(n, kind, job) for n, (kind, job) in enumerate(zip(kinds, jobs, strict=True))]
-    injector = Injector(redis_proc, replicas, standin, traffic, args.fault_every, rng)
+    return Stage(workdir, redis_proc, standin, emulator, replicas, traffic, flows)
+
+
+def run(args: argparse.Namespace) -> dict:
+    rng = random.Random(args.seed)
+    st = stage(args, rng)
+    injector = Injector(st.redis_proc, st.replicas, st.standin, st.traffic, args.fault_every, rng)
     halt = threading.Event()
 
     def sample() -> None:
         while not halt.wait(0.5):
-            for replica in replicas:
+            for replica in st.replicas:
                 replica.sample_now()
 
     started = time.monotonic()
     try:
-        for replica in replicas:
+        for replica in st.replicas:
             replica.start()
-        sampler = threading.Thread(target=sample, name="chaos-sampler", daemon=True)
-        sampler.start()
+        threading.Thread(target=sample, name="chaos-sampler", daemon=True).start()
         injector.start()
-        window = args.seconds * 0.75
-        with ThreadPoolExecutor(args.concurrency, thread_name_prefix="flow") as pool:
-            futures = []
-            for n, flow in enumerate(flows):
-                time.sleep(max(0.0, started + n * window / len(flows) - time.monotonic()))
-                if time.monotonic() - started > args.seconds:
-                    flows = flows[:n]
-                    break
-                futures.append(pool.submit(run_flow, traffic, flow))
-            for future in futures:
-                future.result()
+        flows = drive(args, st.traffic, st.flows, started)
         injector.halt.set()
         injector.join(30)
-        heal(redis_proc, replicas, standin, emulator)
+        heal(st.redis_proc, st.replicas, st.standin, st.emulator)
         flows_done = time.monotonic() - started
-        deadline = time.monotonic() + args.drain
-        while time.monotonic() < deadline:
-            queued, owed = settled(redis_proc.url)
-            if queued == 0 and owed == 0:
-                break
-            time.sleep(1)
-        time.sleep(2)  # anything late (a second reply, a double post) shows now
-        for replica in replicas:
+        drain(st.redis_proc.url, args.drain)
+        for replica in st.replicas:
             replica.stop()
         halt.set()
-        result = check(flows, standin, emulator.store.stop_counts(),
-                       [r.log_path for r in replicas], replicas, traffic, list(SECRETS.values()))
+        result = check(flows, st.standin, st.emulator.store.stop_counts(),
+                       [r.log_path for r in st.replicas], st.replicas, st.traffic,
+                       list(SECRETS.values()))
         result.update({"seconds_flows": round(flows_done, 1),
                        "seconds_total": round(time.monotonic() - started, 1),
-                       "redis_restarts": redis_proc.restarts, "seed": args.seed,
+                       "redis_restarts": st.redis_proc.restarts, "seed": args.seed,
                        "injector_errors": injector.errors,
-                       "still_queued_or_owed": settled(redis_proc.url) if redis_proc.proc
+                       "still_queued_or_owed": settled(st.redis_proc.url) if st.redis_proc.proc
                        else None})
         return result
     finally:
         halt.set()
         injector.halt.set()
-        for replica in replicas:
-            replica.kill() if replica.proc and not args.keep else None
-        redis_proc.stop()
-        standin.close()
-        emulator.close()
-        if args.keep:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        teardown(st, args.keep)
 
 
-def heal(redis_proc: RedisProc, replicas: list[Replica], standin, emulator) -> None:
+def drive(args: argparse.Namespace, traffic: Traffic, flows: list[Flow], started: float
+          ) -> list[Flow]:
+    """Start the flows spread over 3/4 of ``--seconds``, at most ``--concurrency`` at a time;
+    wait for them. Returns the flows started (fewer if ``--seconds`` ran out)."""
+    window = args.seconds * 0.75
+    with ThreadPoolExecutor(args.concurrency, thread_name_prefix="flow") as pool:
+        futures = []
+        for n, flow in enumerate(flows):
+            time.sleep(max(0.0, started + n * window / len(flows) - time.monotonic()))
+            if time.monotonic() - started > args.seconds:
+                flows = flows[:n]
+                break
+            futures.append(pool.submit(run_flow, traffic, flow))
+        for future in futures:
+            future.result()
+    return flows
+
+
+def drain(redis_url: str, seconds: float) -> None:
+    """Wait (at most ``seconds``) until no alert is queued and no reply or watch is owed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        queued, owed = settled(redis_url)
+        if queued == 0 and owed == 0:
+            break
+        time.sleep(1)
+    time.sleep(2)  # anything late (a second reply, a double post) shows now
+
+
+def teardown(st: Stage, keep: bool) -> None:
+    for replica in st.replicas:
+        replica.kill() if replica.proc and not keep else None
+    st.redis_proc.stop()
+    st.standin.close()
+    st.emulator.close()
+    if keep:
+        print(f"kept {st.workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(st.workdir, ignore_errors=True)
+
+
+def heal(redis_proc: RedisProc, replicas: list[Replica], standin: RecordingStandIn,
+         emulator: Emulator) -> None:
     """End every fault so that what is owed can be delivered."""
     emulator.clear_faults()
     standin.channel_interval = None
-    with standin._lock:
-        standin.failures.clear()
+    standin.clear_failures()
     if redis_proc.proc is None:
         redis_proc.start()
     for replica in replicas:
@@ -236,7 +272,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.chaos",
+    parser = argparse.ArgumentParser(prog="python -m bench chaos",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--flows", type=int, default=3000, help="how many flows, at most")
     parser.add_argument("--seconds", type=float, default=300.0,
@@ -262,7 +298,3 @@ def main(argv: list[str] | None = None) -> int:
         print("\nviolations:\n" + json.dumps(result["violations"], indent=2))
     print(f"\nfigures written to {out}")
     return 0 if result["violation_count"] == 0 else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ import json
 import time
 from urllib.parse import urlencode
 
-from bench.load import Req
+from bench.harness.load import Req
 from bot.flow.blocks import CONFIRM
 
 TEAM = "T0STANDIN"
@@ -43,7 +43,7 @@ def click(request: dict, user: str, response_url: str, action_id: str = CONFIRM)
 
 
 def alert(n: int, channel: str) -> Req:
-    """The shape ``bench.storm`` sends, with a distinct identity per alert."""
+    """The shape ``bench.chaos.storm`` sends, with a distinct identity per alert."""
     body = {"channel": channel, "job_id": str(300000 + n), "version_id": "278813",
             "job_name": f"bench-alert-{n}", "status": "RUNNING",
             "summary": f"storm {n} loss is NaN", "severity": "critical"}

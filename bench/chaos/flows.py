@@ -68,6 +68,24 @@ class RecordingStandIn(SlackStandIn):
             self.alerts[int(mark.group(1))].append((body["channel"], body["ts"]))
         return status, body, extra
 
+    def join_usergroup(self, group: str, user: str) -> None:
+        with self._lock:
+            self.usergroups.setdefault(group, []).append(user)
+
+    def leave_usergroup(self, group: str, user: str) -> None:
+        with self._lock:
+            self.usergroups[group].remove(user)
+
+    def clear_failures(self) -> None:
+        """Forget the failures queued with ``fail_next`` that have not been served yet."""
+        with self._lock:
+            self.failures.clear()
+
+    def call_params(self) -> list[str]:
+        """The parameters of every call the stand-in received, as JSON (to look for secrets)."""
+        with self._lock:
+            return [json.dumps(c.params, default=str) for c in self.calls]
+
     def thread_texts(self, channel: str, thread: str) -> list[str]:
         with self._lock:
             return [m.text for m in self.messages.values()
@@ -292,8 +310,7 @@ def run_flow(t: Traffic, flow: Flow) -> Flow:
         return flow
     if kind == "revoked":
         user = f"U0CAROL{flow.n}"
-        with t.standin._lock:
-            t.standin.usergroups.setdefault("S0CHAOS", []).append(user)
+        t.standin.join_usergroup("S0CHAOS", user)
     if kind == "lookup_fault":
         t.emulator.set_fault(V1Job(job.job_id, job.version_id), "html_500", on="get", times=1)
         flow.faults.append("lookup_500")
@@ -309,8 +326,7 @@ def run_flow(t: Traffic, flow: Flow) -> Flow:
         return flow
     req = got[0]
     if kind == "revoked":
-        with t.standin._lock:
-            t.standin.usergroups["S0CHAOS"].remove(user)
+        t.standin.leave_usergroup("S0CHAOS", user)
     t.job_fault(flow)
     _clicks(t, flow, req, user)
     return flow

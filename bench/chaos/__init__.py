@@ -1,0 +1,1 @@
+"""Promises kept under faults: ``python -m bench chaos|failover|storm``."""

@@ -1,0 +1,1 @@
+"""The rig the benchmarks share: servers, load generator, payloads, TLS fronts, report."""

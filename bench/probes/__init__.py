@@ -1,0 +1,1 @@
+"""Small one-off measurements: ``python -m bench guard|metrics``."""
