@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from urllib.parse import urlencode
 
 import pytest
 
 from bot.core.keys import Keys
 from bot.flow import blocks as b
+from bot.flow.audit import AuditEntry
 from bot.flow.blocks import CONFIRM
 from bot.flow.confirmations import Confirmation, Result
 from bot.flow.outcomes import OwedReplies
-from bot.flow.watches import Watches
+from bot.flow.watches import WatchEntry, Watches
 from bot.modelarts.refs import V1Job, V2Job
 from tests.plugins.alerts import generic
 from tests.plugins.slack import TEAM, button_value
@@ -226,7 +228,7 @@ class TestReplicas:
         slack_api.wait_for(lambda: watched(redis_client, key_prefix) == 1)
         dead = watches_for(first, redis_client, key_prefix, lease=1.5)
         time.sleep(1.1)                 # the first check is due
-        assert dead._claim(keys=dead.keys, args=["dead-replica", dead.lease_ms])
+        assert dead.lease.claim("dead-replica", dead.lease_ms)
         second = running()
         final = slack_api.wait_for(lambda: with_text(slack_api, msg, "is KILLED"), timeout=15)
         assert final[0].startswith(":white_check_mark:")
@@ -285,3 +287,29 @@ def test_the_fresh_stop_is_the_alerts_button():
     from bot.alerts.blocks import STOP_REQUEST
 
     assert b.STOP_REQUEST == STOP_REQUEST
+
+
+class TestStoredShape:
+    """The typed entries keep the JSON that running replicas read and write."""
+
+    KEYS = ["c", "user", "kind", "since", "deadline", "span", "owner", "say", "blocks", "end",
+            "tries", "checks", "state", "error"]
+
+    def confirmation(self) -> Confirmation:
+        return Confirmation("cid-1", "U0ONCALL", "C0OPS", "1.2", "1.2", REF, "team-a-resnet", 1.0)
+
+    def test_a_new_watch_has_the_fields_it_had_as_a_dict(self, redis_client, key_prefix):
+        watches = Watches(redis_client, key_prefix, None, None, interval=5, span=600,
+                          unknown_span=900, lease_seconds=1)
+        raw = watches.entry(self.confirmation(), "U0ONCALL", "unknown", None).to_json()
+        e = json.loads(raw)
+        assert list(e) == self.KEYS and e["span"] == 900 and e["blocks"] is None
+        assert WatchEntry.from_json(raw).to_json() == raw
+
+    def test_a_checked_watch_carries_its_audit_entry_and_verdict(self):
+        e = WatchEntry(self.confirmation(), "U0ONCALL", "accepted", 1.0, 601.0, 600, checks=1,
+                       verdict="took_effect")
+        assert json.loads(e.to_json())["audit"] == "" and AuditEntry.from_json("") is None
+        audited = replace(e, audit=AuditEntry({"event": "verified"}))
+        assert json.loads(json.loads(audited.to_json())["audit"]) == {"event": "verified"}
+        assert list(json.loads(e.to_json()))[-2:] == ["verdict", "audit"]

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import redis
 
@@ -47,9 +47,6 @@ from bot.core import metrics
 from bot.core.errors import InvalidIdError
 from bot.core.keys import Keys
 from bot.modelarts.refs import V2_SHAPE, JobRef, V1Job, V2Job, parse_ref, validate_id
-
-if TYPE_CHECKING:
-    from bot.flow.confirmations import Confirmation
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +96,48 @@ def job_fields(ref: JobRef) -> dict[str, str]:
     return {"api": ref.api, **{k: str(v) for k, v in vars(ref).items()}}
 
 
+class Confirmation(Protocol):
+    """What an entry takes from a confirmation (bot.flow.confirmations.Confirmation, which
+    imports this module: so the audit trail names the fields it reads, not the class)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def requester(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def job_name(self) -> str: ...
+    @property
+    def ref(self) -> JobRef: ...
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An entry to append: its fields (only names in FIELDS, empty ones left out, made by
+    ``Audit.entry``). It travels as JSON (``to_json``) in a script's ARGV, and inside an owed
+    reply or a watch until the script that appends it runs; there "" means none (``as_arg``)."""
+
+    fields: dict[str, str]
+
+    @property
+    def event(self) -> str:
+        return self.fields.get("event", "")
+
+    def to_json(self) -> str:
+        return json.dumps(self.fields)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes | None) -> AuditEntry | None:
+        """The entry in ``raw``; None for none ("" or None)."""
+        return cls(json.loads(raw)) if raw else None
+
+
+def as_arg(entry: AuditEntry | None) -> str:
+    """``entry`` for a script's ARGV: its JSON, or "" for none."""
+    return entry.to_json() if entry else ""
+
+
 @dataclass(frozen=True)
 class Entry:
     id: str
@@ -140,19 +179,19 @@ class Audit:
         return {k: str(v) for k, v in out.items() if k in FIELDS and v not in (None, "")}
 
     def entry(self, event: str, c: Confirmation | None = None, ref: JobRef | None = None,
-              **more: object) -> str:
-        """An entry as JSON, for a script's ARGV (``audit(KEYS[n], cjson.decode(ARGV[m]),
-        ARGV[m + 1])`` with ARGV[m + 1] = ``keep_ms``)."""
-        return json.dumps(self.fields(event, c, ref, **more))
+              **more: object) -> AuditEntry:
+        """An entry for a script to append (``audit(KEYS[n], cjson.decode(ARGV[m]),
+        ARGV[m + 1])`` with ARGV[m] = ``as_arg(entry)``, ARGV[m + 1] = ``keep_ms``)."""
+        return AuditEntry(self.fields(event, c, ref, **more))
 
     def write(self, event: str, c: Confirmation | None = None, ref: JobRef | None = None,
               **more: object) -> bool:
         """Append an entry in a round trip of its own; False (logged, counted) if Redis failed."""
         return self.append(self.fields(event, c, ref, **more))
 
-    def append(self, fields: dict[str, str] | str) -> bool:
-        """``write`` for fields already made (a dict, or ``entry``'s JSON)."""
-        data = json.loads(fields) if isinstance(fields, str) else fields
+    def append(self, fields: dict[str, str] | AuditEntry) -> bool:
+        """``write`` for fields already made (a dict, or an ``entry``)."""
+        data = fields.fields if isinstance(fields, AuditEntry) else fields
         try:
             self.redis.xadd(self.key, data, minid=int(time.time() * 1000) - self.keep_ms,
                             approximate=False)

@@ -17,7 +17,8 @@ from bot.modelarts.refs import JobRef, parse_ref
 # Consume a pending confirmation, atomically; on a confirm, owe its outcome reply in the same
 # step; audit the click (bot.flow.audit) in the same step.
 # KEYS[1] pending record, KEYS[2] done marker, KEYS[3] owed-replies zset, KEYS[4] owed-replies
-# hash (bot.flow.outcomes), only with ARGV[4], KEYS[5] confirmation index, KEYS[6] audit stream,
+# hash (bot.flow.outcomes: the entry it writes is an OwedEntry), only with ARGV[4], KEYS[5]
+# confirmation index, KEYS[6] audit stream,
 # KEYS[7..] keys to read with it (the usergroup cache the role re-check reads next); all under
 # the {flow} tag (bot.core.keys)
 # ARGV[1] clicking user, ARGV[2] new state ("confirmed"|"cancelled"), ARGV[3] marker TTL seconds,
