@@ -11,6 +11,7 @@ from dataclasses import replace
 import requests
 
 from bot.core.keys import Keys
+from bot.core.slack_out import SlackOut
 from bot.flow.blocks import CONFIRM
 from bot.flow.confirmations import Result
 from bot.flow.outcomes import OwedReplies
@@ -25,7 +26,8 @@ def outcome_replies(slack_api, msg) -> list[str]:
 
 
 def owed_for(bot, redis_client, key_prefix, budget: float) -> OwedReplies:
-    return OwedReplies(redis_client, key_prefix, bot.bot.slack, budget, post_lease_seconds=0.1)
+    return OwedReplies(redis_client, key_prefix, SlackOut(bot.bot.slack), budget,
+                       post_lease_seconds=0.1)
 
 
 def consume(bot, msg, owed: OwedReplies):

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from bot.core.keys import Keys
+from bot.core.slack_out import SlackOut
 from bot.flow import blocks as b
 from bot.flow.audit import AuditEntry
 from bot.flow.blocks import CONFIRM
@@ -187,7 +188,7 @@ class TestInterrupted:
         first = make_bot(**FAST)
         first.command(f"stop {JOB} {VERSION}")
         msg = request_message(slack_api)
-        dead = OwedReplies(redis_client, key_prefix, first.bot.slack, 0.2)
+        dead = OwedReplies(redis_client, key_prefix, SlackOut(first.bot.slack), 0.2)
         owe = dead.owe(msg.ts)
         got = first.bot.flow.store.consume(button_value(msg, CONFIRM), "U0ONCALL", "confirmed",
                                            owe=owe)
@@ -257,7 +258,8 @@ class TestReplicas:
 
 
 def watches_for(bot, redis_client, key_prefix, lease: float) -> Watches:
-    return Watches(redis_client, key_prefix, bot.bot.modelarts, bot.bot.slack, interval=0.2,
+    return Watches(redis_client, key_prefix, bot.bot.modelarts, SlackOut(bot.bot.slack),
+                   interval=0.2,
                    span=60, unknown_span=10, lease_seconds=lease)
 
 

@@ -101,7 +101,7 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     alert_out = SlackOut(alert_slack or slack_client(settings, retry_429=False))
     dispatcher = Dispatcher(alerts, alert_out, pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
     # Each stop followed to its end; a look-up (with its token retry) fits in the lease.
-    watches = Watches(redis, prefix, modelarts, slack_client(settings, retry_429=False),
+    watches = Watches(redis, prefix, modelarts, SlackOut(slack_client(settings, retry_429=False)),
                       interval=settings.STOP_VERIFY_INTERVAL_SECONDS,
                       span=settings.STOP_VERIFY_SECONDS,
                       unknown_span=settings.STOP_UNKNOWN_VERIFY_SECONDS,
@@ -110,7 +110,7 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     # A living replica goes from the confirm to its reply posted within this (the chat.update
     # before the stop and the stop may take 10 s each); after it, any replica posts
     # "Outcome unknown" in its place.
-    owed = OwedReplies(redis, prefix, slack_client(settings, retry_429=False),
+    owed = OwedReplies(redis, prefix, SlackOut(slack_client(settings, retry_429=False)),
                        2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches, audit=audit)
     flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported, owed)
     secret = settings.SLACK_SIGNING_SECRET

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import redis
-from slack_sdk.errors import SlackApiError
+
+from bot.core.slack_out import Answer
 
 MAX_TRIES = 20             # refused posts, then the entry is given up, with an error in the log
 REDIS_PATIENCE = 15.0      # seconds an owner keeps trying Redis (a restart takes a few)
@@ -97,13 +98,8 @@ def patient(call: Callable[[], object], seconds: float = REDIS_PATIENCE) -> obje
             time.sleep(0.25)
 
 
-def retry_ms(exc: Exception, tries: int) -> int:
+def retry_ms(answer: Answer, tries: int) -> int:
     """Slack's Retry-After for a 429, else an exponential backoff (1 s .. 60 s)."""
-    if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
-        value = (exc.response.headers or {}).get("Retry-After") or \
-            (exc.response.headers or {}).get("retry-after")
-        try:
-            return int(float(value[0] if isinstance(value, list) else value) * 1000) + 1
-        except (TypeError, ValueError):
-            pass
+    if answer.retry_after is not None:
+        return int(answer.retry_after * 1000) + 1
     return min(60_000, 1000 * 2 ** min(tries, 6))

@@ -34,10 +34,9 @@ import uuid
 from dataclasses import dataclass, replace
 
 import redis
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
 
 from bot.core.keys import Keys
+from bot.core.slack_out import SlackOut
 from bot.flow import blocks as b
 from bot.flow.audit import AUDIT_LUA, Audit, AuditEntry, as_arg
 from bot.flow.confirmations import Confirmation, Owe
@@ -124,7 +123,7 @@ class OwedEntry:
 
 
 class OwedReplies:
-    def __init__(self, client: redis.Redis, prefix: str, slack: WebClient,
+    def __init__(self, client: redis.Redis, prefix: str, slack: SlackOut,
                  budget_seconds: float, post_lease_seconds: float = POST_LEASE_MS / 1000,
                  watches: Watches | None = None, audit: Audit | None = None) -> None:
         """``budget_seconds``: how long a living replica may take from the consume that opens the
@@ -221,12 +220,11 @@ class OwedReplies:
               audit: AuditEntry | None = None) -> bool:
         """Post ``text``; if Slack refuses, keep it owed (with ``stage``, ``watch`` and
         ``audit``), due after a backoff. Once posted, DONE opens ``watch`` and appends ``audit``."""
-        try:
-            self.slack.chat_postMessage(channel=channel, text=text, thread_ts=thread or None)
-        except (SlackClientError, OSError) as exc:
-            delay = retry_ms(exc, tries)
+        answer = self.slack.post(channel, text, thread_ts=thread or None)
+        if not answer.ok:
+            delay = retry_ms(answer, tries)
             log.warning("outcome reply refused (%s); trying again in %d ms",
-                        type(exc).__name__, delay, extra={"confirmation": cid})
+                        answer.error, delay, extra={"confirmation": cid})
             try:
                 patient(lambda: self._set_entry(
                     cid, owner=owner, new_owner="", stage=stage, text=text, due_ms=delay,
@@ -279,11 +277,7 @@ class OwedReplies:
 
     def _settle(self, c: Confirmation, user: str) -> None:
         line = f"Outcome unknown: check status. Confirmed by {b.mention(user)}."
-        try:
-            self.slack.chat_update(channel=c.channel, ts=c.ts, text=b.settled(c, line)[0],
-                                   blocks=b.settled(c, line)[1])
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.update failed: %s", type(exc).__name__)
+        self.slack.update(c.channel, c.ts, *b.settled(c, line))   # a failure is logged there
 
     def start(self, every: float = 1.0) -> None:
         self._poller.start(every)

@@ -35,10 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import redis
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
 
 from bot.core.keys import Keys
+from bot.core.slack_out import SlackOut
 from bot.flow import blocks as b
 from bot.flow.audit import AUDIT_LUA, Audit, AuditEntry, as_arg
 from bot.flow.confirmations import Confirmation
@@ -138,7 +137,7 @@ class WatchEntry:
 
 
 class Watches:
-    def __init__(self, client: redis.Redis, prefix: str, modelarts, slack: WebClient, *,
+    def __init__(self, client: redis.Redis, prefix: str, modelarts, slack: SlackOut, *,
                  interval: float, span: float, unknown_span: float, lease_seconds: float,
                  post_lease_seconds: float = 30.0, alert_final: AlertFinal | None = None,
                  audit: Audit | None = None) -> None:
@@ -254,19 +253,17 @@ class Watches:
         c = e.confirmation
         if e.end:
             self._settle(c, e.end)
-        try:
-            self.slack.chat_postMessage(channel=c.channel, text=e.say, blocks=e.blocks,
-                                        thread_ts=c.thread_ts or c.ts or None)
-        except (SlackClientError, OSError) as exc:
+        answer = self.slack.post(c.channel, e.say, e.blocks, thread_ts=c.thread_ts or c.ts or None)
+        if not answer.ok:
             e = replace(e, tries=e.tries + 1)
             if e.tries >= MAX_TRIES:
                 log.error("gave up posting a watch message after %d tries", MAX_TRIES,
                           extra={"confirmation": wid})
                 self._finish(wid, token, e)
                 return
-            delay = retry_ms(exc, e.tries)
+            delay = retry_ms(answer, e.tries)
             log.warning("watch message refused (%s); trying again in %d ms",
-                        type(exc).__name__, delay, extra={"confirmation": wid})
+                        answer.error, delay, extra={"confirmation": wid})
             self._save(wid, token, e, "", delay)
             return
         log.info("watch message posted", extra={"confirmation": wid, "state": e.state,
@@ -301,11 +298,7 @@ class Watches:
 
     def _settle(self, c: Confirmation, line: str) -> None:
         if c.ts:
-            try:
-                self.slack.chat_update(channel=c.channel, ts=c.ts, text=b.settled(c, line)[0],
-                                       blocks=b.settled(c, line)[1])
-            except (SlackClientError, OSError) as exc:
-                log.warning("chat.update failed: %s", type(exc).__name__)
+            self.slack.update(c.channel, c.ts, *b.settled(c, line))   # a failure is logged there
         if c.alert_ts and self.alert_final:
             self.alert_final(c, line)
 
