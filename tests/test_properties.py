@@ -198,9 +198,11 @@ def test_a_click_whose_message_or_container_is_not_an_object_is_read_without_err
 
     body = {"user": {"id": "U0ALICE"}, "channel": {"id": "C1"}, "actions": [{"value": "v"}],
             "container": {"message_ts": "1.2"}, "message": True}
-    assert click(body) == ("U0ALICE", "v", "C1", "1.2", None)
-    assert click({**body, "container": [1], "message": {"ts": "3.4"}})[3] == "3.4"
-    assert click({**body, "container": "x", "message": 5}) is None
+    got = click(body, None)
+    assert (got.user, got.value, got.channel, got.ts, got.blocks) == ("U0ALICE", "v", "C1", "1.2",
+                                                                       None)
+    assert click({**body, "container": [1], "message": {"ts": "3.4"}}, None).ts == "3.4"
+    assert click({**body, "container": "x", "message": 5}, None) is None
 
 
 # Each kind of body Slack sends, as it sends it: "payload" is a form field holding JSON

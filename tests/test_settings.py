@@ -125,10 +125,12 @@ class TestEmptyIsUnset:
     def test_http_app_is_not_built_without_a_secret(self):
         from bot.slack.app import create_app
 
+        rest = dict(response_urls=None, socket_mode=False, alert_ids=None, later=None,
+                    finder=None, history=None)
         with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
-            create_app(None, None, None)  # type: ignore[arg-type]
+            create_app(None, None, None, **rest)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
-            create_app(None, None, "")  # type: ignore[arg-type]
+            create_app(None, None, "", **rest)  # type: ignore[arg-type]
 
     def test_the_http_edge_refuses_an_app_without_a_verifier(self):
         from bot.app.web import signed

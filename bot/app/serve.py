@@ -68,17 +68,10 @@ class Server(BaseApplication):
 
 def application(bot):
     """One worker's WSGI app: Slack events (acks timed), /healthz, /alerts and /metrics."""
-    from bot.alerts.intake import routes
-    from bot.app.metrics_sample import Sampler
-    from bot.app.metrics_web import metrics_route, timed
-    from bot.app.web import create_wsgi
+    from bot.app.metrics_web import timed
+    from bot.app.web import create_wsgi, routes
 
-    sampler = Sampler(bot.redis, bot.settings.REDIS_KEY_PREFIX,
-                      backlog=bot.alerts.backlog if bot.alerts else None,
-                      confirmations=bot.flow.store.pending)
-    extra = {**routes(bot), "/metrics": metrics_route(
-        sampler, bot.settings.METRICS_TOKEN, open_without_token=bot.settings.METRICS_OPEN)}
-    return timed(create_wsgi(bot, extra))
+    return timed(create_wsgi(bot, routes(bot, metrics=True)))
 
 
 def metrics_dir() -> tuple[str, bool]:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from bot.app.httpd import serve_in_thread
-from bot.app.web import Wsgi, plain
+from bot.app.web import Wsgi, plain, routes
 from bot.app.wiring import Bot
 from bot.core.settings import Settings
 from bot.slack.guard import GuardedSocketModeHandler as SocketModeHandler  # checks payloads
@@ -63,14 +63,14 @@ class SocketModeServer:
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        from bot.alerts.intake import routes
         from bot.app.serve import secret_values
         from bot.app.wiring import create_bot
         from bot.core.logs import setup
 
         setup(self.settings.LOG_LEVEL, secret_values(self.settings))
         bot = create_bot(self.settings)
-        httpd = serve_in_thread(side_wsgi(routes(bot)), self.settings.HOST, self.settings.PORT)
+        httpd = serve_in_thread(side_wsgi(routes(bot, metrics=False)), self.settings.HOST,
+                                self.settings.PORT)
         handler = create_handler(bot)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())

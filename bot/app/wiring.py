@@ -1,4 +1,6 @@
-"""Builds the bot from settings; every collaborator can be injected instead (tests, the shell)."""
+"""Builds the bot from settings: the one place its collaborators are made (below ``create_bot``
+every collaborator is a required argument); the outer ones can be injected instead (tests, the
+shell)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from bot.flow.admission import ListSlots
 from bot.flow.audit import Audit
 from bot.flow.confirmations import ConfirmationStore
 from bot.flow.finder import Finder
+from bot.flow.history import History
 from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker, Roles, load_roles
 from bot.flow.stop import StopFlow
@@ -121,5 +124,6 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
                                  lookup_workers=settings.LOOKUP_WORKERS),
                      finder=Finder(flow, slots=ListSlots(settings.LISTS_PER_USER,
                                                          settings.LISTS_MAX_CONCURRENT),
-                                   share_seconds=settings.LIST_SHARE_SECONDS))
+                                   share_seconds=settings.LIST_SHARE_SECONDS),
+                     history=History(checker, audit))
     return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed, watches)

@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.core import metrics
 from bot.core.logs import decision
 from bot.flow import blocks as b
+from bot.flow.click import Click
 from bot.flow.confirmations import Confirmation, ConfirmationStore, Owe, Result, new_id
 from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker
@@ -143,12 +144,12 @@ class StopFlow:
             log.warning("could not discard confirmation %s; it expires by itself", cid)
 
     # -- the buttons ------------------------------------------------------------------------
-    def confirm(self, user: str, cid: str, channel: str, message_ts: str,
-                message_blocks: list[dict] | None, notify: Notify) -> StopOutcome | None:
+    def confirm(self, click: Click) -> StopOutcome | None:
+        """The Confirm button: ``click.value`` is the confirmation's id."""
+        user, cid = click.user, click.value
         # One round trip: consume, owe the outcome reply, read the role re-check's cache.
-        owe = self.owed.owe(message_ts) if self.owed else None
-        got = self._consume(user, cid, "confirmed", channel, message_ts, message_blocks, notify,
-                            self.roles.cache_keys(user), owe)
+        owe = self.owed.owe(click.ts) if self.owed else None
+        got = self._consume(click, "confirmed", self.roles.cache_keys(user), owe)
         if got is None:
             return None
         c, fetched = got
@@ -210,9 +211,10 @@ class StopFlow:
         if c.alert_ts and self.alert_outcome:
             self.alert_outcome(c, user, outcome)
 
-    def cancel(self, user: str, cid: str, channel: str, message_ts: str,
-               message_blocks: list[dict] | None, notify: Notify) -> None:
-        got = self._consume(user, cid, "cancelled", channel, message_ts, message_blocks, notify)
+    def cancel(self, click: Click) -> None:
+        """The Cancel button: ``click.value`` is the confirmation's id."""
+        user, cid = click.user, click.value
+        got = self._consume(click, "cancelled")
         if got is None:
             return
         c = got[0]
@@ -221,10 +223,11 @@ class StopFlow:
         decision("cancelled", user=user, channel=c.channel, **job_fields(c.ref),
                  confirmation=cid)
 
-    def _consume(self, user: str, cid: str, state: str, channel: str, message_ts: str,
-                 message_blocks: list[dict] | None, notify: Notify, also_get: Sequence[str] = (),
+    def _consume(self, click: Click, state: str, also_get: Sequence[str] = (),
                  owe: Owe | None = None) -> tuple[Confirmation, dict] | None:
         """The consumed confirmation and the values of ``also_get``, or None (user told why)."""
+        user, cid, channel, notify = click.user, click.value, click.channel, click.notify
+        message_ts, message_blocks = click.ts, click.blocks
         verb = "confirm" if state == "confirmed" else "cancel"
         try:
             got = self.store.consume(cid, user, state, also_get, owe, channel=channel)

@@ -17,14 +17,17 @@ each of those raises, and Bolt answers 500 (or its error handler raises again). 
   post to any host a signed (or socket) body names.
 
 ``refusal(body, response_urls=...)`` says why not, or None; ``unbuildable(body)`` whether Bolt
-can build a request at all (Socket Mode asks before Bolt does; HTTP: bot/app/web.py); ``signed`` is
-Bolt's signature check without its exceptions (GuardedApp runs it first). A new kind of
-listener: add its kind and fields here.
+can build a request at all (Socket Mode asks before Bolt does; HTTP: bot/app/web.py, whose one
+parse is Bolt's request); ``signed_raw`` is Bolt's signature check without its exceptions (the
+HTTP edge runs it on the raw body, once). ``admit`` runs the checks on a request an edge built and
+marks it; GuardedApp (bot/slack/app.py) dispatches only marked requests. A new kind of listener:
+add its kind and fields here.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -32,6 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from slack_bolt import App, BoltContext, BoltRequest
 from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
+from slack_bolt.adapter.socket_mode.internals import build_headers, send_response
 from slack_bolt.logger.messages import warning_unhandled_request
 from slack_bolt.request.internals import build_context
 from slack_bolt.request.payload_utils import (
@@ -182,11 +186,26 @@ def _bolt_reads(body: dict) -> str | None:
     return None
 
 
-def signed(verifier: SignatureVerifier, req: BoltRequest) -> bool:
-    """Bolt's signature check made total (see ``signed_raw``)."""
-    return signed_raw(verifier, req.raw_body,
-                      req.headers.get("x-slack-request-timestamp", [""])[0],
-                      req.headers.get("x-slack-signature", [""])[0])
+ADMITTED = "edge_admitted"   # the context key an edge sets on a request it checked
+
+
+def admit(req: BoltRequest, *, response_urls: Sequence[str]) -> Refused | None:
+    """Check a request an edge built (over HTTP: signed, parsed once): the form Bolt misread
+    taken instead (``form_read_as_payload``), then ``refusal``. None: marked admitted."""
+    refused, form = None, form_read_as_payload(req)
+    if form is not None:
+        refused = unbuildable(form)
+        if not refused:
+            req.body, req.context = form, build_context(BoltContext(), form)
+    refused = refused or refusal(req.body, response_urls=response_urls)
+    if refused is None:
+        req.context[ADMITTED] = True
+    return refused
+
+
+def admitted(req: BoltRequest) -> bool:
+    """True when an edge checked this request (``admit``, or the Socket Mode handler)."""
+    return req.context.get(ADMITTED) is True
 
 
 def signed_raw(verifier: SignatureVerifier, body: str, timestamp: str, signature: str) -> bool:
@@ -201,7 +220,8 @@ def signed_raw(verifier: SignatureVerifier, body: str, timestamp: str, signature
 
 def ssl_check(raw: str) -> bool:
     """Slack's unsigned ``ssl_check=1`` probe (Bolt lets it through unverified): a short form."""
-    return len(raw) <= 1000 and parse_qsl(raw).count(("ssl_check", "1")) == 1
+    return (len(raw) <= 1000 and "ssl_check" in raw   # not a second parse of every command
+            and parse_qsl(raw).count(("ssl_check", "1")) == 1)
 
 
 class GuardedSocketModeHandler(SocketModeHandler):
@@ -218,9 +238,14 @@ class GuardedSocketModeHandler(SocketModeHandler):
         self.response_urls: tuple[str, ...] = tuple(urls)
 
     def handle(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
+        """Bolt's ``handle`` (run_bolt_app, send_response), with the checks run once, before
+        Bolt builds the request, and the request marked admitted for GuardedApp."""
+        start = time.time()
         refused = (refusal(req.payload, response_urls=self.response_urls)
                    or unbuildable(req.payload))
         if refused:
             log.warning("refused a Socket Mode envelope: %s", refused.reason)
             return
-        super().handle(client, req)
+        bolt_req = BoltRequest(mode="socket_mode", body=req.payload, headers=build_headers(req))
+        bolt_req.context[ADMITTED] = True
+        send_response(client, req, self.app.dispatch(bolt_req), start)

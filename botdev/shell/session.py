@@ -173,8 +173,7 @@ class Session:
             raise
 
     def _start(self) -> list[str]:
-        from bot.alerts.intake import routes
-        from bot.app.web import create_wsgi
+        from bot.app.web import create_wsgi, routes
         from bot.app.wiring import create_bot
         from bot.core.logs import setup
 
@@ -198,7 +197,7 @@ class Session:
         self._closers.append(lambda: _forget(self.bot.redis, prefix))
         self.bot.start_background()
         self._closers.append(self.bot.close)
-        httpd = serve_in_thread(create_wsgi(self.bot, routes(self.bot)))
+        httpd = serve_in_thread(create_wsgi(self.bot, routes(self.bot, metrics=False)))
         self._closers.append(lambda: (httpd.shutdown(), httpd.server_close()))
         self.url = f"http://127.0.0.1:{httpd.server_address[1]}"
         return [*banner, line, f"Redis: {note} (keys under {prefix}, removed on exit).",

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.flow.blocks import CANCEL, CONFIRM
+from bot.flow.click import Click
 from bot.flow.stop import StopFlow
 from bot.slack.later import Later
 
 log = logging.getLogger(__name__)
 
 
-def click(body: dict) -> tuple[str, str, str, str, list | None] | None:
-    """(user, value, channel, message_ts, blocks) of a block_actions body; None if malformed."""
+def click(body: dict, client: WebClient | None) -> Click | None:
+    """The click of a block_actions body, read once (its ``notify`` posts with ``client``);
+    None if malformed."""
     try:
         user = body["user"]["id"]
         value = body["actions"][0]["value"]
@@ -29,7 +32,15 @@ def click(body: dict) -> tuple[str, str, str, str, list | None] | None:
     if not all(isinstance(f, str) and 0 < len(f) <= 200 for f in fields):
         return None
     blocks = message.get("blocks")
-    return user, value, channel, ts, blocks if isinstance(blocks, list) else None
+    return Click(user, value, channel, ts, blocks if isinstance(blocks, list) else None,
+                 ephemeral(client, channel, user), on_ephemeral(body), reply_thread(body, ts))
+
+
+def reply_thread(body: dict, ts: str) -> str | None:
+    """The thread of a clicked reply (Slack names it in the signed payload); None otherwise."""
+    container, message = _dict(body.get("container")), _dict(body.get("message"))
+    thread = container.get("thread_ts") or message.get("thread_ts")
+    return thread if isinstance(thread, str) and 0 < len(thread) <= 40 and thread != ts else None
 
 
 def on_ephemeral(body: dict) -> bool:
@@ -43,7 +54,7 @@ def _dict(value: object) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def ephemeral(client: WebClient, channel: str, user: str):
+def ephemeral(client: WebClient | None, channel: str, user: str) -> Callable[[str], None]:
     def notify(text: str) -> None:
         try:
             client.chat_postEphemeral(channel=channel, user=user, text=text)
@@ -52,17 +63,16 @@ def ephemeral(client: WebClient, channel: str, user: str):
     return notify
 
 
-def listener(action_id: str, handle, later: Later):
-    """A button listener: ack, check the payload, hand the click to ``handle`` after the ack,
-    on the stop pool: a confirm or a cancel never waits behind lists and look-ups."""
+def listener(action_id: str, handle: Callable[[Click], object], later: Later):
+    """A button listener: ack, read the click, hand it to ``handle`` after the ack, on the stop
+    pool: a confirm or a cancel never waits behind lists and look-ups."""
     def on_click(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
-        got = click(body)
+        got = click(body, client)
         if got is None:
             log.warning("ignored a malformed %s payload", action_id)
             return
-        user, value, channel, ts, blocks = got
-        later.urgent(handle, user, value, channel, ts, blocks, ephemeral(client, channel, user))
+        later.urgent(handle, got)
     return on_click
 
 

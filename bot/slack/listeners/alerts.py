@@ -22,10 +22,11 @@ from slack_sdk import WebClient
 from bot.core.errors import InvalidIdError
 from bot.flow.admission import admitted
 from bot.flow.blocks import STOP_REQUEST
+from bot.flow.click import Click
 from bot.flow.stop import StopFlow
 from bot.modelarts.refs import JobRef, parse_ref
 from bot.slack.later import Later
-from bot.slack.listeners.actions import click, ephemeral, on_ephemeral
+from bot.slack.listeners.actions import click
 
 log = logging.getLogger(__name__)
 Lookup = Callable[[str, str], "JobRef | None"]
@@ -40,40 +41,30 @@ def ref_from_value(value: str) -> JobRef | None:
         return None
 
 
-def register(app: App, flow: StopFlow, later: Later, lookup: Lookup | None = None) -> None:
+def register(app: App, flow: StopFlow, later: Later, lookup: Lookup) -> None:
     def on_click(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
-        got = click(body)
+        got = click(body, client)
         if got is None:
             log.warning("ignored a malformed %s payload", STOP_REQUEST)
             return
-        user, value, channel, ts, _ = got
-        alert_ts = None if on_ephemeral(body) else ts
-        thread = reply_thread(body, ts)    # a Stop offered in a thread (bot.flow.watches)
-        later(request_stop, flow, lookup, user, value, channel, None if thread else alert_ts,
-              ephemeral(client, channel, user), thread)
+        later(request_stop, flow, lookup, got)
 
     app.action(STOP_ACTIONS)(on_click)
 
 
-def request_stop(flow: StopFlow, lookup: Lookup | None, user: str, value: str, channel: str,
-                 ts: str | None, notify: Callable[[str], None], thread: str | None = None) -> None:
+def request_stop(flow: StopFlow, lookup: Lookup, click: Click) -> None:
     """After the ack: which job (a Redis read for an alert), then the command's request.
-    ``ts``: the alert message's; None for a list entry. ``thread``: where a reply with a Stop
-    button sits (the request is asked there)."""
-    if not admitted(flow.roles, user, notify):
+    The alert message is the clicked one, unless the button sits on a list entry (ephemeral)
+    or on a reply in a thread (bot.flow.watches: the request is asked in that thread)."""
+    notify = click.notify
+    if not admitted(flow.roles, click.user, notify):
         return
-    ref = (lookup(channel, ts) if lookup and ts else None) or ref_from_value(value)
+    ts = None if click.ephemeral or click.thread else click.ts
+    ref = (lookup(click.channel, ts) if ts else None) or ref_from_value(click.value)
     if ref is None:
         notify("This button does not say which job to stop. Use `/modelarts stop "
                "&lt;training_job_id&gt;` or `/modelarts list`.")
         return
-    flow.request(user, channel, ref, notify, thread_ts=thread or ts, alert_ts=ts)
-
-
-def reply_thread(body: dict, ts: str) -> str | None:
-    """The thread of a clicked reply (Slack names it in the signed payload); None otherwise."""
-    container, message = (v if isinstance(v, dict) else {}
-                          for v in (body.get("container"), body.get("message")))
-    thread = container.get("thread_ts") or message.get("thread_ts")
-    return thread if isinstance(thread, str) and 0 < len(thread) <= 40 and thread != ts else None
+    flow.request(click.user, click.channel, ref, notify, thread_ts=click.thread or ts,
+                 alert_ts=ts)

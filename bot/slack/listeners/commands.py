@@ -14,10 +14,7 @@ from bot.flow.stop import StopFlow
 from bot.slack.later import Later
 
 
-def register(app: App, flow: StopFlow, later: Later, finder: Finder | None = None) -> None:
-    finder = finder or Finder(flow)
-    history = History(flow.roles, flow.store.audit)
-
+def register(app: App, flow: StopFlow, later: Later, finder: Finder, history: History) -> None:
     @app.command("/modelarts")
     def modelarts(ack: Ack, command: dict, respond: Respond) -> None:
         parsed = parse(command.get("text"))
