@@ -302,7 +302,8 @@ class TestPendingConfirmations:
         assert store.pending() == 0
 
     def test_an_expired_confirmation_leaves_the_count(self, redis_client, key_prefix):
-        store = ConfirmationStore(redis_client, key_prefix, ttl_seconds=1)
+        store = ConfirmationStore(redis_client, key_prefix, ttl_seconds=1,
+                                  audit=Audit(redis_client, key_prefix, 90))
         c = Confirmation("cid-1", "U0ONCALL", "C0INCIDENT", "", "", V2Job(V2), "job",
                          time.time())
         assert store.create(c) and not store.create(c)

@@ -27,7 +27,7 @@ def outcome_replies(slack_api, msg) -> list[str]:
 
 def owed_for(bot, redis_client, key_prefix, budget: float) -> OwedReplies:
     return OwedReplies(redis_client, key_prefix, SlackOut(bot.bot.slack), budget,
-                       post_lease_seconds=0.1)
+                       post_lease_seconds=0.1, audit=bot.bot.flow.store.audit)
 
 
 def consume(bot, msg, owed: OwedReplies):

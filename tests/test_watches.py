@@ -14,7 +14,7 @@ import pytest
 from bot.core.keys import Keys
 from bot.core.slack_out import SlackOut
 from bot.flow import blocks as b
-from bot.flow.audit import AuditEntry
+from bot.flow.audit import Audit, AuditEntry
 from bot.flow.blocks import CONFIRM
 from bot.flow.confirmations import Confirmation, Result
 from bot.flow.outcomes import OwedReplies
@@ -188,7 +188,8 @@ class TestInterrupted:
         first = make_bot(**FAST)
         first.command(f"stop {JOB} {VERSION}")
         msg = request_message(slack_api)
-        dead = OwedReplies(redis_client, key_prefix, SlackOut(first.bot.slack), 0.2)
+        dead = OwedReplies(redis_client, key_prefix, SlackOut(first.bot.slack), 0.2,
+                           audit=first.bot.flow.store.audit)
         owe = dead.owe(msg.ts)
         got = first.bot.flow.store.consume(button_value(msg, CONFIRM), "U0ONCALL", "confirmed",
                                            owe=owe)
@@ -259,8 +260,8 @@ class TestReplicas:
 
 def watches_for(bot, redis_client, key_prefix, lease: float) -> Watches:
     return Watches(redis_client, key_prefix, bot.bot.modelarts, SlackOut(bot.bot.slack),
-                   interval=0.2,
-                   span=60, unknown_span=10, lease_seconds=lease)
+                   interval=0.2, span=60, unknown_span=10, lease_seconds=lease,
+                   audit=bot.bot.flow.store.audit)
 
 
 def click_in_thread(bot, message, user: str):
@@ -302,7 +303,8 @@ class TestStoredShape:
 
     def test_a_new_watch_has_the_fields_it_had_as_a_dict(self, redis_client, key_prefix):
         watches = Watches(redis_client, key_prefix, None, None, interval=5, span=600,
-                          unknown_span=900, lease_seconds=1)
+                          unknown_span=900, lease_seconds=1,
+                          audit=Audit(redis_client, key_prefix, 90))
         raw = watches.entry(self.confirmation(), "U0ONCALL", "unknown", None).to_json()
         e = json.loads(raw)
         assert list(e) == self.KEYS and e["span"] == 900 and e["blocks"] is None

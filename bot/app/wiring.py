@@ -115,7 +115,7 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     # "Outcome unknown" in its place.
     owed = OwedReplies(redis, prefix, SlackOut(slack_client(settings, retry_429=False)),
                        2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches, audit=audit)
-    flow = StopFlow(slack, modelarts, checker, store, messages.stop_reported, owed)
+    flow = StopFlow(SlackOut(slack), modelarts, checker, store, messages.stop_reported, owed)
     secret = settings.SLACK_SIGNING_SECRET
     app = create_app(flow, slack, secret.get_secret_value() if secret else None,
                      response_urls=settings.response_url_prefixes,

@@ -179,14 +179,13 @@ def new_id() -> str:
 
 class ConfirmationStore:
     """Every call is one Redis round trip; RedisError propagates to the caller. Each step is
-    audited in its own script (``audit``: bot.flow.audit; a default one keeps 90 days)."""
+    audited in its own script (``audit``: bot.flow.audit, made by the factory)."""
 
-    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int,
-                 audit: Audit | None = None) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int, audit: Audit) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.ttl = ttl_seconds
-        self.audit = audit or Audit(client, prefix)
+        self.audit = audit
         self._consume = client.register_script(CONSUME)
         self._create = client.register_script(CREATE)
         self._discard = client.register_script(DISCARD)

@@ -125,18 +125,18 @@ class OwedEntry:
 class OwedReplies:
     def __init__(self, client: redis.Redis, prefix: str, slack: SlackOut,
                  budget_seconds: float, post_lease_seconds: float = POST_LEASE_MS / 1000,
-                 watches: Watches | None = None, audit: Audit | None = None) -> None:
+                 watches: Watches | None = None, *, audit: Audit) -> None:
         """``budget_seconds``: how long a living replica may take from the consume that opens the
         entry (CONSUME, bot.flow.confirmations) to its reply posted;
         after that, recovery in any replica takes the entry. ``slack`` must not retry 429s
         itself: a refused post is handed back (due after Retry-After), so a post never outlasts
         the lease it was started under. ``watches``: each stop is followed to its end, the watch
         opened by the DONE that records its reply (None: no watches). ``audit``: where that DONE
-        appends the stop's audit entry (default: a 90-day bot.flow.audit.Audit)."""
+        appends the stop's audit entry."""
         self.redis = client
         self.keys = Keys(prefix).owed()
         self.lease = Lease(client, self.keys)
-        self.audit = audit or Audit(client, prefix)
+        self.audit = audit
         self._done_keys = [*self.keys, *Keys(prefix).watches(), self.audit.key]
         self.slack = slack
         self.budget_ms = int(budget_seconds * 1000)

@@ -12,11 +12,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 import redis
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.core import metrics
 from bot.core.logs import decision
+from bot.core.slack_out import SlackOut
 from bot.flow import blocks as b
 from bot.flow.click import Click
 from bot.flow.confirmations import Confirmation, ConfirmationStore, Owe, Result, new_id
@@ -46,7 +45,7 @@ def lookup_failed(ref: JobRef, failure: Failure) -> str:
 
 
 class StopFlow:
-    def __init__(self, slack: WebClient, modelarts, roles: RoleChecker,
+    def __init__(self, slack: SlackOut, modelarts, roles: RoleChecker,
                  store: ConfirmationStore, alert_outcome: AlertOutcome | None = None,
                  owed: OwedReplies | None = None, side: ThreadPoolExecutor | None = None
                  ) -> None:
@@ -123,17 +122,15 @@ class StopFlow:
             notify(REDIS_DOWN)
             return None
         text, blocks = b.request_message(job, user, c.id, self.store.ttl)
-        try:
-            posted = self.slack.chat_postMessage(channel=channel, text=text, blocks=blocks,
-                                                 thread_ts=thread_ts)
-        except (SlackClientError, OSError) as exc:
-            error = _slack_error(exc)
+        posted = self.slack.post(channel, text, blocks, thread_ts=thread_ts)
+        if not posted.ok:
+            error = posted.error or "unknown"
             self._discard(c.id, error)
             decision("failed", **where, outcome="post_failed", error_code=error)
             notify(INVITE if error in NOT_IN_CHANNEL else
                    f"Slack refused to post the confirmation (`{error}`). Nothing was stopped.")
             return None
-        c = replace(c, ts=posted["ts"], thread_ts=thread_ts or posted["ts"])
+        c = replace(c, ts=posted.data["ts"], thread_ts=thread_ts or posted.data["ts"])
         decision("requested", **where, job_name=job.name, confirmation=c.id)
         return c
 
@@ -261,28 +258,15 @@ class StopFlow:
                              b.strip_buttons(message_blocks, "Expired: nothing was stopped."))
         return None
 
-    # -- Slack calls that must not break the flow -------------------------------------------
+    # -- Slack calls that must not break the flow: SlackOut never raises, and logs a failure --
     def _update(self, channel: str, ts: str, text: str, blocks: list[dict]) -> None:
-        try:
-            self.slack.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.update failed: %s", _slack_error(exc),
-                        extra={"channel": channel, "ts": ts})
+        self.slack.update(channel, ts, text, blocks)
 
     def _post(self, channel: str, text: str, thread_ts: str | None = None) -> None:
-        try:
-            self.slack.chat_postMessage(channel=channel, text=text, thread_ts=thread_ts)
-        except (SlackClientError, OSError) as exc:
-            log.error("chat.postMessage failed: %s", _slack_error(exc),
-                      extra={"channel": channel, "thread_ts": thread_ts})
+        self.slack.post(channel, text, thread_ts=thread_ts)
 
 
 def job_fields(ref: JobRef) -> dict[str, object]:
     """The job's fields for a decision line: api and its ids."""
     return {"api": ref.api, **vars(ref)}
 
-
-def _slack_error(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error"))
-    return type(exc).__name__

@@ -140,13 +140,13 @@ class Watches:
     def __init__(self, client: redis.Redis, prefix: str, modelarts, slack: SlackOut, *,
                  interval: float, span: float, unknown_span: float, lease_seconds: float,
                  post_lease_seconds: float = 30.0, alert_final: AlertFinal | None = None,
-                 audit: Audit | None = None) -> None:
+                 audit: Audit) -> None:
         """``slack`` must hand 429s back (no retries): a post must fit in its lease.
         ``lease_seconds``: a look-up may take this long before another replica takes over.
         ``audit``: where each verified state ("verified" entries) is appended, by the same
         script that records its message."""
         self.redis = client
-        self.audit = audit or Audit(client, prefix)
+        self.audit = audit
         self.keys = [*Keys(prefix).watches(), self.audit.key]
         self.lease = Lease(client, self.keys)
         self.modelarts = modelarts

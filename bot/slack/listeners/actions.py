@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
 
+from bot.core.slack_out import SlackOut
 from bot.flow.blocks import CANCEL, CONFIRM
 from bot.flow.click import Click
 from bot.flow.stop import StopFlow
@@ -55,11 +55,11 @@ def _dict(value: object) -> dict:
 
 
 def ephemeral(client: WebClient | None, channel: str, user: str) -> Callable[[str], None]:
+    """A notifier for one user: SlackOut logs a failure and never raises."""
+    out = SlackOut(client)
+
     def notify(text: str) -> None:
-        try:
-            client.chat_postEphemeral(channel=channel, user=user, text=text)
-        except (SlackClientError, OSError) as exc:
-            log.warning("chat.postEphemeral failed: %s", type(exc).__name__)
+        out.ephemeral(channel, user, text)
     return notify
 
 
