@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,22 +15,12 @@ from bot.modelarts.refs import V1Job
 from botdev.emulator import defaults
 from botdev.standin.local import free_port, wait_healthy
 from botdev.standin.signing import slack_headers
-from botdev.standin.slack import BOT_TOKEN
-from tests.plugins.slack import SIGNING_SECRET, button_value
+from tests.plugins.slack import SIGNING_SECRET, button_value, start_serve
 
 
 @pytest.fixture
-def env(emulator, slack_api, redis_url, key_prefix, roles_file) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    return {
-        **keep,
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack_api.api_url, "REDIS_URL": redis_url,
-        "REDIS_KEY_PREFIX": key_prefix, "ROLES_FILE": str(roles_file),
-        "MODELARTS_ENDPOINT": emulator.base_url,
-        "MODELARTS_PROJECT_ID": defaults.EMULATOR_PROJECT_ID,
-        "MODELARTS_AK": defaults.EMULATOR_AK, "MODELARTS_SK": defaults.EMULATOR_SK,
-    }
+def env(serve_env) -> dict[str, str]:
+    return serve_env
 
 
 def doctor(env: dict[str, str], cwd) -> subprocess.CompletedProcess:
@@ -91,10 +80,7 @@ class TestDoctor:
 class TestServe:
     def test_gunicorn_serves_a_full_stop(self, env, tmp_path, slack_api, emulator):
         port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"], cwd=tmp_path,
-            env={**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_serve({**env, "WEB_CONCURRENCY": "2"}, tmp_path, port)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(base, proc)
@@ -133,11 +119,7 @@ class TestEmptyAppToken:
 
     def test_unsigned_command_is_refused(self, env, tmp_path, slack_api, emulator):
         port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"], cwd=tmp_path,
-            env={**env, "SLACK_APP_TOKEN": "", "HOST": "127.0.0.1", "PORT": str(port),
-                 "WEB_CONCURRENCY": "1"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_serve({**env, "SLACK_APP_TOKEN": "", "WEB_CONCURRENCY": "1"}, tmp_path, port)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(base, proc)

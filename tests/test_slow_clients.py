@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from urllib.parse import urlencode
@@ -15,38 +12,24 @@ import pytest
 import requests
 
 from bot.app import web, worker
-from botdev.emulator import defaults
 from botdev.standin.local import free_port, wait_healthy
 from botdev.standin.signing import slack_headers
-from botdev.standin.slack import BOT_TOKEN
-from tests.plugins.slack import SIGNING_SECRET
+from tests.plugins.slack import SIGNING_SECRET, start_serve
 
 THREADS = 2
 
 
 @pytest.fixture
-def env(emulator, slack_api, redis_url, key_prefix, roles_file, tmp_path) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG")}
-    return {
-        **keep, "HOME": str(tmp_path),   # where gunicorn would put its control socket
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack_api.api_url, "REDIS_URL": redis_url,
-        "REDIS_KEY_PREFIX": key_prefix, "ROLES_FILE": str(roles_file),
-        "MODELARTS_ENDPOINT": emulator.base_url,
-        "MODELARTS_PROJECT_ID": defaults.EMULATOR_PROJECT_ID,
-        "MODELARTS_AK": defaults.EMULATOR_AK, "MODELARTS_SK": defaults.EMULATOR_SK,
-    }
+def env(serve_env, tmp_path) -> dict[str, str]:
+    return {**serve_env, "HOME": str(tmp_path)}   # where gunicorn would put its control socket
 
 
 @pytest.fixture
 def served(env, tmp_path):
     """``python -m bot serve``: one worker of THREADS threads, a 1 s request timeout; its port."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve"], cwd=tmp_path,
-        env={**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1",
-             "WEB_THREADS": str(THREADS), "WEB_REQUEST_TIMEOUT_SECONDS": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_serve({**env, "WEB_CONCURRENCY": "1", "WEB_THREADS": str(THREADS),
+                        "WEB_REQUEST_TIMEOUT_SECONDS": "1"}, tmp_path, port)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", proc)
         yield port

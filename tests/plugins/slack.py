@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -157,3 +160,25 @@ def make_bot(bot_settings, slack_api):
     yield make
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def serve_env(emulator, slack_api, redis_url, key_prefix, roles_file) -> dict[str, str]:
+    """The environment of a real ``python -m bot serve`` against the emulator and stand-in."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return {
+        **keep,
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack_api.api_url, "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": key_prefix, "ROLES_FILE": str(roles_file),
+        "MODELARTS_ENDPOINT": emulator.base_url,
+        "MODELARTS_PROJECT_ID": defaults.EMULATOR_PROJECT_ID,
+        "MODELARTS_AK": defaults.EMULATOR_AK, "MODELARTS_SK": defaults.EMULATOR_SK,
+    }
+
+
+def start_serve(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen:
+    """``python -m bot serve`` on 127.0.0.1:``port``, its output captured; stop it with SIGTERM."""
+    return subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=cwd,
+                            env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
