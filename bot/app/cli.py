@@ -40,7 +40,17 @@ def _audit(args: argparse.Namespace) -> int:
                err=lambda text: print(text, file=sys.stderr))
 
 
+def _dev_tools() -> None:
+    """The emulator and the shell are developer tools (botdev/), not in the image."""
+    import importlib.util
+
+    if importlib.util.find_spec("botdev") is None:
+        raise ConfigError("this is a developer tool, not installed here (the image ships only "
+                          "the bot): run it from a clone with `make shell`")
+
+
 def _emulator(args: argparse.Namespace) -> int:
+    _dev_tools()
     from botdev.emulator import serve_forever
 
     serve_forever(host=args.host, port=args.port, seed_path=args.jobs)
@@ -48,6 +58,7 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _shell(args: argparse.Namespace) -> int:
+    _dev_tools()
     from botdev.shell.repl import main
 
     return main(args.user, args.channel, args.log_level)
