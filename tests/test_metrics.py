@@ -354,7 +354,7 @@ class TestRulesAndDashboard:
 
 class TestStorage:
     def test_files_are_used_even_when_prometheus_client_was_imported_first(self, tmp_path):
-        """bench.baseline imports bot.app.web (and so prometheus-client) before bot.app.serve."""
+        """bench.harness.baseline imports bot.app.web (and so prometheus-client) first."""
         code = ("import os, glob, bot.app.web; from bot.core import metrics; "
                 "from bot.app.serve import metrics_dir; path, own = metrics_dir(); "
                 "metrics.decision('confirmed'); "

@@ -1,6 +1,6 @@
 """Every stop the bot may have sent gets exactly one outcome reply: when the replica dies after
 sending it, when Slack refuses the reply for a while, and when recovery and a slow owner race.
-Found by the chaos run (bench/chaos.py): a SIGKILL between the stop and the reply, and 429s
+Found by the chaos run (bench/chaos/run.py): a SIGKILL between the stop and the reply, and 429s
 beyond the client's two retries, each left a confirmed stop without any reply."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the Slack edge costs a request: CPU in-process, and the ack p99 of concurrent clicks.
 
-Two measures, run with ``python -m bench.perf.edge`` (``--n``, ``--clicks``, ``--rounds``,
+Two measures, run with ``python -m bench edge`` (``--n``, ``--clicks``, ``--rounds``,
 ``--json``):
 
 - **CPU per request**: N signed requests of each kind (a slash command, a button click, an
@@ -243,7 +243,7 @@ def _burst(conns: list[http.client.HTTPConnection], bodies: list[str]) -> list[f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.perf.edge", description=__doc__.split(
+    parser = argparse.ArgumentParser(prog="python -m bench edge", description=__doc__.split(
         "\n")[0])
     parser.add_argument("--n", type=int, default=300, help="requests of each kind, in-process")
     parser.add_argument("--clicks", type=int, default=50, help="concurrent clicks against serve")
