@@ -26,22 +26,13 @@ from urllib.parse import urlencode
 import requests
 
 from bench.harness import servers
-from bench.perf.listing import SECRET, command, write_seed
+from bench.perf.listing import ROLES, SECRET, command, write_seed
 from bot.app.httpd import serve_in_thread
 from bot.flow.blocks import CONFIRM
 from botdev.emulator import defaults
 from botdev.standin.signing import slack_headers
 from botdev.standin.slack import BOT_TOKEN
 
-ROLES = """roles:
-  oncall:
-    jobs: ["*"]
-  team-a:
-    jobs: ["team-a-*"]
-users:
-  U0ONCALL: [oncall]
-  U0TEAMA: [team-a]
-"""
 DEADLINE = 120.0     # seconds for any one wait: a stop, or a round's lists
 CLIENTS = 8          # POSTing threads: each ack takes milliseconds, so all lists are in at once
 
