@@ -23,6 +23,13 @@ def env(serve_env) -> dict[str, str]:
     return serve_env
 
 
+def stop_command(slack_api, name: str) -> str:
+    """The form of ``/modelarts stop 182626 278813`` by the on-call user, answered at ``name``."""
+    return urlencode({"command": "/modelarts", "text": "stop 182626 278813",
+                      "user_id": "U0ONCALL", "channel_id": "C0INCIDENT", "team_id": "T0STANDIN",
+                      "response_url": slack_api.response_url(name)})
+
+
 def doctor(env: dict[str, str], cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bot", "doctor"], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=60)
@@ -84,10 +91,7 @@ class TestServe:
         base = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(base, proc)
-            body = urlencode({"command": "/modelarts", "text": "stop 182626 278813",
-                              "user_id": "U0ONCALL", "channel_id": "C0INCIDENT",
-                              "team_id": "T0STANDIN",
-                              "response_url": slack_api.response_url("serve")})
+            body = stop_command(slack_api, "serve")
             resp = requests.post(base + "/slack/events", data=body,
                                  headers=slack_headers(SIGNING_SECRET, body), timeout=5)
             assert resp.status_code == 200
@@ -123,10 +127,7 @@ class TestEmptyAppToken:
         base = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(base, proc)
-            body = urlencode({"command": "/modelarts", "text": "stop 182626 278813",
-                              "user_id": "U0ONCALL", "channel_id": "C0INCIDENT",
-                              "team_id": "T0STANDIN",
-                              "response_url": slack_api.response_url("unsigned")})
+            body = stop_command(slack_api, "unsigned")
             resp = requests.post(base + "/slack/events", data=body, timeout=5,
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
             assert resp.status_code == 401
