@@ -67,6 +67,11 @@ def _slack_process(conn) -> None:
                 conn.send([(c.method, c.at, c.status, c.params.get("channel"),
                             c.params.get("thread_ts"), c.params.get("ts"), c.answer.get("ts"))
                            for c in slack.calls[arg:]])
+            elif ask == "count":
+                conn.send(len(slack.calls))
+            elif ask == "responses":   # [(response key, text)] of response_url posts in calls[arg:]
+                conn.send([(c.method.removeprefix("response/"), c.params.get("text") or "")
+                           for c in slack.calls[arg:] if c.method.startswith("response/")])
             elif ask == "requests":    # confirmation requests among messages[arg:], in order
                 new = list(slack.messages.values())[arg:]
                 conn.send((len(new), [confirmation_request(m) for m in new

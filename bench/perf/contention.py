@@ -42,29 +42,6 @@ def job_id(n: int) -> str:
     return f"{n:08x}-bbbb-4ccc-8ddd-{n:012x}"
 
 
-def _slack_process(conn) -> None:
-    """The Slack stand-in, asked for the response_url texts and the confirmation requests."""
-    from botdev.standin.slack import SlackStandIn
-
-    slack = SlackStandIn()
-    conn.send(slack.start())
-    while True:
-        ask, arg = conn.recv()
-        if ask == "close":
-            slack.close()
-            conn.send(None)
-            return
-        with slack._lock:
-            if ask == "responses":      # [(response key, text)] among calls[arg:]
-                conn.send([(c.method.removeprefix("response/"), c.params.get("text") or "")
-                           for c in slack.calls[arg:] if c.method.startswith("response/")])
-            elif ask == "count":
-                conn.send(len(slack.calls))
-            elif ask == "request":      # the newest confirmation request, if any
-                msgs = [m for m in slack.messages.values() if CONFIRM in json.dumps(m.blocks)]
-                conn.send(servers.confirmation_request(msgs[-1]) if msgs else None)
-
-
 def _emulator_process(conn, seed: str) -> None:
     """The emulator, stamping each request's arrival (``bench.harness.servers``' stamps v1
     stops only)."""
@@ -116,7 +93,11 @@ class Rig:
 
     def confirmation(self, ref: str, before: dict | None) -> dict:
         self.command("U0ONCALL", f"stop {ref}", "stop-request")
-        return wait(lambda: _new(self.slack.ask("request"), before), "the confirmation")
+        return wait(lambda: _new(self.newest_request(), before), "the confirmation")
+
+    def newest_request(self) -> dict | None:
+        requests = self.slack.ask("requests", 0)[1]
+        return requests[-1] if requests else None
 
     def click(self, request: dict) -> float:
         payload = {
@@ -224,7 +205,7 @@ def measure(args: argparse.Namespace) -> tuple[list[float], dict[str, int]]:
         roles.write_text(ROLES, encoding="utf-8")
         store = servers.ThrowawayRedis(root)
         emulator = servers.StandIn(_emulator_process, str(seed))
-        slack = servers.StandIn(_slack_process)
+        slack = servers.slack_standin()
         try:
             settings = load_settings(
                 SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=slack.url,
