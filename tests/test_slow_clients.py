@@ -68,8 +68,8 @@ class Trickle:
 
 
 def connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.settimeout(5)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    sock.settimeout(15)
     return sock
 
 
