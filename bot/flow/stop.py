@@ -158,13 +158,14 @@ class StopFlow:
         if verdict is None or not verdict.allowed:
             why = ("the bot could not check your role (Redis unreachable)" if verdict is None
                    else f"{b.mention(user)} no longer holds a role that allows it")
-            self._update(c.channel, c.ts, *b.settled(c, f"Not stopped: {why}."))
             lost = "role_lost" if verdict else "redis_unavailable"
             entry = self.store.audit.entry("denied", c, user=user, outcome=lost)
+            # The debt goes first: a crash before the update must not post "outcome unknown".
             if owe:   # audited in the DONE that drops the owed reply
                 self.owed.cancel(c.id, owe, entry)
             else:
                 self.store.audit.append(entry)
+            self._update(c.channel, c.ts, *b.settled(c, f"Not stopped: {why}."))
             decision("denied", **where, outcome=lost)
             return None
         # Consumed and allowed: the stop goes now, while "Stopping..." is on its way to Slack.
