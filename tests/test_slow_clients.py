@@ -70,12 +70,14 @@ class Trickle:
 def connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=15)
     sock.settimeout(15)
+    _rest.pop(sock.fileno(), None)      # a closed socket's file number is reused
     return sock
 
 
 def response(sock: socket.socket) -> bytes:
-    """One response (headers and Content-Length body), or what came before the server closed."""
-    data = b""
+    """One response (headers and Content-Length body), or what came before the server closed.
+    Bytes past it (a pipelined next response read in the same recv) stay for the next call."""
+    data = _rest.pop(sock.fileno(), b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
@@ -85,8 +87,16 @@ def response(sock: socket.socket) -> bytes:
     length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                    if line.lower().startswith(b"content-length:")), 0)
     while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    if body[length:]:
+        _rest[sock.fileno()] = body[length:]
+    return head + b"\r\n\r\n" + body[:length]
+
+
+_rest: dict[int, bytes] = {}
 
 
 def closed_after(sock: socket.socket) -> bytes:
