@@ -98,8 +98,8 @@ class TestValidation:
         (generic(job_id=0), "job_id"),
         (generic(version_id="-5"), "version_id"),
         (generic(version_id=True), "version_id"),
-        (generic(job_name=None), "job_name"),
-        (generic(status=""), "status"),
+        (generic(job_name=None, job_id=None, version_id=None), "training_job_id"),
+        (generic(job_name="x" * 201), "job_name"),
         (generic(summary=None), "summary"),
         (generic(summary="x" * 1001), "summary"),
         (generic(severity=7), "severity"),
@@ -264,13 +264,23 @@ class TestClick:
         slack_api.wait_for(lambda: "Stop failed: ModelArts.0105" in alert.text)
         assert not has_button(alert)
 
-    def test_not_running_job_is_refused(self, make_alert_bot, slack_api, emulator):
+    def test_an_ended_job_gets_no_stop_button(self, make_alert_bot, slack_api):
+        make_alert_bot().alert(generic(job_id="182900", version_id="279300",
+                                       job_name="team-a-old", status=None))
+        msg = wait_alerts(slack_api, 1)[0]
+        assert STOP_REQUEST not in json.dumps(msg.blocks)
+        assert "*Status:* COMPLETED" in json.dumps(msg.blocks), "the phase ModelArts gave"
+
+    def test_a_job_that_ended_after_the_post_is_refused(self, make_alert_bot, slack_api,
+                                                        emulator):
         bot = make_alert_bot()
-        bot.alert(generic(job_id="182900", version_id="279300", job_name="team-a-old"))
-        self.click_stop(bot, slack_api, "U0ONCALL")
+        bot.alert(generic())
+        msg = wait_alerts(slack_api, 1)[0]
+        emulator.set_status(V1Job(182626, 278813), 10)      # COMPLETED, after the post
+        bot.click(STOP_REQUEST, "v1:182626:278813", "U0ONCALL", msg.channel, msg.ts, msg.blocks)
         slack_api.wait_for(lambda: any("not running" in t for t in responses(slack_api,
                                                                               "U0ONCALL")))
-        assert emulator.stop_count(V1Job(182900, 279300)) == 0
+        assert emulator.stop_count(V1Job(182626, 278813)) == 0
 
 
 EVIL_NAME = "<!here> *bold* _it_ ~gone~ `code` <https://evil.example|click>\nfake line\u202e"

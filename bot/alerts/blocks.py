@@ -37,18 +37,30 @@ def hhmm(epoch: float) -> str:
 
 
 def button_value(alert: Alert) -> str:
-    return alert.ref.key
+    return alert.ref.key if alert.ref else ""
 
 
 def title(alert: Alert) -> str:
     name = f"*{escape(alert.job_name)}*" if alert.job_name else "*a training job*"
-    return f"{name} ({alert.ref})"
+    return f"{name} ({alert.ref})" if alert.ref else name
+
+
+def notice_message(alert: Alert) -> tuple[str, list[dict]]:
+    """A plain notice: an SMN subscription, or a message the bot did not recognise."""
+    head = f":incoming_envelope: {escape(alert.summary)}"
+    blocks = [section(head)]
+    if alert.description:
+        blocks.append(section(escape(alert.description, lines=True)))
+    return head, blocks
 
 
 def alert_message(alert: Alert, shown: Shown) -> tuple[str, list[dict]]:
+    if alert.notice:
+        return notice_message(alert)
     severity = (alert.severity or "").lower()
     icon = ":white_check_mark:" if shown.resolved_at else SEVERITY_EMOJI.get(severity, ":bell:")
-    head = f"{icon} Alert: {title(alert)}: {escape(alert.summary)}"
+    about = f"{title(alert)}: " if alert.ref or alert.job_name else ""
+    head = f"{icon} Alert: {about}{escape(alert.summary)}"
     facts = [f"*Status:* {escape(alert.status)}"]
     if alert.severity:
         facts.append(f"*Severity:* {escape(alert.severity)}")
@@ -57,7 +69,7 @@ def alert_message(alert: Alert, shown: Shown) -> tuple[str, list[dict]]:
     blocks = [section(head), context("   ".join(facts))]
     if alert.description:
         blocks.append(section(escape(alert.description, lines=True)))
-    if shown.stoppable:
+    if shown.stoppable and alert.stoppable:
         blocks.append({"type": "actions", "block_id": "modelarts_alert", "elements": [
             {"type": "button", "action_id": STOP_REQUEST, "style": "danger",
              "value": button_value(alert), "text": {"type": "plain_text", "text": "Stop"}}]})

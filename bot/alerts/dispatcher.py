@@ -23,10 +23,12 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import redis
 
 from bot.alerts import blocks as ab
+from bot.alerts.parse import Alert
 from bot.alerts.queue import AlertQueue, Item
 from bot.core.slack_out import Answer, SlackOut
 
@@ -45,8 +47,11 @@ UPDATE_REFUSED = {"message_not_found", "cant_update_message", "edit_window_close
 
 class Dispatcher:
     def __init__(self, queue: AlertQueue, slack: SlackOut, *, pace_seconds: float = 1.0,
-                 threads: int = 4) -> None:
-        """``slack`` must not retry 429s itself: Retry-After is honoured here, through Redis."""
+                 threads: int = 4, prepare: Callable[[Alert], Alert] | None = None) -> None:
+        """``slack`` must not retry 429s itself: Retry-After is honoured here, through Redis.
+        ``prepare``: the look-up an alert asks for (``Alert.lookup``), just before its post
+        (bot.alerts.lookup); it never raises."""
+        self.prepare = prepare
         self.queue = queue
         self.slack = slack
         self.pace_ms = math.ceil(pace_seconds * 1000)
@@ -114,11 +119,14 @@ class Dispatcher:
             return None
         count, first_at = self.queue.first_seen(item.identity, item.id)
         assert item.alert is not None
-        text, blocks = ab.alert_message(item.alert, ab.Shown(count, first_at))
+        alert = item.alert
+        if alert.lookup and self.prepare:
+            alert = self.prepare(alert)
+        text, blocks = ab.alert_message(alert, ab.Shown(count, first_at))
         answer = self.slack.post(channel, text, blocks)
         if not answer.ok:
             return answer
-        self.queue.record_post(item, channel, answer.data["ts"], count, first_at)
+        self.queue.record_post(item, channel, answer.data["ts"], count, first_at, alert)
         self.queue.finish(channel, token, item.raw, self.pace_ms)
         return None
 
@@ -138,8 +146,9 @@ class Dispatcher:
                 return None
             marked = self.queue.mark(*where, count=count)
         else:
-            marked = shown.resolved_at is not None or self.queue.mark(*where,
-                                                                     resolved_at=time.time())
+            ended = {"outcome": item.alert.ended} if item.alert and item.alert.ended else {}
+            marked = shown.resolved_at is not None or self.queue.mark(
+                *where, resolved_at=time.time(), **ended)
         found = self.queue.message(*where) if marked else None
         if found is None:       # the record expired meanwhile: nothing left to update
             self.queue.finish(channel, token, item.raw)

@@ -34,8 +34,16 @@ Errors = dict[str, str]
 
 @dataclass(frozen=True)
 class Alert:
+    """One alert to post (or resolve). ``ref`` None: no job known, so no Stop button.
+
+    ``lookup``: what the dispatcher looks up just before posting (bot.alerts.lookup): "job" (the
+    ref's name and phase; Stop only while it can be stopped) or "name" (the one running job
+    named ``job_name``). ``key`` replaces the job + summary identity (SMN: one per job or
+    alarm). ``ended``: the line a resolve shows ("Ended: JobFailed at 03:12 UTC").
+    ``notice``: a plain message (SMN subscription, an unrecognised message)."""
+
     channel: str
-    ref: JobRef
+    ref: JobRef | None
     job_name: str
     status: str
     summary: str
@@ -43,22 +51,32 @@ class Alert:
     url: str | None = None
     description: str | None = None
     resolved: bool = False
+    lookup: str | None = None
+    key: str | None = None
+    ended: str | None = None
+    notice: bool = False
+    stop: bool = True
 
     @property
     def identity(self) -> str:
-        """What makes two alerts "the same": the job and the summary."""
-        raw = f"{self.ref.key}\0{self.summary}".encode()
-        return hashlib.sha256(raw).hexdigest()[:32]
+        """What makes two alerts "the same": ``key``, else the job and the summary."""
+        about = self.key or f"{self.ref.key if self.ref else self.job_name}\0{self.summary}"
+        return hashlib.sha256(about.encode()).hexdigest()[:32]
+
+    @property
+    def stoppable(self) -> bool:
+        return self.ref is not None and self.stop and not self.notice
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "ref": self.ref.key}
+        return {**asdict(self), "ref": self.ref.key if self.ref else None}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict) -> Alert:
-        return cls(**{**data, "ref": parse_ref(data["ref"])})
+        ref = data.get("ref")
+        return cls(**{**data, "ref": parse_ref(ref) if ref else None})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Alert:
@@ -83,13 +101,22 @@ def parse(raw: bytes, default_channel: str | None = None) -> list[Alert] | Error
 
 def _generic(data: dict, default_channel: str | None) -> list[Alert] | Errors:
     errors: Errors = {}
+    by_name = _by_name(data)
     out = {"channel": _channel(data.get("channel"), default_channel, "channel", errors),
-           "ref": _ref(data, "", errors)}
-    for name in ("job_name", "status", "summary"):
-        out[name] = _text(data.get(name), name, errors, required=True)
+           "ref": None if by_name else _ref(data, "", errors)}
+    out["job_name"] = _text(data.get("job_name"), "job_name", errors, required=by_name) or ""
+    out["status"] = _text(data.get("status"), "status", errors) or "unknown"
+    out["summary"] = _text(data.get("summary"), "summary", errors, required=True)
     out["severity"] = _text(data.get("severity"), "severity", errors)
     out["url"] = _url(data.get("url"), "url", errors)
-    return errors or [Alert(**out)]
+    # By id or by name, the dispatcher looks the job up before posting (bot.alerts.lookup).
+    return errors or [Alert(**out, lookup="name" if by_name else "job")]
+
+
+def _by_name(fields: dict) -> bool:
+    """Named only by ``job_name``: no training_job_id, job_id or version_id."""
+    return bool(fields.get("job_name")) and all(
+        fields.get(k) is None for k in ("training_job_id", "job_id", "version_id"))
 
 
 def _alertmanager(data: dict, default_channel: str | None) -> list[Alert] | Errors:

@@ -343,14 +343,15 @@ class AlertQueue:
         return int(got[1] or 1), int(got[2]) / 1000 if got[2] else None
 
     def record_post(self, item: Item, channel: str, ts: str, count: int,
-                    first_at: float | None) -> None:
+                    first_at: float | None, alert: Alert | None = None) -> None:
         """Write what was posted in one transaction (MULTI: every key is in the {alerts} slot,
         which a ClusterPipeline with ``transaction=True`` requires), before the item leaves the
         queue."""
         msg = self.key("msg", channel, ts)
+        alert = alert or item.alert    # ``alert``: as posted, after the dispatcher's look-up
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.key("posted", item.id), f"{channel} {ts}", ex=POSTED_TTL)
-            pipe.hset(msg, mapping={"alert": item.alert.to_json() if item.alert else "{}",
+            pipe.hset(msg, mapping={"alert": alert.to_json() if alert else "{}",
                                     "count": count, "first_at": first_at or time.time()})
             pipe.expire(msg, RECORD_TTL)
             pipe.set(self.key("last", item.identity), f"{channel} {ts}", ex=RECORD_TTL)

@@ -16,6 +16,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.alerts.dispatcher import Dispatcher
+from bot.alerts.lookup import JobLookup
 from bot.alerts.messages import AlertMessages
 from bot.alerts.queue import AlertQueue
 from bot.core import redis_conn
@@ -102,7 +103,6 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
                         total=settings.ALERT_QUEUE_TOTAL)
     messages = AlertMessages(alerts, SlackOut(slack))
     alert_out = SlackOut(alert_slack or slack_client(settings, retry_429=False))
-    dispatcher = Dispatcher(alerts, alert_out, pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS)
     # Each stop followed to its end; a look-up (with its token retry) fits in the lease.
     watches = Watches(redis, prefix, modelarts, SlackOut(slack_client(settings, retry_429=False)),
                       interval=settings.STOP_VERIFY_INTERVAL_SECONDS,
@@ -116,14 +116,16 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     owed = OwedReplies(redis, prefix, SlackOut(slack_client(settings, retry_429=False)),
                        2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches, audit=audit)
     flow = StopFlow(SlackOut(slack), modelarts, checker, store, messages.stop_reported, owed)
+    finder = Finder(flow, slots=ListSlots(settings.LISTS_PER_USER, settings.LISTS_MAX_CONCURRENT),
+                    share_seconds=settings.LIST_SHARE_SECONDS)
     secret = settings.SLACK_SIGNING_SECRET
     app = create_app(flow, slack, secret.get_secret_value() if secret else None,
                      response_urls=settings.response_url_prefixes,
                      socket_mode=settings.socket_mode, alert_ids=messages.ref,
                      later=Later(stop_workers=settings.STOP_WORKERS,
                                  lookup_workers=settings.LOOKUP_WORKERS),
-                     finder=Finder(flow, slots=ListSlots(settings.LISTS_PER_USER,
-                                                         settings.LISTS_MAX_CONCURRENT),
-                                   share_seconds=settings.LIST_SHARE_SECONDS),
-                     history=History(checker, audit))
+                     finder=finder, history=History(checker, audit))
+    # Alerts asking for a look-up (by id, by name) get it just before their post.
+    dispatcher = Dispatcher(alerts, alert_out, pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS,
+                            prepare=JobLookup(modelarts, finder))
     return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed, watches)

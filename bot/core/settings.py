@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -132,6 +134,17 @@ class Settings(BaseSettings):
     # A client must send its whole request (headers and body) within this, or it is dropped.
     WEB_REQUEST_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=300)
 
+    # POST /smn (bot/alerts/smn/): Huawei Cloud SMN pushes, off (404) unless SMN_TOPICS is set.
+    # SMN_TOPICS: JSON {topic URN: channel id}. SMN_SIGNING_CERT_FILE: the one certificate to
+    # trust (signing_cert_url is then never fetched). *_HOSTS: host suffixes signing_cert_url and
+    # subscribe_url may name. SMN_EVENTS: the ModelArts events that post an alert.
+    SMN_TOPICS: str | None = None
+    SMN_SIGNING_CERT_FILE: str | None = None
+    SMN_CERT_HOSTS: str = "myhuaweicloud.com,myhuaweicloud.cn,myhuaweicloud.eu"
+    SMN_CONFIRM_HOSTS: str = "myhuaweicloud.com,myhuaweicloud.cn,myhuaweicloud.eu"
+    SMN_MAX_AGE_SECONDS: int = Field(default=86400, ge=60, le=30 * 86400)
+    SMN_EVENTS: str = "JobHanged,JobFailed,JobPreempted,JobRestarted"
+
     HOST: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
     PORT: int = Field(default=3000, ge=0, le=65535)
     WEB_CONCURRENCY: int = Field(default=2, ge=1, le=64)
@@ -210,6 +223,33 @@ class Settings(BaseSettings):
             raise ValueError(f"REDIS_CA_FILE {self.REDIS_CA_FILE} is not a readable file")
         return self
 
+    @field_validator("SMN_TOPICS")
+    @classmethod
+    def _smn_topics(cls, value: str | None) -> str | None:
+        if value:
+            smn_topics(value)
+        return value or None
+
+    @field_validator("SMN_SIGNING_CERT_FILE")
+    @classmethod
+    def _smn_cert(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value or None
+
+    @field_validator("SMN_EVENTS")
+    @classmethod
+    def _smn_events(cls, value: str) -> str:
+        unknown = set(csv(value)) - set(SMN_JOB_EVENTS)
+        if unknown:
+            raise ValueError(f"unknown events {', '.join(sorted(unknown))}: choose among "
+                             f"{', '.join(SMN_JOB_EVENTS)}")
+        return value
+
+    @property
+    def smn_topics(self) -> dict[str, str]:
+        return smn_topics(self.SMN_TOPICS) if self.SMN_TOPICS else {}
+
     @field_validator("SLACK_API_URL")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
@@ -275,6 +315,33 @@ class Settings(BaseSettings):
             out.append("MODELARTS_USERNAME/MODELARTS_PASSWORD are set together with MODELARTS_AK: "
                        "choose one way to authenticate")
         return out
+
+
+SMN_JOB_EVENTS = ("JobStarted", "JobCompleted", "JobFailed", "JobTerminated", "JobRestarted",
+                  "JobHanged", "JobPreempted")
+_URN = re.compile(r"\Aurn:smn:[a-z0-9-]+:[A-Za-z0-9]+:[A-Za-z0-9_-]{1,255}\Z")
+_CHANNEL = re.compile(r"\A[CGD][A-Z0-9]{2,30}\Z")
+
+
+def csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def smn_topics(value: str) -> dict[str, str]:
+    """SMN_TOPICS: a JSON object topic URN -> channel id; ValueError naming what is wrong."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise ValueError("not valid JSON: e.g. {\"urn:smn:cn-north-4:<project>:<topic>\": "
+                         "\"C0ALERTS\"}") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError("must be a JSON object of topic URN -> Slack channel id")
+    for urn, channel in data.items():
+        if not _URN.match(urn):
+            raise ValueError(f"{urn!r} is not a topic URN (urn:smn:<region>:<project>:<topic>)")
+        if not isinstance(channel, str) or not _CHANNEL.match(channel):
+            raise ValueError(f"the channel of {urn} must be a channel id (C0...), not a name")
+    return data
 
 
 def sentinel_addresses(value: str) -> list[tuple[str, int]]:
