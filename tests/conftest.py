@@ -14,7 +14,7 @@ settings.register_profile("shared", deadline=None, suppress_health_check=[Health
 settings.load_profile("shared")
 
 pytest_plugins = ["tests.plugins.emulator", "tests.plugins.slack", "tests.plugins.alerts",
-                  "tests.plugins.topologies"]
+                  "tests.plugins.topologies", "tests.plugins.smn"]
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ MULTI may touch any of them (the scripts span channels and identities).
   queued               how many items all q:* hold together (the total cap is checked on it)
   last:{identity}      "{channel} {ts}" of the latest message for an alert identity, RECORD_TTL
   dead                 items Slack refused for good (channel_not_found...), newest last, capped
+  once:{message id}    a message delivered at least once (SMN) was queued, for its window
 
 Times come from Redis (``TIME``) inside scripts, so replicas with skewed clocks still agree on
 when a channel may be called again.
@@ -56,6 +57,8 @@ _NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] 
 # ARGV[1] dedupe window seconds, ARGV[2] cap per channel, ARGV[3] cap in total, then for alert i:
 #   ARGV[4+5i] kind ("post"|"resolve"), ARGV[5+5i] item, ARGV[6+5i] bump item, ARGV[7+5i] item
 #   id, ARGV[8+5i] channel
+# Optional last: KEYS[3+2n] once:{message id} and ARGV[4+5n] its seconds: a message delivered
+#   at least once (SMN) is queued once; a second delivery returns {"seen"}, changing nothing.
 # returns {"full", "channel"|"total", channel (or ""), items queued now, items the body would
 #   add, cap}, having changed nothing, when the items it would queue do not fit under a cap;
 #   else, per alert, {"queued", 1, id} | {"duplicate", count, id of the first item}.
@@ -64,7 +67,9 @@ _NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] 
 # next duplicate pushes it (the count is kept meanwhile).
 ENQUEUE = _NOW + """
 local window, per, most = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = (#KEYS - 2) / 2
+local n = math.floor((#KEYS - 2) / 2)
+local once = (#KEYS % 2 == 1) and KEYS[#KEYS] or nil
+if once and redis.call('EXISTS', once) == 1 then return {'seen'} end
 local open, adds, firsts, added = {}, {}, {}, 0
 for i = 0, n - 1 do
   local dup, q = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
@@ -114,6 +119,7 @@ for i = 0, n - 1 do
   end
   table.insert(out, status); table.insert(out, count); table.insert(out, first)
 end
+if once then redis.call('SET', once, 1, 'EX', tonumber(ARGV[4 + 5 * n])) end
 return out
 """
 
@@ -231,6 +237,19 @@ class Full:
 
 
 @dataclass(frozen=True)
+class Once:
+    """A message that may be delivered more than once (SMN): its id, remembered ``seconds``."""
+
+    id: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Seen:
+    """``enqueue_all`` with a ``Once`` already queued: nothing was changed."""
+
+
+@dataclass(frozen=True)
 class Item:
     raw: str
     id: str
@@ -288,8 +307,10 @@ class AlertQueue:
         got = self.enqueue_all([alert])
         return got if isinstance(got, Full) else got[0]
 
-    def enqueue_all(self, alerts: list[Alert]) -> list[Accepted] | Full:
-        """Queue every alert, in order, or none of them (``Full``): one script call."""
+    def enqueue_all(self, alerts: list[Alert], once: Once | None = None,
+                    ) -> list[Accepted] | Full | Seen:
+        """Queue every alert, in order, or none of them (``Full``): one script call. ``once``:
+        queue them only if that message was never queued before (else ``Seen``)."""
         keys = [self.key("ready"), self.key("queued")]
         args: list[str | int] = [self.dedupe_seconds, self.per_channel, self.total]
         for alert in alerts:
@@ -298,7 +319,12 @@ class AlertQueue:
             _, bump = _item("bump", alert.identity, None)
             keys += [self.key("dup", alert.identity), self.key("q", alert.channel)]
             args += [kind, item, bump, item_id, alert.channel]
+        if once:
+            keys.append(self.key("once", once.id))
+            args.append(once.seconds)
         got = [_text(v) if isinstance(v, bytes) else v for v in self._enqueue(keys=keys, args=args)]
+        if got and got[0] == "seen":
+            return Seen()
         if got and got[0] == "full":
             return Full(str(got[1]), str(got[2]) or None, int(got[3]), int(got[4]), int(got[5]))
         return [Accepted(str(got[n]), str(got[n + 2]), int(got[n + 1]))

@@ -105,10 +105,11 @@ def routes(bot: Bot, *, metrics: bool) -> dict[str, Wsgi]:
     Socket Mode's side server, the shell): the alert intake, and ``GET /metrics`` when
     ``metrics`` (``serve`` over HTTP)."""
     from bot.alerts.intake import routes as alert_routes
+    from bot.alerts.smn.intake import routes as smn_routes
     from bot.app.metrics_sample import Sampler
     from bot.app.metrics_web import metrics_route
 
-    extra = alert_routes(bot)
+    extra = alert_routes(bot) | smn_routes(bot)
     if metrics:
         sampler = Sampler(bot.redis, bot.settings.REDIS_KEY_PREFIX,
                           backlog=bot.alerts.backlog if bot.alerts else None,

@@ -86,6 +86,12 @@ ALERTS_REFUSED = Counter("modelarts_bot_alerts_refused",
                          "Alerts refused at POST /alerts because a queue cap was reached.",
                          ["reason"])
 
+SMN_MESSAGES = Counter("modelarts_bot_smn_messages",
+                       "Messages at POST /smn, by SMN type and what was done with them.",
+                       ["type", "result"])
+SMN_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation",
+             "HttpSubscriptionUserConfirm", "HttpSubscriptionUserUnsubscribe")
+
 
 def code(value: object) -> str:
     """A bounded label value: ``value`` when it looks like a code, else "other"."""
@@ -128,6 +134,11 @@ def audit_write_error() -> None:
 
 def alerts_refused(reason: str, count: int) -> None:
     ALERTS_REFUSED.labels(reason if reason in REFUSALS else "other").inc(count)
+
+
+def smn_message(kind: object, result: str) -> None:
+    """``result``: handled, duplicate, refused_<reason>, invalid, redis_unavailable, full."""
+    SMN_MESSAGES.labels(kind if kind in SMN_TYPES else "other", code(result)).inc()
 
 
 def use_multiprocess_dir(path: str) -> None:

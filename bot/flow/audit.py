@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 FIELDS = ("event", "user", "requester", "channel", "api", "job_id", "version_id",
           "training_job_id", "job_name", "outcome", "error_code", "http_status", "request_id",
-          "confirmation", "state")
+          "confirmation", "state", "topic", "message_id", "smn_event")
 DAY_MS = 24 * 3600 * 1000
 BATCH = 500             # entries per XRANGE/XREVRANGE call
 HISTORY_SCAN = 5000     # /modelarts history reads at most this many of the newest entries

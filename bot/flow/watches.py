@@ -44,6 +44,7 @@ from bot.flow.confirmations import Confirmation
 from bot.flow.leases import MAX_TRIES, NOW_LUA, Lease, Write, patient, retry_ms
 from bot.flow.poller import Poller
 from bot.modelarts.models import Failure
+from bot.modelarts.refs import JobRef
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,20 @@ class WatchEntry:
                    e.get("error"), e.get("verdict"), AuditEntry.from_json(e.get("audit")))
 
 
+# Make watches due now, unless already due sooner. KEYS[1] the zset, KEYS[2] the entries;
+# ARGV the watch ids (those no replica holds, as read just before). Returns how many changed.
+DUE_NOW = NOW_LUA + """
+local n = 0
+for _, wid in ipairs(ARGV) do
+  local due = redis.call('ZSCORE', KEYS[1], wid)
+  if due and tonumber(due) > now and redis.call('HEXISTS', KEYS[2], wid) == 1 then
+    redis.call('ZADD', KEYS[1], 'XX', now, wid); n = n + 1
+  end
+end
+return n
+"""
+
+
 class Watches:
     def __init__(self, client: redis.Redis, prefix: str, modelarts, slack: SlackOut, *,
                  interval: float, span: float, unknown_span: float, lease_seconds: float,
@@ -159,6 +174,7 @@ class Watches:
         self._open = client.register_script(OPEN)
         self._set = client.register_script(SET)
         self._done = client.register_script(DONE)
+        self._due_now = client.register_script(DUE_NOW)
         self._poller = Poller("watches", self.check_one)
 
     # -- the scripts: one typed call each -------------------------------------------------------
@@ -195,6 +211,14 @@ class Watches:
         return self._open_entry(self.entry(c, user, kind, since), self.first_check_ms)
 
     # -- checking: any replica -------------------------------------------------------------------
+    def check_now(self, ref: JobRef) -> int:
+        """An event said the job ended (SMN): make the watches of its stops that no replica
+        holds due now, so the final state is seen within a tick, not at the next interval.
+        How many were made due; RedisError propagates."""
+        wids = [wid for wid, raw in self.redis.hgetall(self.keys[1]).items()
+                if (e := WatchEntry.from_json(raw)).confirmation.ref == ref and not e.owner]
+        return int(self._due_now(keys=self.keys[:2], args=wids)) if wids else 0
+
     def check_one(self, token: str) -> bool:
         """Check one due watch, and say what there is to say; False when none is due."""
         got = self.lease.claim(token, self.lease_ms)

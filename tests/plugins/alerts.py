@@ -36,8 +36,7 @@ class AlertBot(BotServer):
 def make_alert_bot(bot_settings, slack_api):
     """Build and serve a replica with the alert intake; ``dispatch=False`` leaves its dispatcher
     stopped. Each call is another replica sharing Redis and the stand-in."""
-    from bot.alerts.intake import routes
-    from bot.app.web import create_wsgi
+    from bot.app.web import create_wsgi, routes
     from bot.app.wiring import create_bot
 
     servers: list[AlertBot] = []
@@ -45,7 +44,7 @@ def make_alert_bot(bot_settings, slack_api):
     def make(dispatch: bool = True, **overrides) -> AlertBot:
         values = {"ALERTS_TOKEN": ALERTS_TOKEN, "ALERT_POST_INTERVAL_SECONDS": 0, **overrides}
         bot = create_bot(bot_settings(**values), session=requests.Session())
-        server = AlertBot(create_wsgi(bot, routes(bot)), slack_api)
+        server = AlertBot(create_wsgi(bot, routes(bot, metrics=False)), slack_api)
         server.bot = bot
         servers.append(server)
         if dispatch:
