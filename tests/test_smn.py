@@ -319,3 +319,26 @@ class TestAnyBody:
             assert 200 <= resp.status_code < 500, (resp.status_code, resp.text)
 
         check()
+
+
+class TestDoctor:
+    def test_names_the_topics_and_the_pinned_certificate(self, bot_settings, smn_cert_file,
+                                                         tmp_path):
+        from bot.app import doctor
+        settings = bot_settings(SMN_TOPICS=json.dumps({TOPIC: "C0ALERTS"}),
+                                SMN_SIGNING_CERT_FILE=smn_cert_file)
+        assert "1 topics (modelarts-events); pinned certificate valid until" in \
+            doctor.check_smn(settings)
+        bad = tmp_path / "bad.pem"
+        bad.write_text("not a certificate")
+        with pytest.raises(doctor.Problem, match="not a PEM certificate"):
+            doctor.check_smn(bot_settings(SMN_TOPICS=json.dumps({TOPIC: "C0ALERTS"}),
+                                          SMN_SIGNING_CERT_FILE=str(bad)))
+
+    @pytest.mark.parametrize("value", ["{", "[]", '{"urn:smn:x": "C0A"}',
+                                       json.dumps({TOPIC: "#alerts"})])
+    def test_a_bad_smn_topics_is_a_config_error(self, value):
+        from bot.core.errors import ConfigError
+        from bot.core.settings import load_settings
+        with pytest.raises(ConfigError, match="SMN_TOPICS"):
+            load_settings(SMN_TOPICS=value, SLACK_BOT_TOKEN="xoxb-1")

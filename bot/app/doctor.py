@@ -107,6 +107,25 @@ def check_roles(settings: Settings) -> str:
             f"{len(roles.usergroups)} usergroups")
 
 
+def check_smn(settings: Settings) -> str:
+    """POST /smn: the topics it takes, and the certificate it trusts."""
+    topics = settings.smn_topics
+    if not topics:
+        return "off (SMN_TOPICS unset): POST /smn answers 404"
+    names = ", ".join(sorted(urn.rsplit(":", 1)[-1] for urn in topics))
+    if not settings.SMN_SIGNING_CERT_FILE:
+        return (f"{len(topics)} topics ({names}); certificates fetched from "
+                f"{settings.SMN_CERT_HOSTS} (pin one with SMN_SIGNING_CERT_FILE)")
+    from cryptography import x509
+    try:
+        cert = x509.load_pem_x509_certificate(Path(settings.SMN_SIGNING_CERT_FILE).read_bytes())
+    except (OSError, ValueError):
+        raise Problem(f"SMN_SIGNING_CERT_FILE {settings.SMN_SIGNING_CERT_FILE} is not a PEM "
+                      "certificate") from None
+    until = cert.not_valid_after_utc.date().isoformat()
+    return f"{len(topics)} topics ({names}); pinned certificate valid until {until}"
+
+
 def run(settings: Settings, out=print) -> int:
     checks: list[Check] = [
         ("settings", lambda: check_settings(settings)),
@@ -115,6 +134,7 @@ def run(settings: Settings, out=print) -> int:
         ("modelarts-v1", lambda: check_modelarts_v1(settings)),
         ("slack", lambda: check_slack(settings)),
         ("roles", lambda: check_roles(settings)),
+        ("smn", lambda: check_smn(settings)),
     ]
     failed = 0
     for name, check in checks:
