@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -85,9 +86,13 @@ class TestDoctor:
 
 @pytest.mark.slow
 class TestServe:
-    def test_gunicorn_serves_a_full_stop(self, env, tmp_path, slack_api, emulator):
+    def test_gunicorn_serves_a_full_stop(self, env, tmp_path, slack_api, emulator, smn_signer,
+                                         smn_cert_file):
+        from tests.plugins.smn import TOPIC, deliver
         port = free_port()
-        proc = start_serve({**env, "WEB_CONCURRENCY": "2"}, tmp_path, port)
+        smn = {"SMN_TOPICS": json.dumps({TOPIC: "C0ALERTS"}),
+               "SMN_SIGNING_CERT_FILE": smn_cert_file}
+        proc = start_serve({**env, **smn, "WEB_CONCURRENCY": "2"}, tmp_path, port)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(base, proc)
@@ -96,8 +101,6 @@ class TestServe:
                                  headers=slack_headers(SIGNING_SECRET, body), timeout=5)
             assert resp.status_code == 200
             msg = slack_api.wait_for(lambda: next(iter(slack_api.messages.values()), None))
-            import json
-
             payload = {"type": "block_actions", "user": {"id": "U0ONCALL"},
                        "team": {"id": "T0STANDIN"}, "channel": {"id": msg.channel},
                        "container": {"message_ts": msg.ts}, "message": {"ts": msg.ts},
@@ -111,6 +114,12 @@ class TestServe:
             bad = requests.post(base + "/slack/events", data=body,
                                 headers=slack_headers("forged", body), timeout=5)
             assert bad.status_code == 401
+            hanged = smn_signer.notification(json.dumps(
+                {"event": "JobHanged", "training_job_id": "3faf5c03-aaa1-4cbe-879d-24b05d997347"}))
+            assert deliver(base, {**hanged, "subject": "forged"}).status_code == 403
+            assert deliver(base, hanged).status_code == 200
+            slack_api.wait_for(lambda: any("team-a-resnet50" in m.text and m.channel == "C0ALERTS"
+                                           for m in list(slack_api.messages.values())))
         finally:
             proc.send_signal(signal.SIGTERM)
             out = proc.communicate(timeout=30)[0]
