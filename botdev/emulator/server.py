@@ -13,6 +13,10 @@ unconfirmed, see the API reference):
 v1 errors use ``error_message`` (the current docs) unless a fault asks for ``error_msg``.
 
 Admin routes for tests in another process: see botdev.emulator.admin.
+
+SMN: ``smn_subscribe(url)`` names the bot's ``/smn``; ``publish_event(job, "JobHanged")`` then
+POSTs a signed Notification there (botdev.emulator.events), and a v2 job that a terminate takes
+to Terminated publishes ``JobTerminated`` on its own. The signing certificate: ``smn_cert_file``.
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.modelarts.refs import JobRef, V1Job, V2Job
+import requests
+
+from bot.modelarts.refs import V2_ID, JobRef, V1Job, V2Job
 from botdev.emulator import defaults, v2
 from botdev.emulator.admin import admin
+from botdev.emulator.events import Publisher
 from botdev.emulator.gate import Gate, IamRefused, Rejected, User
 from botdev.emulator.state import Fault, StopRefused, Store, load_seed
 from botdev.emulator.training import PHASES
+from botdev.smn import SmnSigner
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +96,8 @@ class Emulator:
         self._lists_open.set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.events = Publisher(project_id)
+        self.store.on_stop = self._stopped
 
     def clock(self) -> float:
         """Unix time, moved on by ``advance``."""
@@ -119,6 +129,7 @@ class Emulator:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.events.close()
 
     def __enter__(self) -> Emulator:
         return self
@@ -202,6 +213,85 @@ class Emulator:
         with self._lock:
             self._received.append(received)
 
+    # SMN: ModelArts training-job events, signed and POSTed to one subscriber.
+    @property
+    def smn(self) -> SmnSigner:
+        """The signer of every SMN message the emulator sends."""
+        return self.events.signer
+
+    @property
+    def smn_cert_file(self) -> Path:
+        """The signer's certificate (PEM), for the bot's SMN_SIGNING_CERT_FILE."""
+        return self.events.cert_file
+
+    @property
+    def smn_topic_urn(self) -> str:
+        """The topic URN events carry (``urn:smn:cn-north-4:{project_id}:modelarts-events``
+        unless ``smn_subscribe`` named another)."""
+        return self.events.topic_urn
+
+    def smn_subscribe(self, url: str, topic_urn: str | None = None) -> str:
+        """Publish events to ``url`` (e.g. ``http://127.0.0.1:PORT/smn``); the topic URN."""
+        return self.events.subscribe(url, topic_urn)
+
+    def smn_unsubscribe(self) -> None:
+        self.events.unsubscribe()
+
+    def smn_info(self) -> dict[str, Any]:
+        """The subscriber url, topic_urn, cert_file and cert_pem."""
+        return self.events.info()
+
+    def smn_notification(self, job: str | V2Job, event: str, fmt: str = "json"
+                         ) -> dict[str, Any]:
+        """The signed Notification ``publish_event`` would send (not sent)."""
+        return self.events.notification(self._v2_job(job), event, fmt, self.clock())
+
+    def publish_event(self, job: str | V2Job, event: str, fmt: str = "json"
+                      ) -> requests.Response:
+        """POST one signed Notification of ``event`` for a v2 job (its name, training_job_id or
+        V2Job) to the subscriber; its answer. KeyError: no such job; ValueError: a bad event or
+        format, or no subscriber; requests.RequestException: the POST failed."""
+        return self.smn_send(self.smn_notification(job, event, fmt))
+
+    def smn_send(self, body: dict[str, Any]) -> requests.Response:
+        """POST a signed SMN body (any type) to the subscriber, as SMN would; its answer."""
+        return self.events.publish(body)
+
+    def _v2_job(self, job: str | V2Job) -> dict[str, Any]:
+        """A v2 job by ref, id or name (the newest of that name)."""
+        key = job.training_job_id if isinstance(job, V2Job) else str(job)
+        found = self.store.get(V2Job(key)) if V2_ID.match(key) else None
+        if found is None:
+            named = [j for j in self.store.training_jobs() if j["metadata"]["name"] == key]
+            found = max(named, key=lambda j: j["metadata"]["create_time"], default=None)
+        if found is None:
+            raise KeyError(f"no v2 training job named or with the id {key[:64]!r}")
+        return found
+
+    def _stopped(self, ref: JobRef) -> None:
+        if isinstance(ref, V2Job) and self.events.subscribed:
+            threading.Thread(target=self._publish_terminated, args=(ref,), daemon=True,
+                             name=f"emulator-smn-{ref.training_job_id[:8]}").start()
+
+    def _publish_terminated(self, ref: V2Job) -> None:
+        """Wait for the terminate to reach Terminated, then publish JobTerminated (best effort);
+        give up when the job leaves Terminating otherwise (set_status) or the emulator closes."""
+        while not self._closing.is_set():
+            job = self.store.get(ref)
+            phase = job["status"]["phase"] if job else None
+            if phase == "Terminated":
+                try:
+                    resp = self.publish_event(ref, "JobTerminated")
+                    log.debug("emulator: JobTerminated for %s answered HTTP %s",
+                              ref.training_job_id, resp.status_code)
+                except (requests.RequestException, ValueError, KeyError) as exc:
+                    log.warning("emulator: JobTerminated for %s not delivered: %s",
+                                ref.training_job_id, exc)
+                return
+            if phase != "Terminating":
+                return
+            self._closing.wait(0.05)
+
     def state(self) -> dict[str, Any]:
         return {"jobs": self.store.jobs(), "training_jobs": self.store.training_jobs(),
                 "stop_counts": self.store.stop_counts(), "token_issues": self.token_issues,
@@ -244,7 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        if parts.path.startswith("/_emulator/"):
+        if parts.path.startswith(("/_emulator/", "/_admin/")):
             self._send_json(*admin(self.emulator, method, parts.path, body))
             return
         query = parse_qsl(parts.query, keep_blank_values=True)

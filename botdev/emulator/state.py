@@ -101,6 +101,9 @@ class Store:
         self._stops: dict[JobRef, int] = {}
         self._bulk = itertools.count(1)
         self._lock = threading.Lock()
+        # Called (outside the lock) with each ref whose stop was accepted: the emulator's SMN
+        # events watch a terminated v2 job from there.
+        self.on_stop: Callable[[JobRef], None] | None = None
 
     def job(self, job_id: int) -> dict[str, Any] | None:
         """A v1 job with all its versions, or None."""
@@ -143,7 +146,10 @@ class Store:
                     if job.phase not in STOPPABLE:
                         raise StopRefused(job.phase)
                     job.terminate(self._clock(), delay)
-            return self._dict(ref)  # type: ignore[return-value]
+            after = self._dict(ref)
+        if self.on_stop is not None:
+            self.on_stop(ref)
+        return after  # type: ignore[return-value]
 
     def stop_count(self, ref: JobRef) -> int:
         with self._lock:
