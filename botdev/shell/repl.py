@@ -20,9 +20,17 @@ Type what you would type in Slack, plus a few shell commands:
   1                                 click button [1] (also: click 1), a list's Stop too
   /as U0ALICE                       act as another Slack user from now on
   /alert 182626 278813 loss is NaN  an alert, POSTed to the bot's /alerts intake
+  /event JobHanged team-b-yolov8    a ModelArts job event, published by the emulator through
+                                    (a stand-in) SMN to the bot's /smn (a v2 job's name or
+                                    training_job_id; add `text` for a plain-text message).
+                                    Events: JobStarted JobCompleted JobFailed JobTerminated
+                                    JobRestarted JobHanged JobPreempted
   /sleep 3                          wait (e.g. for a stopping job to be KILLED)
   help, quit                        this text; leave (Ctrl-D too)
 Lines starting with # are comments."""
+EVENTS = ("JobStarted", "JobCompleted", "JobFailed", "JobTerminated", "JobRestarted",
+          "JobHanged", "JobPreempted")
+FORMATS = ("json", "text")
 _USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 _CLICK = re.compile(r"^(?:click\s+)?(\d{1,4})$", re.IGNORECASE)
 
@@ -72,6 +80,13 @@ def run_line(session: Session, line: str) -> bool:
                            "job /alert <job_id> <version_id> <summary>"])
         else:
             session.alert(*got)
+    elif word == "/event":
+        got = event_args(rest)
+        if got is None:
+            session.write(["Usage: /event <EventName> <job name or training_job_id> [text], "
+                           "events: " + " ".join(EVENTS)])
+        else:
+            session.event(*got)
     elif word == "/sleep":
         try:
             time.sleep(min(max(float(rest or 1), 0), 60))
@@ -96,6 +111,18 @@ def alert_args(rest: str) -> tuple[JobRef, str] | None:
             except InvalidIdError:
                 continue
     return None
+
+
+def event_args(rest: str) -> tuple[str, str, str] | None:
+    """(event, job, format) from ``EVENT JOB [text|json]``, the event's case as ModelArts
+    spells it; None when malformed."""
+    parts = rest.split()
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2].lower() not in FORMATS):
+        return None
+    event = next((e for e in EVENTS if e.lower() == parts[0].lower()), None)
+    if event is None:
+        return None
+    return event, parts[1], parts[2].lower() if len(parts) == 3 else "json"
 
 
 def run(session: Session, stream: TextIO | None = None) -> int:

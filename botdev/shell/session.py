@@ -5,7 +5,10 @@ signature check, the stop flow, Redis, the alert intake and its dispatcher threa
 stood in: Slack's Web API (``SlackStandIn``, each call shown in the terminal) and, unless
 MODELARTS_ENDPOINT is set, ModelArts (the emulator). Each typed line becomes an HTTP request
 signed as Slack signs it, sent to the WSGI app on 127.0.0.1, so the path from the socket to the
-flow is the production one; ``/alert`` is a POST to the same app's ``/alerts``.
+flow is the production one; ``/alert`` is a POST to the same app's ``/alerts``. With the
+emulator, the bot also takes SMN pushes (SMN_TOPICS: the emulator's topic to the shell's channel,
+SMN_SIGNING_CERT_FILE: the emulator's signing certificate) and ``/event`` has the emulator
+publish a signed ModelArts job event to the app's ``/smn``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ users:
 """
 QUIET_SECONDS = 0.3      # no call for this long, none in flight: the bot is done with a line
 SETTLE_LIMIT = 30.0
+EVENT_WAIT = 3.0         # an SMN event's alert (or edit), if any, comes within this
 Write = Callable[[str], None]
 
 
@@ -200,6 +204,10 @@ class Session:
         httpd = serve_in_thread(create_wsgi(self.bot, routes(self.bot, metrics=False)))
         self._closers.append(lambda: (httpd.shutdown(), httpd.server_close()))
         self.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        if self.emulator is not None:
+            topic = self.emulator.smn_subscribe(self.url + "/smn")
+            line += (f"\nSMN: the emulator publishes job events (topic {topic}) to the bot's "
+                     f"/smn, for {self.channel}: try `/event JobHanged <job>`.")
         return [*banner, line, f"Redis: {note} (keys under {prefix}, removed on exit).",
                 roles_line, f"You are {self.user} in channel {self.channel}. "
                 "Type `help` for the shell's commands, or try `/modelarts list` and "
@@ -254,7 +262,9 @@ class Session:
         values = {"MODELARTS_ENDPOINT": self.emulator.base_url,
                   "MODELARTS_PROJECT_ID": EMULATOR_PROJECT_ID, "MODELARTS_AK": EMULATOR_AK,
                   "MODELARTS_SK": EMULATOR_SK, "MODELARTS_IAM_ENDPOINT": None,
-                  "MODELARTS_USERNAME": None, "MODELARTS_PASSWORD": None}
+                  "MODELARTS_USERNAME": None, "MODELARTS_PASSWORD": None,
+                  "SMN_TOPICS": json.dumps({self.emulator.smn_topic_urn: self.channel}),
+                  "SMN_SIGNING_CERT_FILE": str(self.emulator.smn_cert_file)}
         return values, ("*** ModelArts: the BUILT-IN EMULATOR (MODELARTS_ENDPOINT is unset), "
                         "sample jobs; running: " + "; ".join(running) + " ***")
 
@@ -349,6 +359,40 @@ class Session:
             self.standin.wait_for(lambda: len(self.standin.calls_to("chat.postMessage")) > posts)
         except TimeoutError:
             self.write(["! the alert was queued but not posted within 10 s"])
+        self.settle()
+
+    def event(self, event: str, job: str, fmt: str = "json") -> None:
+        """Have the emulator publish one SMN job event to the bot's /smn, as ModelArts would."""
+        if self.emulator is None:
+            self.write(["! /event needs the built-in emulator (MODELARTS_ENDPOINT is set)"])
+            return
+        def shown() -> int:   # an alert posted, or an earlier one edited (resolved)
+            return len(self.standin.calls_to("chat.postMessage")) + len(
+                self.standin.calls_to("chat.update"))
+
+        before = shown()
+        self.activity.touch()
+        try:
+            resp = self.emulator.publish_event(job, event, fmt)
+        except KeyError:
+            self.write([f"! the emulator has no v2 training job named or with the id `{job}`"])
+            return
+        except ValueError as exc:
+            self.write([f"! {exc}"])
+            return
+        except requests.RequestException as exc:
+            self.write([f"! the bot's /smn did not answer: {type(exc).__name__}"])
+            return
+        self.activity.touch()
+        if not 200 <= resp.status_code < 300:
+            self.write([f"! the bot's /smn answered HTTP {resp.status_code}: "
+                        f"{resp.text.strip()[:200]}"])
+            return
+        try:   # an event the bot does not alert on (SMN_EVENTS) posts nothing
+            self.standin.wait_for(lambda: shown() > before, timeout=EVENT_WAIT)
+        except TimeoutError:
+            self.write([f"(the bot took the {event} event, HTTP {resp.status_code}, and posted "
+                        "nothing: see SMN_EVENTS)"])
         self.settle()
 
     def _job(self, ref: JobRef) -> tuple[str, str]:
