@@ -125,6 +125,28 @@ def test_shell_uses_the_roles_file_it_is_given(redis_url, tmp_path):
     assert answer and not any("team-b-yolo" in line or "182801" in line for line in answer)
 
 
+def test_event_is_published_through_smn_and_its_alert_has_a_stop_button(redis_url, tmp_path):
+    script = ("/event JobHanged team-b-yolov8\n1\n/event JobCompleted team-a-llama-sft\n"
+              "/event Nope team-b-yolov8\n/event JobHanged no-such-job\n")
+    done = shell(script, redis_url, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "SMN: the emulator publishes job events (topic urn:smn:cn-north-4:" in out
+    hanged = after(out, "U0YOU> /event JobHanged team-b-yolov8")
+    assert "#1 in C0SHELL:" in hanged
+    assert "*team-b-yolov8* (training_job_id 9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d)" in hanged
+    assert "JobHanged" in hanged and "[1] Stop" in hanged
+    asked = after(out, "U0YOU> 1")
+    assert "└ #2 in the thread of #1:" in asked and "asks to stop *team-b-yolov8*" in asked
+    assert "[2] Confirm stop   [3] Cancel" in asked
+    # Not among the default SMN_EVENTS: taken, nothing posted.
+    assert after(out, "U0YOU> /event JobCompleted team-a-llama-sft").startswith(
+        "(the bot took the JobCompleted event, HTTP 200, and posted nothing")
+    assert after(out, "U0YOU> /event Nope team-b-yolov8").startswith("Usage: /event <EventName>")
+    assert "no v2 training job named or with the id `no-such-job`" in after(
+        out, "U0YOU> /event JobHanged no-such-job")
+
+
 class TestRender:
     def test_mrkdwn_mentions_links_and_escapes(self):
         assert mrkdwn("<@U1> see <https://x.test/a|the graph> &lt;b&gt; &amp;") == \
