@@ -4,6 +4,7 @@ write their JSON (no timing is asserted)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -52,3 +53,16 @@ def test_quick_wan_benchmark_completes_and_reports(tmp_path):
                                  "alert_to_post"}
     assert all(kind["n"] == run["flows"] for kind in run["kinds"].values())
     assert set(run["new_connections_steady"]) == {"slack", "modelarts"}
+
+
+@pytest.mark.slow
+def test_smn_storm_smoke_delivers_each_notification_once_in_order(redis_url):
+    """``python -m bench storm --smn``, small: signed notifications, each posted once."""
+    env = {**os.environ, "REDIS_URL": redis_url}
+    done = subprocess.run([sys.executable, "-m", "bench", "storm", "--smn", "--alerts", "12",
+                           "--seconds", "0", "--channels", "3", "--replicas", "2", "--pace", "0"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    result = json.loads(done.stdout[done.stdout.index("{"):])
+    assert result["intake_status"] == {"200": 12}
+    assert (result["delivered"], result["duplicates"], result["order_violations"]) == (12, 0, 0)
