@@ -146,7 +146,9 @@ class Dispatcher:
                 return None
             marked = self.queue.mark(*where, count=count)
         else:
-            ended = {"outcome": item.alert.ended} if item.alert and item.alert.ended else {}
+            # "Stopped by @x" stays: the end event only says how it ended where nothing did.
+            ended = ({"outcome": item.alert.ended} if item.alert and item.alert.ended
+                     and not shown.outcome else {})
             marked = shown.resolved_at is not None or self.queue.mark(
                 *where, resolved_at=time.time(), **ended)
         found = self.queue.message(*where) if marked else None
