@@ -306,7 +306,7 @@ class TestPendingConfirmations:
                                   audit=Audit(redis_client, key_prefix, 90))
         c = Confirmation("cid-1", "U0ONCALL", "C0INCIDENT", "", "", V2Job(V2), "job",
                          time.time())
-        assert store.create(c) and not store.create(c)
+        assert store.create(c).stored and not store.create(c).stored
         assert store.pending() == 1
         deadline = time.monotonic() + 5
         while store.pending():

@@ -26,6 +26,7 @@ class Shown:
     first_at: float | None = None
     outcome: str | None = None      # "Stopped by <@U> at 03:12 UTC", "Stop failed: ..."
     resolved_at: float | None = None
+    pending: str | None = None      # "Stop requested by <@U> ..., waiting for confirmation"
 
     @property
     def stoppable(self) -> bool:
@@ -79,6 +80,8 @@ def alert_message(alert: Alert, shown: Shown) -> tuple[str, list[dict]]:
         notes.append(f"Seen {shown.count} times{since}.")
     if shown.outcome:
         notes.append(shown.outcome)
+    elif shown.pending:
+        notes.append(shown.pending)
     if shown.resolved_at:
         notes.append(f"Resolved at {hhmm(shown.resolved_at)}.")
     if notes:

@@ -381,7 +381,13 @@ class AlertQueue:
                                     "count": count, "first_at": first_at or time.time()})
             pipe.expire(msg, RECORD_TTL)
             pipe.set(self.key("last", item.identity), f"{channel} {ts}", ex=RECORD_TTL)
+            if alert and alert.ref:   # the newest alert about a job, per channel (``about``)
+                pipe.set(self.key("job", channel, alert.ref.key), ts, ex=RECORD_TTL)
             pipe.execute()
+
+    def about(self, channel: str, ref_key: str) -> str | None:
+        """The ts of the newest alert message about the job ``ref_key`` in ``channel``."""
+        return _text(self.redis.get(self.key("job", channel, ref_key)))
 
     def take_bump(self, identity: str) -> int | None:
         """Clear the bump flag (so later duplicates queue a new bump) and read the count."""
@@ -405,12 +411,13 @@ class AlertQueue:
         shown = Shown(int(data.get("count") or 1),
                       float(data["first_at"]) if data.get("first_at") else None,
                       data.get("outcome") or None,
-                      float(data["resolved_at"]) if data.get("resolved_at") else None)
+                      float(data["resolved_at"]) if data.get("resolved_at") else None,
+                      data.get("pending") or None)
         return Alert.from_json(data["alert"]), shown
 
     def mark(self, channel: str, ts: str, **fields: str | int | float) -> bool:
-        """Set fields of a message record (count, outcome, resolved_at) and keep it RECORD_TTL
-        from now; False (and nothing written) when the record is gone."""
+        """Set fields of a message record (count, outcome, resolved_at, pending) and keep it
+        RECORD_TTL from now; False (and nothing written) when the record is gone."""
         pairs = [v for item in fields.items() for v in item]
         return bool(self._mark(keys=[self.key("msg", channel, ts)], args=[RECORD_TTL, *pairs]))
 

@@ -24,6 +24,7 @@ from bot.core.settings import Settings
 from bot.core.slack_out import SlackOut
 from bot.flow.admission import ListSlots
 from bot.flow.audit import Audit
+from bot.flow.claims import HOLD_MARGIN
 from bot.flow.confirmations import ConfirmationStore
 from bot.flow.finder import Finder
 from bot.flow.history import History
@@ -97,7 +98,10 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     roles = roles or load_roles(settings.ROLES_FILE)
     checker = RoleChecker(roles, slack, redis, prefix, settings.USERGROUP_CACHE_SECONDS)
     audit = Audit(redis, prefix, settings.AUDIT_RETENTION_DAYS)
-    store = ConfirmationStore(redis, prefix, settings.CONFIRM_TTL_SECONDS, audit)
+    # A confirmed stop holds its job's claim until its watch ends, at the latest after this.
+    hold = (max(settings.STOP_VERIFY_SECONDS, settings.STOP_UNKNOWN_VERIFY_SECONDS)
+            + 4 * settings.MODELARTS_TIMEOUT_SECONDS + 30 + HOLD_MARGIN)
+    store = ConfirmationStore(redis, prefix, settings.CONFIRM_TTL_SECONDS, audit, hold)
     alerts = AlertQueue(redis, prefix, settings.ALERT_DEDUPE_SECONDS,
                         per_channel=settings.ALERT_QUEUE_PER_CHANNEL,
                         total=settings.ALERT_QUEUE_TOTAL)
@@ -115,13 +119,13 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     # "Outcome unknown" in its place.
     owed = OwedReplies(redis, prefix, SlackOut(slack_client(settings, retry_429=False)),
                        2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches, audit=audit)
-    flow = StopFlow(SlackOut(slack), modelarts, checker, store, messages.stop_reported, owed)
+    flow = StopFlow(SlackOut(slack), modelarts, checker, store, messages, owed)
     finder = Finder(flow, slots=ListSlots(settings.LISTS_PER_USER, settings.LISTS_MAX_CONCURRENT),
                     share_seconds=settings.LIST_SHARE_SECONDS)
     secret = settings.SLACK_SIGNING_SECRET
     app = create_app(flow, slack, secret.get_secret_value() if secret else None,
                      response_urls=settings.response_url_prefixes,
-                     socket_mode=settings.socket_mode, alert_ids=messages.ref,
+                     socket_mode=settings.socket_mode, alert_ids=messages.target,
                      later=Later(stop_workers=settings.STOP_WORKERS,
                                  lookup_workers=settings.LOOKUP_WORKERS),
                      finder=finder, history=History(checker, audit))

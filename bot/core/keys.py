@@ -5,8 +5,8 @@ and every key that a Lua script, a MULTI or a pipeline touches together belongs 
 so they share a hash tag and a slot. redis-py's ``RedisCluster`` refuses a script whose keys span
 slots; ``tests/test_redis_cluster.py`` runs the flows on a real 3-master cluster to prove it.
 
-  {flow}    confirmations, owed replies, watches, the audit stream and the usergroup cache: the
-            confirm's one script and pipeline touch all of them
+  {flow}    confirmations, the jobs' claims, owed replies, watches, the audit stream and the
+            usergroup cache: the confirm's one script and pipeline touch all of them
   {alerts}  the alert queue: its scripts span channels
   {iam}     the shared IAM token and its lock
 
@@ -52,6 +52,11 @@ class Keys:
         """The audit stream (bot.flow.audit): one entry per decision, trimmed by id to the
         retention."""
         return f"{self.flow}audit"
+
+    def claims(self) -> list[str]:
+        """One open stop request per job (bot.flow.claims): the hash job key -> claim, and the
+        zset job key -> until (Redis ms)."""
+        return [f"{self.flow}claim", f"{self.flow}claim-index"]
 
     def usergroup(self, group: str) -> str:
         """Cached members of a Slack usergroup."""

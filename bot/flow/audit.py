@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 FIELDS = ("event", "user", "requester", "channel", "api", "job_id", "version_id",
           "training_job_id", "job_name", "outcome", "error_code", "http_status", "request_id",
-          "confirmation", "state", "topic", "message_id", "smn_event")
+          "confirmation", "state", "topic", "message_id", "smn_event", "reason", "approver")
 DAY_MS = 24 * 3600 * 1000
 BATCH = 500             # entries per XRANGE/XREVRANGE call
 HISTORY_SCAN = 5000     # /modelarts history reads at most this many of the newest entries
@@ -62,7 +62,7 @@ HISTORY_SCAN = 5000     # /modelarts history reads at most this many of the newe
 #   out, in name order), trimming by id every entry older than keep_ms (exact MINID, Redis time);
 #   returns true, or false when Redis refused the XADD (the script goes on).
 # audit_confirmation(record, fields): fields plus the confirmation record's requester, channel,
-#   job name, id and job (api and ids, from its ref key).
+#   job name, id, reason and job (api and ids, from its ref key).
 AUDIT_LUA = """
 local function audit(stream, f, keep)
   local t = redis.call('TIME')
@@ -81,8 +81,8 @@ local function audit(stream, f, keep)
   return not (type(r) == 'table' and r.err)
 end
 local function audit_confirmation(c, f)
-  f['requester'], f['channel'], f['job_name'], f['confirmation'] =
-    c['requester'], c['channel'], c['job_name'], c['id']
+  f['requester'], f['channel'], f['job_name'], f['confirmation'], f['reason'] =
+    c['requester'], c['channel'], c['job_name'], c['id'], c['reason']
   local api, a, b = string.match(c['ref'] or '', '^(v[12]):([^:]+):?(.*)$')
   f['api'] = api
   if api == 'v1' then f['job_id'], f['version_id'] = a, b else f['training_job_id'] = a end
@@ -171,7 +171,7 @@ class Audit:
         out: dict[str, object] = {"event": event}
         if c is not None:
             out |= {"requester": c.requester, "channel": c.channel, "job_name": c.job_name,
-                    "confirmation": c.id}
+                    "confirmation": c.id, "reason": getattr(c, "reason", "")}
             ref = c.ref
         if ref is not None:
             out |= job_fields(ref)

@@ -12,6 +12,7 @@ from bot.modelarts.refs import JobRef
 
 CONFIRM = "modelarts_stop_confirm"
 CANCEL = "modelarts_stop_cancel"
+APPROVE = "modelarts_stop_approve"    # a protected job's second person
 
 
 def mention(user: str) -> str:
@@ -146,8 +147,25 @@ def denied_text(job_name: str, ref: JobRef, would_allow: list[str]) -> str:
             f"Roles that allow it: {roles}. Ask the platform team to map you to one.")
 
 
-def request_message(job: Job, requester: str, cid: str, ttl: int) -> tuple[str, list[dict]]:
-    text = f"{mention(requester)} asks to stop {job_ref(job.name, job.ref)}, {details(job)}."
+def roles_list(roles: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(f"`{code(r)}`" for r in roles)
+
+
+def reason_line(reason: str) -> str:
+    """`` Reason: ...`` (with its leading space), or "" for none."""
+    return f" Reason: {escape(reason)}" if reason else ""
+
+
+def protected_note(approvers: tuple[str, ...]) -> str:
+    who = f"roles: {roles_list(approvers)}" if approvers else "any role that allows the job"
+    return f":lock: Protected: needs a second person ({who})."
+
+
+def request_message(job: Job, requester: str, cid: str, ttl: int, reason: str = "",
+                    protected: bool = False, approvers: tuple[str, ...] = ()
+                    ) -> tuple[str, list[dict]]:
+    text = (f"{mention(requester)} asks to stop {job_ref(job.name, job.ref)}, {details(job)}."
+            f"{reason_line(reason)}")
     buttons = {
         "type": "actions",
         "block_id": "modelarts_stop",
@@ -158,15 +176,60 @@ def request_message(job: Job, requester: str, cid: str, ttl: int) -> tuple[str, 
              "text": {"type": "plain_text", "text": "Cancel"}},
         ],
     }
-    note = context(f"Only {mention(requester)} can confirm, within {ttl // 60 or 1} min"
-                   f"{'' if ttl >= 60 else f' ({ttl}s)'}.")
-    return text, [section(text), buttons, note]
+    note = (f"Only {mention(requester)} can confirm, within {ttl // 60 or 1} min"
+            f"{'' if ttl >= 60 else f' ({ttl}s)'}.")
+    if protected:
+        note = f"{protected_note(approvers)} {note}"
+        text = f"{text} {protected_note(approvers)}"
+    return text, [section(text), buttons, context(note)]
+
+
+def awaiting(c: Confirmation, by: str) -> tuple[str, list[dict]]:
+    """A protected job's request once its requester confirmed: Approve (anyone else with an
+    approver role) or Cancel."""
+    who = f"roles: {roles_list(c.approvers)}" if c.approvers else "any role that allows the job"
+    asked = (f"{mention(c.requester)} asks to stop {job_ref(c.job_name, c.ref)}."
+             f"{reason_line(c.reason)}")
+    line = f"Confirmed by {mention(by)}. Waiting for a second person ({who})."
+    buttons = {"type": "actions", "block_id": "modelarts_stop", "elements": [
+        {"type": "button", "action_id": APPROVE, "style": "danger", "value": c.id,
+         "text": {"type": "plain_text", "text": "Approve stop"}},
+        {"type": "button", "action_id": CANCEL, "value": c.id,
+         "text": {"type": "plain_text", "text": "Cancel"}}]}
+    note = context(f"{line} The requester cannot approve their own request.")
+    return f"{asked} {line}", [section(asked), buttons, note]
 
 
 def settled(c: Confirmation, line: str) -> tuple[str, list[dict]]:
     """The request message once decided: what was asked, and what became of it. No buttons."""
-    asked = f"{mention(c.requester)} asked to stop {job_ref(c.job_name, c.ref)}."
+    asked = (f"{mention(c.requester)} asked to stop {job_ref(c.job_name, c.ref)}."
+             f"{reason_line(c.reason)}")
     return f"{asked} {line}", [section(asked), context(line)]
+
+
+def already_requested(state: str, requester: str, at: float, by: str, link: str | None) -> str:
+    """Another request holds the job (bot.flow.claims): who asked, when, and where."""
+    where = f" (<{link}|the request>)" if link else ""
+    lead = f"Already being stopped: {mention(requester)} asked at {hhmm(at)}{where}."
+    if state == "stopping":
+        return f"{lead} The stop is under way; wait for the outcome in its thread."
+    if state == "approval":
+        return (f"{lead} Confirmed by {mention(by or requester)}, it waits for a second person: "
+                "approve it there if you may, or wait for the outcome in its thread.")
+    return f"{lead} Press Confirm there, or wait for the outcome in its thread."
+
+
+def already_reply(c: Confirmation, state: str, ended: bool) -> str:
+    """ModelArts refused the stop because the job is stopping or has ended: not a failure."""
+    name = f"*{escape(c.job_name or 'the job')}*"
+    why = ("someone or something else stopped it first" if not ended or state in
+           ("Terminated", "KILLED") else "it had ended before this stop")
+    return (f":information_source: {name} was already {escape(state)}: {why}. Nothing more to "
+            "do." + (" I'll post here when it has stopped." if not ended else ""))
+
+
+def already_line(state: str) -> str:
+    return f"Already {escape(state)}: nothing more to do."
 
 
 def stopping(c: Confirmation, by: str) -> tuple[str, list[dict]]:
@@ -185,14 +248,16 @@ STOP_PATH = {"v1": "RUNNING → KILLING → KILLED", "v2": "Running → Terminat
 
 
 def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None,
-                  watched: bool = False) -> str:
-    """``watched``: the bot follows the stop (bot.flow.watches) and says so."""
+                  watched: bool = False, approver: str | None = None) -> str:
+    """``watched``: the bot follows the stop (bot.flow.watches) and says so. ``approver``: a
+    protected job's second person."""
     ref = job_ref(c.job_name, c.ref)
+    tail = people(c, approver) + (f"\n{reason_line(c.reason).strip()}" if c.reason else "")
     if outcome.is_success:
         follow = ("I'll post here when it has stopped." if watched else
                   f"Check with `/modelarts status {c.ref.args}`.")
         return (f":white_check_mark: Stop requested for {ref}. ModelArts is stopping it "
-                f"({STOP_PATH[c.ref.api]}). {follow}")
+                f"({STOP_PATH[c.ref.api]}). {follow}") + tail
     if outcome.unknown:
         text = (f":warning: Outcome unknown for {ref}: ModelArts did not answer in time, "
                 f"the stop may or may not have been carried out. " + (
@@ -206,7 +271,15 @@ def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None,
         text += f"\nHint: {hint}"
     if outcome.request_id:
         text += f"\nRequest id: `{code(outcome.request_id)}`"
-    return text
+    return text + tail
+
+
+def people(c: Confirmation, approver: str | None) -> str:
+    """A protected stop's two people, on a line of its own; "" otherwise."""
+    if not approver:
+        return ""
+    confirmed = mention(c.confirmed_by or c.requester)
+    return f"\nConfirmed by {confirmed}, approved by {mention(approver)}."
 
 
 def interrupted_reply(c: Confirmation, watched: bool = False) -> str:
@@ -249,9 +322,9 @@ def watch_final(c: Confirmation, state: str, stopped: bool, since: float | None,
         if since else ""
     if stopped:
         lead = "The stop did take effect: " if unknown else ""
-        return f":white_check_mark: {lead}{name} is {escape(state)}{after}."
+        return f":white_check_mark: {lead}{name} is {escape(state)}{after}.{reason_line(c.reason)}"
     return (f":information_source: {name} is {escape(state)}: it ended on its own before the "
-            f"stop took effect{after}.")
+            f"stop took effect{after}.{reason_line(c.reason)}")
 
 
 def watch_took_effect(c: Confirmation, state: str, span: float) -> str:

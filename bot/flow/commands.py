@@ -10,12 +10,16 @@ from bot.core.errors import InvalidIdError
 from bot.modelarts.refs import V2_SHAPE, JobRef, ref_from_words
 
 MAX_TEXT = 200
+MAX_REASON = 300
+REASON_MARK = " -- "     # `/modelarts stop <job> -- <reason>`
 USAGE = (
     "Usage:\n"
     "• `/modelarts list [filter]`: the running jobs you may stop, each with a Stop button; "
     "filter by a part of the name or a glob (`team-a-*`)\n"
-    "• `/modelarts stop &lt;training_job_id or name&gt;`: stop a running training job (asks you "
-    "to confirm)\n"
+    "• `/modelarts stop &lt;training_job_id or name&gt; [-- reason]`: stop a running training "
+    "job (asks you to confirm; the reason, up to 300 characters, goes on record)\n"
+    "• Protected jobs (marked :lock: in lists) need a second person: after your Confirm, "
+    "someone else holding an approver role presses Approve\n"
     "• `/modelarts status &lt;training_job_id or name&gt;`: show a training job's phase\n"
     "• Old-version jobs: `/modelarts stop &lt;job_id&gt; &lt;version_id&gt;` and "
     "`/modelarts status &lt;job_id&gt; &lt;version_id&gt;`\n"
@@ -37,6 +41,7 @@ class Command:
     ref: JobRef | None = None    # stop/status by id
     name: str | None = None      # stop/status by exact name (ref is None)
     pattern: str | None = None   # list: a part of the name, or a glob with * and ?
+    reason: str = ""             # stop: the text after ` -- `
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,21 @@ class Invalid:
 
 def parse(text: str | None) -> Command | Invalid:
     text = (text or "").strip()
-    if len(text) > MAX_TEXT:
-        return Invalid(f"That command is {len(text)} characters long; I expect a few words.")
     if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
         return Invalid("That command contains control characters.")
+    text, mark, reason = text.partition(REASON_MARK)
+    if not mark and text.endswith(REASON_MARK.rstrip()):
+        text, mark = text[:-len(REASON_MARK.rstrip())], REASON_MARK
+    text, reason = text.strip(), reason.strip()
+    if len(text) > MAX_TEXT:
+        return Invalid(f"That command is {len(text)} characters long; I expect a few words.")
+    if mark:
+        problem = _reason_problem(text, reason)
+        if problem:
+            return Invalid(problem)
+        parsed = parse(text)
+        return Command(parsed.action, parsed.ref, parsed.name, parsed.pattern, reason) if (
+            isinstance(parsed, Command)) else parsed
     words = text.split()
     if not words or words[0].lower() == "help":
         return Command("help") if len(words) <= 1 else Invalid("`help` takes no arguments.")
@@ -74,6 +90,16 @@ def parse(text: str | None) -> Command | Invalid:
         return Command(action, ref_from_words(args))
     except InvalidIdError as exc:
         return Invalid(f"{exc}.")
+
+
+def _reason_problem(text: str, reason: str) -> str | None:
+    if (text.split()[:1] or [""])[0].lower() != "stop":
+        return "A reason (after ` -- `) goes with `stop` only."
+    if not reason:
+        return "Nothing follows ` -- `: write the reason after it, or leave the ` -- ` out."
+    if len(reason) > MAX_REASON:
+        return f"That reason is {len(reason)} characters long; at most {MAX_REASON}, please."
+    return None
 
 
 def _list(args: list[str]) -> Command | Invalid:

@@ -132,7 +132,10 @@ class Finder:
             show(*lists.list_message(*split, pattern, found.problems, found.partial))
 
     # -- /modelarts stop <name>, /modelarts status <name> -----------------------------------
-    def stop(self, user: str, channel: str, name: str, notify: Notify, show: Show) -> None:
+    def stop(self, user: str, channel: str, name: str, notify: Notify, show: Show,
+             reason: str = "") -> None:
+        """``reason``: kept with the request when the name is one running job (several: the
+        choice's Stop buttons carry none)."""
         got = self._named_running(name, notify)
         if got is None:
             return
@@ -140,7 +143,7 @@ class Finder:
         if len(exact) == 1:
             for problem in found.doubts:
                 notify(f"Only part of ModelArts was searched: {problem}")
-            self.flow.request(user, channel, exact[0].ref, notify)
+            self.flow.request(user, channel, exact[0].ref, notify, reason=reason)
             return
         self._choices(user, name, exact, found, notify, show)
 

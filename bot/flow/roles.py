@@ -20,16 +20,32 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Protection:
+    """A ``protected:`` entry: jobs whose stop needs a second person, and who may be it."""
+
+    jobs: tuple[str, ...]
+    approvers: tuple[str, ...] = ()    # roles; () = any role that allows the job
+
+    def covers(self, job_name: str) -> bool:
+        return any(fnmatch.fnmatchcase(job_name, g) for g in self.jobs)
+
+
+@dataclass(frozen=True)
 class Roles:
-    """The parsed roles file: role -> job globs, user -> roles, usergroup -> roles."""
+    """The parsed roles file: role -> job globs, user -> roles, usergroup -> roles, and the
+    protected jobs (the first entry that covers a job decides its approvers)."""
 
     jobs: dict[str, tuple[str, ...]]
     users: dict[str, tuple[str, ...]]
     usergroups: dict[str, tuple[str, ...]]
+    protected: tuple[Protection, ...] = ()
 
     def roles_allowing(self, job_name: str) -> list[str]:
         return [role for role, globs in self.jobs.items()
                 if any(fnmatch.fnmatchcase(job_name, g) for g in globs)]
+
+    def protection(self, job_name: str) -> Protection | None:
+        return next((p for p in self.protected if p.covers(job_name)), None)
 
 
 def _strings(value: object, where: str) -> tuple[str, ...]:
@@ -48,7 +64,7 @@ def parse_roles(text: str, source: str = "roles file") -> Roles:
         raise ConfigError(f"{source}: not valid YAML{at}") from None
     if not isinstance(data, dict) or not isinstance(data.get("roles"), dict):
         raise ConfigError(f"{source}: needs a 'roles:' mapping")
-    unknown = set(data) - {"roles", "users", "usergroups"}
+    unknown = set(data) - {"roles", "users", "usergroups", "protected"}
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {', '.join(sorted(map(str, unknown)))}")
     jobs = {}
@@ -69,7 +85,32 @@ def parse_roles(text: str, source: str = "roles file") -> Roles:
                     raise ConfigError(f"{source}: {section}.{who} names role '{name}', "
                                       "which roles: does not define")
             maps[section][str(who)] = names
-    return Roles(jobs, maps["users"], maps["usergroups"])
+    return Roles(jobs, maps["users"], maps["usergroups"],
+                 _protected(data.get("protected"), jobs, source))
+
+
+def _protected(raw: object, jobs: dict, source: str) -> tuple[Protection, ...]:
+    """``protected:``: a list of {jobs: [globs], approvers: [roles]} (approvers optional)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: 'protected:' must be a list of {{jobs, approvers}}")
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"{source}: protected[{i}]"
+        if not isinstance(entry, dict) or "jobs" not in entry:
+            raise ConfigError(f"{where} needs a 'jobs:' list of globs")
+        extra = set(entry) - {"jobs", "approvers"}
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, extra)))}")
+        approvers = _strings(entry["approvers"], f"{where}.approvers") if (
+            "approvers" in entry) else ()
+        for name in approvers:
+            if name not in jobs:
+                raise ConfigError(f"{where}.approvers names role '{name}', which roles: does "
+                                  "not define")
+        out.append(Protection(_strings(entry["jobs"], f"{where}.jobs"), approvers))
+    return tuple(out)
 
 
 def load_roles(path: str) -> Roles:
@@ -109,9 +150,11 @@ class RoleChecker:
         return [self._key(g) for g in self.roles.usergroups]
 
     def check(self, user_id: str, job_name: str,
-              cached: dict[str, bytes | None] | None = None) -> Verdict:
-        """``cached``: cache values already fetched (``cache_keys``); others are read here."""
-        allowing = self.roles.roles_allowing(job_name)
+              cached: dict[str, bytes | None] | None = None,
+              among: tuple[str, ...] = ()) -> Verdict:
+        """``cached``: cache values already fetched (``cache_keys``); others are read here.
+        ``among``: only these roles count (an approver's); () = every role."""
+        allowing = [r for r in self.roles.roles_allowing(job_name) if not among or r in among]
         for role in self.roles.users.get(user_id, ()):
             if role in allowing:
                 return Verdict(True, role, allowing)

@@ -40,6 +40,7 @@ from bot.core.keys import Keys
 from bot.core.slack_out import SlackOut
 from bot.flow import blocks as b
 from bot.flow.audit import AUDIT_LUA, Audit, AuditEntry, as_arg
+from bot.flow.claims import CLAIM_LUA
 from bot.flow.confirmations import Confirmation
 from bot.flow.leases import MAX_TRIES, NOW_LUA, Lease, Write, patient, retry_ms
 from bot.flow.poller import Poller
@@ -76,16 +77,19 @@ if ARGV[5] ~= '' and not audit(KEYS[3], cjson.decode(ARGV[5]), ARGV[6]) then ret
 return 1
 """
 
-# The watch has ended and its last message is posted: forget it, only for its owner, and append
-# its audit entry (the verified final state).
-# KEYS[1] zset, KEYS[2] hash, KEYS[3] audit stream; ARGV[1] id, ARGV[2] owner, ARGV[3] audit
-# entry JSON ("" = none), ARGV[4] audit retention ms
+# The watch has ended and its last message is posted: forget it, only for its owner, drop its
+# job's claim (bot.flow.claims: a new request is allowed) and append its audit entry (the
+# verified final state).
+# KEYS[1] zset, KEYS[2] hash, KEYS[3] audit stream, KEYS[4] claims hash, KEYS[5] claims index;
+# ARGV[1] id, ARGV[2] owner, ARGV[3] audit entry JSON ("" = none), ARGV[4] audit retention ms,
+# ARGV[5] the job's key
 # returns 1 if deleted, 2 if deleted but the audit entry was refused, 0 if gone or another owner
-DONE = AUDIT_LUA + """
+DONE = AUDIT_LUA + CLAIM_LUA + """
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw or cjson.decode(raw)['owner'] ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
+claim_drop(KEYS[4], KEYS[5], ARGV[5], ARGV[1])
 if ARGV[3] ~= '' and not audit(KEYS[3], cjson.decode(ARGV[3]), ARGV[4]) then return 2 end
 return 1
 """
@@ -163,6 +167,7 @@ class Watches:
         self.redis = client
         self.audit = audit
         self.keys = [*Keys(prefix).watches(), self.audit.key]
+        self.claim_keys = Keys(prefix).claims()
         self.lease = Lease(client, self.keys)
         self.modelarts = modelarts
         self.slack = slack
@@ -190,10 +195,12 @@ class Watches:
         return Write(int(self._set(keys=self.keys, args=[
             wid, owner, e.to_json(), due_ms, as_arg(audit), self.audit.keep_ms])))
 
-    def _done_entry(self, wid: str, *, owner: str, audit: AuditEntry | None) -> Write:
-        """DONE: forget the watch if ``owner`` holds it, appending ``audit``."""
-        return Write(int(self._done(keys=self.keys, args=[wid, owner, as_arg(audit),
-                                                          self.audit.keep_ms])))
+    def _done_entry(self, wid: str, job: JobRef, *, owner: str,
+                    audit: AuditEntry | None) -> Write:
+        """DONE: forget the watch if ``owner`` holds it, dropping ``job``'s claim if this
+        watch's confirmation holds it, appending ``audit``."""
+        return Write(int(self._done(keys=[*self.keys, *self.claim_keys], args=[
+            wid, owner, as_arg(audit), self.audit.keep_ms, job.key])))
 
     # -- opening: usually inside the owed reply's DONE (bot.flow.outcomes) ---------------------
     def entry(self, c: Confirmation, user: str, kind: str, since: float | None) -> WatchEntry:
@@ -306,7 +313,7 @@ class Watches:
                                 state=e.state, error_code=e.error)
 
     def _finish(self, wid: str, token: str, e: WatchEntry) -> Write:
-        got = self._done_entry(wid, owner=token, audit=e.audit)
+        got = self._done_entry(wid, e.confirmation.ref, owner=token, audit=e.audit)
         if got is Write.AUDIT_LOST:
             self.audit.lost("verified")
         return got

@@ -9,7 +9,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.core.slack_out import SlackOut
-from bot.flow.blocks import CANCEL, CONFIRM
+from bot.flow.blocks import APPROVE, CANCEL, CONFIRM
 from bot.flow.click import Click
 from bot.flow.stop import StopFlow
 from bot.slack.later import Later
@@ -79,3 +79,4 @@ def listener(action_id: str, handle: Callable[[Click], object], later: Later):
 def register(app: App, flow: StopFlow, later: Later) -> None:
     app.action(CONFIRM)(listener(CONFIRM, flow.confirm, later))
     app.action(CANCEL)(listener(CANCEL, flow.cancel, later))
+    app.action(APPROVE)(listener(APPROVE, flow.approve, later))

@@ -23,13 +23,13 @@ from bot.core.errors import InvalidIdError
 from bot.flow.admission import admitted
 from bot.flow.blocks import STOP_REQUEST
 from bot.flow.click import Click
-from bot.flow.stop import StopFlow
+from bot.flow.stop import StopFlow, StopTarget
 from bot.modelarts.refs import JobRef, parse_ref
 from bot.slack.later import Later
 from bot.slack.listeners.actions import click
 
 log = logging.getLogger(__name__)
-Lookup = Callable[[str, str], "JobRef | None"]
+Lookup = Callable[[str, str], "StopTarget | None"]   # the alert's job, and its summary
 # The alert's button, and the list's numbered ones (action ids are unique within a message).
 STOP_ACTIONS = re.compile(rf"^{STOP_REQUEST}(?::\d{{1,2}})?$")
 
@@ -61,10 +61,11 @@ def request_stop(flow: StopFlow, lookup: Lookup, click: Click) -> None:
     if not admitted(flow.roles, click.user, notify):
         return
     ts = None if click.ephemeral or click.thread else click.ts
-    ref = (lookup(click.channel, ts) if ts else None) or ref_from_value(click.value)
+    target = lookup(click.channel, ts) if ts else None
+    ref = target.ref if target else ref_from_value(click.value)
     if ref is None:
         notify("This button does not say which job to stop. Use `/modelarts stop "
                "&lt;training_job_id&gt;` or `/modelarts list`.")
         return
     flow.request(click.user, click.channel, ref, notify, thread_ts=click.thread or ts,
-                 alert_ts=ts)
+                 alert_ts=ts, reason=target.reason if target else "")

@@ -42,9 +42,10 @@ def register(app: App, flow: StopFlow, later: Later, finder: Finder, history: Hi
         elif parsed.name is not None and parsed.action == "status":
             work, args = finder.status, (user, parsed.name, notify, show)
         elif parsed.name is not None:
-            work, args = finder.stop, (user, channel, parsed.name, notify, show)
+            work, args = finder.stop, (user, channel, parsed.name, notify, show, parsed.reason)
         elif parsed.action == "status":
             work, args = flow.status, (user, parsed.ref, notify)
         else:
-            work, args = flow.request, (user, channel, parsed.ref, notify)
+            work, args = flow.request, (user, channel, parsed.ref, notify, None, None,
+                                        parsed.reason)
         later(if_admitted, flow.roles, user, notify, work, *args)
