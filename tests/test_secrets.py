@@ -110,8 +110,12 @@ def confirm_with(bot, slack_api, emulator, fault: dict | None, exclude=()) -> No
     if fault:
         emulator.set_fault(V1Job(JOB, VERSION), **fault)
     bot.click_button(msg, CONFIRM, "U0ONCALL")
-    slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts), timeout=15)
+    replies = slack_api.wait_for(lambda: slack_api.thread_replies(msg.channel, msg.ts),
+                                 timeout=15)
     emulator.clear_faults()
+    if "Stop failed" not in replies[0].text:   # followed: the job is free once it has ended
+        slack_api.wait_for(lambda: len(slack_api.thread_replies(msg.channel, msg.ts)) >= 2,
+                           timeout=15)
     return msg
 
 

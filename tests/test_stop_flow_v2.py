@@ -133,12 +133,26 @@ class TestRefusals:
 
 
 class TestFailures:
-    def test_409_not_allowed_reaches_the_thread_with_a_hint(self, make_bot, slack_api, emulator):
-        """The job ended between the request and the click: ModelArts' own 409."""
+    def test_409_for_a_job_that_ended_meanwhile_says_already(self, make_bot, slack_api, emulator):
+        """The job ended between the request and the click: ModelArts' own 409, looked up once
+        more: "already", no red cross."""
         bot = make_bot()
         bot.command(f"stop {RESNET.training_job_id}")
         msg = request_message(slack_api)
         emulator.set_status(RESNET, "Completed")
+        bot.click_button(msg, CONFIRM, "U0ONCALL")
+        reply = thread_text(slack_api, msg, "already")
+        assert "*team-a-resnet50* was already Completed" in reply.text
+        assert ":x:" not in reply.text and "Stop failed" not in reply.text
+
+    def test_409_for_a_running_job_reaches_the_thread_with_a_hint(self, make_bot, slack_api,
+                                                                   emulator):
+        """A 409 while the job still runs is a failure: code, status and the hint."""
+        bot = make_bot()
+        bot.command(f"stop {RESNET.training_job_id}")
+        msg = request_message(slack_api)
+        emulator.set_fault(RESNET, "failure", http_status=409, error_code="ModelArts.2796",
+                           error_msg="The job status does not allow this operation")
         bot.click_button(msg, CONFIRM, "U0ONCALL")
         reply = thread_text(slack_api, msg, "Stop failed")
         assert "ModelArts.2796" in reply.text and "HTTP 409" in reply.text

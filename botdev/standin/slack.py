@@ -211,6 +211,13 @@ class SlackStandIn:
         msg.edits += 1
         return 200, {"ok": True, "channel": key[0], "ts": key[1]}, {}
 
+    def _m_chat_getPermalink(self, params, now):
+        channel, ts = str(params.get("channel", "")), str(params.get("message_ts", ""))
+        if (channel, ts) not in self.messages:
+            return 200, {"ok": False, "error": "message_not_found"}, {}
+        link = f"https://standin.slack.test/archives/{channel}/p{ts.replace('.', '')}"
+        return 200, {"ok": True, "channel": channel, "permalink": link}, {}
+
     def _m_chat_postEphemeral(self, params, now):
         channel = str(params.get("channel", ""))
         if channel in self.refused_channels:
