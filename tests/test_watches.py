@@ -9,8 +9,6 @@ import time
 from dataclasses import replace
 from urllib.parse import urlencode
 
-import pytest
-
 from bot.core.keys import Keys
 from bot.core.slack_out import SlackOut
 from bot.flow import blocks as b
@@ -53,22 +51,6 @@ def stop(bot, slack_api, args: str, user: str = "U0ONCALL"):
     msg = request_message(slack_api)
     assert bot.click_button(msg, CONFIRM, user).status_code == 200
     return msg
-
-
-@pytest.fixture
-def running(make_bot):
-    """A served bot replica with its background threads, closed afterwards."""
-    bots = []
-
-    def make(**overrides):
-        bot = make_bot(**{**FAST, **overrides})
-        bot.bot.start_background()
-        bots.append(bot)
-        return bot
-
-    yield make
-    for bot in bots:
-        bot.bot.close()
 
 
 class TestFollowedToTheEnd:

@@ -129,7 +129,8 @@ class Finder:
                 return
             split = self._split(user, found.jobs, notify)
         if split is not None:
-            show(*lists.list_message(*split, pattern, found.problems, found.partial))
+            show(*lists.list_message(*split, pattern, found.problems, found.partial,
+                                     self._locked(split[0])))
 
     # -- /modelarts stop <name>, /modelarts status <name> -----------------------------------
     def stop(self, user: str, channel: str, name: str, notify: Notify, show: Show,
@@ -178,11 +179,18 @@ class Finder:
         if exact:
             split = self._split(user, exact, notify)
             if split is not None:
-                show(*lists.several_message(name, *split, found.problems))
+                show(*lists.several_message(name, *split, found.problems,
+                                            self._locked(split[0])))
             return
         split = self._split(user, found.jobs, notify)
         if split is not None:
-            show(*lists.not_found_message(name, *split, found.problems))
+            show(*lists.not_found_message(name, *split, found.problems,
+                                          self._locked(split[0])))
+
+    def _locked(self, jobs: list[Job]) -> frozenset[str]:
+        """The names among ``jobs`` that the roles file protects (marked in lists)."""
+        rules = self.roles.roles
+        return frozenset(job.name for job in jobs if rules.protection(job.name))
 
     # -- reading both sources ---------------------------------------------------------------
     def running(self, names: NameFilter | None = None) -> Found:

@@ -45,8 +45,10 @@ def stop_button(job: Job, n: int) -> dict:
             "value": job.ref.key, "text": {"type": "plain_text", "text": "Stop"}}
 
 
-def entry(job: Job, n: int) -> dict:
-    text = f"{b.job_ref(short_name(job.name), job.ref)}\n{b.details(job)}"
+def entry(job: Job, n: int, locked: bool = False) -> dict:
+    """``locked``: a protected job (bot.flow.roles), marked :lock: (its stop needs two people)."""
+    mark = ":lock: " if locked else ""
+    text = f"{mark}{b.job_ref(short_name(job.name), job.ref)}\n{b.details(job)}"
     return {"type": "section", "block_id": f"job_{n}",
             "text": {"type": "mrkdwn", "text": fit(text, MAX_SECTION)},
             "accessory": stop_button(job, n)}
@@ -73,11 +75,12 @@ def hidden_line(hidden: int) -> str:
             "stop them. Ask the platform team if you need to.")
 
 
-def entries(jobs: list[Job], limit: int) -> list[dict]:
-    """Entries for the first ``limit`` jobs, fewer if the message would grow too long."""
+def entries(jobs: list[Job], limit: int, locked: frozenset[str] = frozenset()) -> list[dict]:
+    """Entries for the first ``limit`` jobs, fewer if the message would grow too long;
+    ``locked``: the names of protected jobs."""
     out, total = [], 0
     for n, job in enumerate(jobs[:limit]):
-        block = entry(job, n)
+        block = entry(job, n, job.name in locked)
         total += len(block["text"]["text"])
         if total > MAX_TOTAL:
             break
@@ -87,9 +90,11 @@ def entries(jobs: list[Job], limit: int) -> list[dict]:
 
 def job_list(jobs: list[Job], hidden: int, *, heading: str, problems: Sequence[str] = (),
              limit: int = MAX_ENTRIES, more: str = "narrow it with a filter",
-             partial: bool = False) -> tuple[str, list[dict]]:
-    """``heading``, then the jobs (newest first) with Stop buttons, then what is not shown."""
-    shown = entries(jobs, limit)
+             partial: bool = False, locked: frozenset[str] = frozenset(),
+             ) -> tuple[str, list[dict]]:
+    """``heading``, then the jobs (newest first) with Stop buttons, then what is not shown;
+    ``locked``: the names of protected jobs."""
+    shown = entries(jobs, limit, locked)
     notes = []
     if len(jobs) > len(shown):
         notes.append(f"and {len(jobs) - len(shown)} more: {more}.")
@@ -97,42 +102,48 @@ def job_list(jobs: list[Job], hidden: int, *, heading: str, problems: Sequence[s
         notes.append(hidden_line(hidden))
     if partial:
         notes.append("I stopped reading after the newest running jobs; there are more.")
+    if any(job.name in locked for job in jobs[: len(shown)]):
+        notes.append(":lock: protected: a stop needs a second person to approve it.")
     notes += problems
     blocks = [b.section(fit(heading, MAX_SECTION)), *shown,
               *(b.context(fit(note, MAX_SECTION)) for note in notes)]
-    text = " ".join([heading, *(f"{b.escape(short_name(job.name))} ({job.ref})"
-                              for job in jobs[: len(shown)]),
+    text = " ".join([heading, *(f"{':lock: ' if job.name in locked else ''}"
+                                f"{b.escape(short_name(job.name))} ({job.ref})"
+                                for job in jobs[: len(shown)]),
                      *notes])
     return fit(text, 3000), blocks[:MAX_BLOCKS]
 
 
 def list_message(jobs: list[Job], hidden: int, pattern: str | None, problems: list[str],
-                 partial: bool = False) -> tuple[str, list[dict]]:
+                 partial: bool = False, locked: frozenset[str] = frozenset(),
+                 ) -> tuple[str, list[dict]]:
     """The answer to ``/modelarts list [pattern]``."""
     if jobs:
         heading = f"*{plural(len(jobs), 'running job')} you may stop*{matching(pattern)}:"
     else:
         heading = f"No running job you may stop{matching(pattern)}."
-    return job_list(jobs, hidden, heading=heading, problems=problems, partial=partial)
+    return job_list(jobs, hidden, heading=heading, problems=problems, partial=partial,
+                    locked=locked)
 
 
-def several_message(name: str, jobs: list[Job], hidden: int,
-                    problems: list[str]) -> tuple[str, list[dict]]:
+def several_message(name: str, jobs: list[Job], hidden: int, problems: list[str],
+                    locked: frozenset[str] = frozenset()) -> tuple[str, list[dict]]:
     """Several running jobs have this name: pick one by its button."""
     shown = b.code(short_name(name))
     heading = (f"*{plural(len(jobs), 'running job')} named `{shown}`* that you may stop: "
                "pick one." if jobs else f"No running job named `{shown}` that you may stop.")
-    return job_list(jobs, hidden, heading=heading, problems=problems)
+    return job_list(jobs, hidden, heading=heading, problems=problems, locked=locked)
 
 
-def not_found_message(name: str, similar: list[Job], hidden: int,
-                      problems: list[str]) -> tuple[str, list[dict]]:
+def not_found_message(name: str, similar: list[Job], hidden: int, problems: list[str],
+                      locked: frozenset[str] = frozenset()) -> tuple[str, list[dict]]:
     """No running job has this name; up to 5 running jobs whose names contain it."""
     heading = f"No running job is named `{b.code(short_name(name))}`."
     if similar:
         heading += " Running jobs whose names contain it, that you may stop:"
     return job_list(similar, hidden, heading=heading, problems=problems,
-                    limit=MAX_SUGGESTIONS, more="use `/modelarts list` with a filter")
+                    limit=MAX_SUGGESTIONS, more="use `/modelarts list` with a filter",
+                    locked=locked)
 
 
 def not_running_text(name: str, jobs: list[Job], problems: list[str]) -> str:

@@ -75,8 +75,8 @@ MAX_REASON = 300
 
 def pending_line(c: Confirmation, ttl: int) -> str:
     """The alert's note while a request waits for its confirm."""
-    return (f"Stop requested by {b.mention(c.requester)} at {b.hhmm(c.created_at)}, waiting for "
-            f"confirmation (until {b.hhmm(c.created_at + ttl)}).")
+    return (f"Stop requested by {b.mention(c.requester)}, waiting for confirmation (asked at "
+            f"{b.hhmm(c.created_at)}, until {b.hhmm(c.created_at + ttl)}).")
 
 
 def lookup_failed(ref: JobRef, failure: Failure) -> str:

@@ -163,6 +163,23 @@ def make_bot(bot_settings, slack_api):
 
 
 @pytest.fixture
+def running(make_bot):
+    """A served replica with its background threads (the watch loop polls every 0.2 s), closed
+    afterwards."""
+    bots = []
+
+    def make(**overrides) -> BotServer:
+        bot = make_bot(**{"STOP_VERIFY_INTERVAL_SECONDS": 0.2, **overrides})
+        bot.bot.start_background()
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        bot.bot.close()
+
+
+@pytest.fixture
 def serve_env(emulator, slack_api, redis_url, key_prefix, roles_file) -> dict[str, str]:
     """The environment of a real ``python -m bot serve`` against the emulator and stand-in."""
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
