@@ -26,11 +26,54 @@ class TestParse:
         ("roles:\n  a: {jobs: ['*']}\nusers:\n  U1: [b]\n", "users.U1 names role 'b'"),
         ("roles:\n  a: {jobs: ['*']}\nusergroups:\n  S1: [b]\n", "usergroups.S1 names role 'b'"),
         ("roles:\n  a: {jobs: ['*']}\nadmins: {}\n", "unknown section(s) admins"),
+        ("roles:\n  a: {jobs: ['*']}\nprotected: {jobs: ['*']}\n", "'protected:' must be a list"),
+        ("roles:\n  a: {jobs: ['*']}\nprotected:\n  - {approvers: [a]}\n",
+         "protected[0] needs a 'jobs:' list"),
+        ("roles:\n  a: {jobs: ['*']}\nprotected:\n  - {jobs: ['*'], approvers: [lead]}\n",
+         "protected[0].approvers names role 'lead'"),
+        ("roles:\n  a: {jobs: ['*']}\nprotected:\n  - {jobs: ['*'], who: [a]}\n",
+         "protected[0]: unknown key(s) who"),
+        ("roles:\n  a: {jobs: ['*']}\nprotected:\n  - {jobs: 'prod-*'}\n",
+         "protected[0].jobs must be a list of strings"),
     ])
     def test_errors_say_where(self, text, needle):
         with pytest.raises(ConfigError) as err:
             parse_roles(text, source="roles.yml")
         assert needle in str(err.value) and str(err.value).startswith("roles.yml")
+
+
+class TestProtected:
+    TEXT = """
+roles:
+  oncall: {jobs: ["*"]}
+  lead: {jobs: ["*"]}
+  team-a: {jobs: ["team-a-*"]}
+users:
+  U0ONCALL: [oncall]
+  U0LEAD: [lead]
+  U0ALICE: [team-a]
+protected:
+  - jobs: ["*-pretrain-*", "prod-*"]
+    approvers: [lead]
+  - jobs: ["team-b-*"]
+"""
+
+    def test_the_first_entry_that_covers_a_job_decides(self):
+        roles = parse_roles(self.TEXT)
+        assert roles.protection("team-a-llm-pretrain-1").approvers == ("lead",)
+        assert roles.protection("prod-ranker").approvers == ("lead",)
+        assert roles.protection("team-b-yolo").approvers == ()   # any role that allows the job
+        assert roles.protection("team-a-resnet50") is None
+        assert parse_roles(ROLES).protected == ()
+
+    def test_an_approver_needs_a_listed_role_that_allows_the_job(self, slack_api, redis_client,
+                                                                  key_prefix):
+        client = WebClient(token=BOT_TOKEN, base_url=slack_api.api_url)
+        checker = RoleChecker(parse_roles(self.TEXT), client, redis_client, key_prefix)
+        assert checker.check("U0LEAD", "prod-ranker", among=("lead",)).allowed
+        assert not checker.check("U0ONCALL", "prod-ranker", among=("lead",)).allowed
+        assert checker.check("U0ONCALL", "prod-ranker").allowed
+        assert not checker.check("U0ALICE", "prod-ranker", among=("lead",)).allowed
 
 
 class TestCheck:
