@@ -21,6 +21,9 @@ def test_smoke_chaos_run_breaks_no_promise(tmp_path):
     assert result["crashes"] == 0 and result["secret_leaks"] == 0 and result["slack_5xx"] == 0
     assert result["replica_kills"] >= 1 and result["redis_restarts"] >= 1
     assert result["confirmed_stops"] > 0
+    # Several users asking at once for one job: one confirmation, the others told who asked.
+    assert result["crowd_flows"] >= 1 and result["duplicate_requests"] == 0
+    assert result["crowd_told_who_asked"] >= 1 and result["crowd_unanswered"] == 0
 
 
 def _args(tmp_path):

@@ -8,6 +8,9 @@
        thread (final state, ended on its own, deadline, or "did not take effect")
     4  every accepted alert is posted exactly once
     5  no crash, no 5xx to Slack, no secret in a log line, a Slack call or an HTTP answer
+    6  one open request per job: never two confirmation requests for one job; in a "crowd"
+       flow (several users asking at once) every user but the one whose request was posted
+       is answered, and the answers name who asked ("Already being stopped")
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from collections import defaultdict
 from pathlib import Path
 
 OUTCOME = re.compile(r"^(:white_check_mark: Stop requested|:x: Stop failed|"
-                     r":warning: Outcome unknown|:x: Not stopped)")
-WATCHED = re.compile(r"^(:white_check_mark: Stop requested|:warning: Outcome unknown)")
+                     r":warning: Outcome unknown|:x: Not stopped|"
+                     r":information_source: \*[^*]+\* was already)")
+WATCHED = re.compile(r"^(:white_check_mark: Stop requested|:warning: Outcome unknown|"
+                     r":information_source: .* I'll post here when it has stopped)")
 # The last message of a watch (bot.flow.blocks: watch_final, watch_deadline, watch_not_taken).
 FINAL = re.compile(r"^(:white_check_mark: (The stop did take effect: )?\*[^*]+\* is (KILLED|"
                    r"Terminated)|:information_source: \*[^*]+\* is .*ended on its own|"
@@ -53,9 +58,10 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
     by_job = {f.job.job_id: f for f in flows}
     violations: Violations = defaultdict(list)
     stops = check_stops(stop_counts, confirmed, by_job, violations)
-    replies_total, watched = check_outcome_replies(standin, confirmed, violations)
+    replies_total, watched = check_outcome_replies(standin, confirmed, by_job, violations)
     finals_total = check_final_messages(standin, watched, by_job, violations)
     check_alerts(flows, standin, violations)
+    told = check_one_request(flows, standin, violations)
     crashes = check_crashes(replicas, other, violations)
     slack_5xx = sum(n for code, n in traffic.statuses["slack"].items() if code >= 500)
     if slack_5xx:
@@ -64,7 +70,7 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
     counts = {"stops": stops, "confirmed_stops": len(confirmed),
               "outcome_replies": replies_total, "watches": sum(watched.values()),
               "final_messages": finals_total, "crashes": crashes, "slack_5xx": slack_5xx,
-              "unhandled_errors_logged": len(unhandled_errors(records))}
+              "unhandled_errors_logged": len(unhandled_errors(records)), "crowd_told": told}
     return summary(flows, replicas, traffic, counts, violations)
 
 
@@ -102,8 +108,8 @@ def check_stops(stop_counts: dict[str, int], confirmed: dict[str, int], by_job: 
     return stops
 
 
-def check_outcome_replies(standin, confirmed: dict[str, int], violations: Violations
-                          ) -> tuple[int, dict[tuple[str, str, int], int]]:
+def check_outcome_replies(standin, confirmed: dict[str, int], by_job: dict,
+                          violations: Violations) -> tuple[int, dict[tuple[str, str, int], int]]:
     """Promise 3: one outcome reply per confirmed stop. Returns the replies counted and the
     watches expected, (channel, thread, job) -> n."""
     replies_total = 0
@@ -113,8 +119,9 @@ def check_outcome_replies(standin, confirmed: dict[str, int], violations: Violat
         if posted is None:
             violations["confirmation_message_not_found"].append(cid)
             continue
+        name = by_job[job].job.name if job in by_job else None
         replies = [t for t in standin.thread_texts(posted.channel, posted.thread)
-                   if OUTCOME.match(t) and f"job_id {job}," in t]
+                   if OUTCOME.match(t) and (f"job_id {job}," in t or f"*{name}* was already" in t)]
         replies_total += len(replies)
         watched[(posted.channel, posted.thread, job)] += sum(bool(WATCHED.match(t))
                                                             for t in replies[:1])
@@ -151,6 +158,27 @@ def check_alerts(flows, standin, violations: Violations) -> None:
             violations["lost_alerts"].append(f"alert {flow.n}")
         if posts > 1:
             violations["duplicate_alerts"].append(f"alert {flow.n}: {posts} posts")
+
+
+def check_one_request(flows, standin, violations: Violations) -> int:
+    """Promise 6. Returns how many crowd users were told who asked."""
+    from bench.chaos.flows import HELD, crowd_reply
+
+    told = 0
+    for flow in flows:
+        posted = len(standin.requests.get(flow.job.job_id, ()))
+        if posted > 1:
+            violations["duplicate_requests"].append(f"job {flow.job.job_id}: {posted}")
+        if flow.kind != "crowd" or not flow.asker:
+            continue
+        for user in flow.crowd:
+            if user == flow.asker:
+                continue
+            said = standin.responses(crowd_reply(user, flow))
+            if not said:
+                violations["crowd_unanswered"].append(f"{user} in flow {flow.n}")
+            told += any(HELD in t and f"<@{flow.asker}> asked at" in t for t in said)
+    return told
 
 
 def check_crashes(replicas, other: list[str], violations: Violations) -> int:
@@ -194,7 +222,8 @@ def summary(flows, replicas, traffic, counts: dict, violations: Violations) -> d
         "duplicate_stops", "missing_outcome_replies", "duplicate_outcome_replies",
         "missing_final_messages", "duplicate_final_messages", "lost_alerts", "duplicate_alerts",
         "stop_without_valid_confirmation", "confirmed_without_valid_click",
-        "stop_without_confirmed_decision", "secret_leaks")}
+        "stop_without_confirmed_decision", "secret_leaks", "duplicate_requests",
+        "crowd_unanswered")}
     return {
         "flows": len(flows),
         "flows_by_kind": dict(sorted(kinds.items())),
@@ -210,6 +239,10 @@ def summary(flows, replicas, traffic, counts: dict, violations: Violations) -> d
         "final_messages": counts["final_messages"],
         "missing_final_messages": n["missing_final_messages"],
         "duplicate_final_messages": n["duplicate_final_messages"],
+        "duplicate_requests": n["duplicate_requests"],
+        "crowd_flows": sum(1 for f in flows if f.kind == "crowd"),
+        "crowd_told_who_asked": counts["crowd_told"],
+        "crowd_unanswered": n["crowd_unanswered"],
         "alerts_accepted": sum(1 for f in flows if f.kind == "alert" and f.alert_accepted),
         "lost_alerts": n["lost_alerts"],
         "duplicate_alerts": n["duplicate_alerts"],

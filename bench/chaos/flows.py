@@ -23,6 +23,8 @@ from botdev.standin.slack import SlackStandIn
 
 TEAM = "T0CHAOS"
 JOB_REF = re.compile(r"job_id (\d+)")
+ASKER = re.compile(r"^<@(\w+)> asks to stop")
+HELD = "Already being stopped"
 ALERT_MARK = re.compile(r"chaos-alert-(\d+)\b")
 CHANNELS = [f"C0CHAOS{i:02d}" for i in range(24)]
 ALERT_CHANNELS = [f"C0ALERT{i:02d}" for i in range(4)]
@@ -86,6 +88,12 @@ class RecordingStandIn(SlackStandIn):
         with self._lock:
             return [json.dumps(c.params, default=str) for c in self.calls]
 
+    def responses(self, name: str) -> list[str]:
+        """Texts posted to ``response_url(name)``."""
+        with self._lock:
+            return [str(c.params.get("text", "")) for c in self.calls
+                    if c.method == f"response/{name}"]
+
     def thread_texts(self, channel: str, thread: str) -> list[str]:
         with self._lock:
             return [m.text for m in self.messages.values()
@@ -125,6 +133,8 @@ users:
   U0ONCALL: [oncall]
   U0ALICE: [team-a]
   U0BOB: [team-b]
+  U0DAVE: [oncall]
+  U0ERIN: [oncall]
 usergroups:
   S0CHAOS: [oncall]
 """
@@ -140,6 +150,8 @@ class Flow:
     faults: list[str] = field(default_factory=list)
     alert_accepted: bool | None = None
     note: str = ""
+    crowd: list[str] = field(default_factory=list)   # "crowd": who asked (and was routed)
+    asker: str = ""                                  # whose request got the confirmation
 
 
 class Traffic:
@@ -205,12 +217,15 @@ class Traffic:
         signed = slack_headers(secret or self.secret, body)
         return self.send("/slack/events", body.encode(), {**signed, **(headers or {})}, "slack")
 
-    def command(self, text: str, user: str, channel: str) -> requests.Response | None:
+    def command(self, text: str, user: str, channel: str,
+                reply_to: str | None = None) -> requests.Response | None:
+        """``reply_to``: the response_url's name (default: the user's)."""
         return self.slack(urlencode({
             "token": "legacy-unused", "team_id": TEAM, "team_domain": "chaos",
             "channel_id": channel, "channel_name": "chaos", "user_id": user,
             "user_name": user.lower(), "command": "/modelarts", "text": text, "api_app_id": "A0",
-            "trigger_id": f"{time.time()}.t", "response_url": self.standin.response_url(user)}))
+            "trigger_id": f"{time.time()}.t",
+            "response_url": self.standin.response_url(reply_to or user)}))
 
     def click(self, action_id: str, value: str, user: str, channel: str, ts: str,
               blocks: list | None = None, retry: bool = False) -> requests.Response | None:
@@ -301,6 +316,8 @@ def run_flow(t: Traffic, flow: Flow) -> Flow:
     if kind == "hostile":
         _hostile(t, flow, channel)
         return flow
+    if kind == "crowd":
+        return _crowd_flow(t, flow, channel)
     if kind == "status":
         t.command(f"status {job.job_id} {job.version_id}", user, channel)
         return flow
@@ -390,6 +407,41 @@ def _together(calls) -> None:
         thread.join()
 
 
+def crowd_reply(user: str, flow: Flow) -> str:
+    return f"{user}-crowd-{flow.n}"
+
+
+def _crowd_flow(t: Traffic, flow: Flow, channel: str) -> Flow:
+    """Several responders ask to stop one job at once, on any replica: one confirmation, the
+    others told who asked (check.py: promise 6). Its requester confirms it."""
+    job = flow.job
+    users = ["U0ONCALL", "U0DAVE", "U0ERIN", "U0ALICE" if "team-a" in job.name else "U0BOB"]
+
+    def ask(user: str) -> None:
+        if t.command(f"stop {job.job_id} {job.version_id}", user, channel,
+                     reply_to=crowd_reply(user, flow)) is not None:
+            with t.lock:
+                flow.crowd.append(user)
+
+    _together([lambda u=u: ask(u) for u in users])
+    got = t.wait_requests(job)
+    if not got:
+        flow.note = "no confirmation request seen"
+        return flow
+    time.sleep(0.5)          # a second confirmation, if one were made, shows itself now
+    req = got[0]
+    asker = ASKER.match(t.standin.messages[(req.channel, req.ts)].text)
+    if not asker:
+        flow.note = "no requester in the confirmation"
+        return flow
+    flow.asker = asker.group(1)
+    t.job_fault(flow)
+    flow.eligible = True
+    flow.confirmed.append(req.cid)
+    t.click(CONFIRM, req.cid, flow.asker, req.channel, req.ts, req.blocks)
+    return flow
+
+
 def _alert_flow(t: Traffic, flow: Flow, user: str) -> Flow:
     channel = ALERT_CHANNELS[flow.n % len(ALERT_CHANNELS)]
     flow.alert_accepted = t.alert(flow.n, flow.job, channel)
@@ -400,9 +452,9 @@ def _alert_flow(t: Traffic, flow: Flow, user: str) -> Flow:
         flow.note = "alert not seen in time" if posted is None else ""
         return flow
     value = f"{flow.job.job_id}:{flow.job.version_id}"
-    presses = 2 if t.chance(0.3) else 1
+    presses = 2 if t.chance(0.3) else 1    # a double press: one request (the job's claim)
     _together([lambda: t.click(STOP_REQUEST, value, user, posted[0], posted[1])] * presses)
-    got = t.wait_requests(flow.job, presses)
+    got = t.wait_requests(flow.job)
     if not got:
         flow.note = "no confirmation request after the Stop press"
         return flow
@@ -411,8 +463,6 @@ def _alert_flow(t: Traffic, flow: Flow, user: str) -> Flow:
     first = got[0]
     flow.confirmed.append(first.cid)
     t.click(CONFIRM, first.cid, user, first.channel, first.ts, first.blocks)
-    for other in got[1:]:
-        t.click(CANCEL, other.cid, user, other.channel, other.ts, other.blocks)
     return flow
 
 

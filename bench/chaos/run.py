@@ -41,7 +41,7 @@ SECRETS = {
 }
 KINDS = {"confirm": 30, "double_click": 12, "alert": 18, "cancel": 7, "race": 5,
          "wrong_user": 5, "forged": 4, "denied": 4, "revoked": 2, "expired": 1, "status": 4,
-         "lookup_fault": 3, "hostile": 5}
+         "lookup_fault": 3, "hostile": 5, "crowd": 8}
 GLOBAL_FAULTS = ("replica_kill", "redis_restart", "slack_429_burst", "slack_429_window",
                  "slack_5xx")
 CONFIRM_TTL = 20
