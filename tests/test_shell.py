@@ -105,6 +105,39 @@ class TestShellTranscript:
         assert "add its version id" in out
 
 
+RESPONDERS = """/modelarts list team-a-*
+/modelarts stop team-a-resnet50 -- loss is NaN since step 4k
+/as U0ONCALL
+/modelarts stop team-a-resnet50
+/as U0YOU
+5
+/modelarts stop team-a-llama-sft -- month-long run diverged
+7
+9
+/as U0ONCALL
+9
+/as U0LEAD
+9
+"""
+
+
+def test_two_responders_and_a_protected_job(redis_url, tmp_path):
+    """The docs/shell.md transcript: the second request is told who asked and where, and the
+    protected job stops on the approver's Approve only."""
+    done = shell(RESPONDERS, redis_url, tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert ":lock: *team-a-llama-sft*" in out and ":lock: *team-a-resnet50*" not in out
+    held = after(out, "U0ONCALL> /modelarts stop team-a-resnet50")
+    assert "Already being stopped: @U0YOU asked at" in held and "/archives/C0SHELL/p" in held
+    assert "Reason: loss is NaN since step 4k" in after(out, "U0YOU> 5")
+    assert "[9] Approve stop" in after(out, "U0YOU> 7")
+    assert "can't approve it too" in after(out, "U0YOU> 9")
+    assert "needs a role among `oncall-lead`" in after(out, "U0ONCALL> 9")
+    assert "Confirmed by @U0YOU, approved by @U0LEAD." in after(out, "U0LEAD> 9")
+    assert out.count(":white_check_mark: Stop requested for *team-a-llama-sft*") == 1
+
+
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
 def test_shell_starts_a_throwaway_redis_when_none_answers(tmp_path):
     done = shell("/modelarts help\n", "redis://127.0.0.1:1/0", tmp_path)

@@ -178,10 +178,10 @@ def request_message(job: Job, requester: str, cid: str, ttl: int, reason: str = 
     }
     note = (f"Only {mention(requester)} can confirm, within {ttl // 60 or 1} min"
             f"{'' if ttl >= 60 else f' ({ttl}s)'}.")
-    if protected:
-        note = f"{protected_note(approvers)} {note}"
-        text = f"{text} {protected_note(approvers)}"
-    return text, [section(text), buttons, context(note)]
+    if not protected:
+        return text, [section(text), buttons, context(note)]
+    note = f"{protected_note(approvers)} {note}"
+    return f"{text} {protected_note(approvers)}", [section(text), buttons, context(note)]
 
 
 def awaiting(c: Confirmation, by: str) -> tuple[str, list[dict]]:
@@ -232,7 +232,10 @@ def already_line(state: str) -> str:
     return f"Already {escape(state)}: nothing more to do."
 
 
-def stopping(c: Confirmation, by: str) -> tuple[str, list[dict]]:
+def stopping(c: Confirmation, by: str, approver: str | None = None) -> tuple[str, list[dict]]:
+    if approver:
+        return settled(c, f"Stopping... confirmed by {mention(c.confirmed_by or c.requester)}, "
+                          f"approved by {mention(approver)}")
     return settled(c, f"Stopping... confirmed by {mention(by)}")
 
 

@@ -293,7 +293,7 @@ class StopFlow:
             decision("denied", **where, outcome=lost)
             return None
         # Consumed and allowed: the stop goes now, while "Stopping..." is on its way to Slack.
-        stopping = self.side.submit(self._update, c.channel, c.ts, *b.stopping(c, user))
+        stopping = self.side.submit(self._update, c.channel, c.ts, *b.stopping(c, user, approver))
         decision("confirmed" if approver is None else "approved", **where)
         outcome = self.modelarts.stop(c.ref)
         metrics.stop_request(c.ref.api, "accepted" if outcome.is_success else

@@ -50,11 +50,17 @@ roles:
     jobs: ["team-a-*"]
   team-b:
     jobs: ["team-b-*"]
+  oncall-lead:
+    jobs: ["*"]
 users:
   {DEFAULT_USER}: [oncall]
   U0ONCALL: [oncall]
   U0ALICE: [team-a]
   U0BOB: [team-b]
+  U0LEAD: [oncall-lead]
+protected:
+  - jobs: ["*-llama-*"]
+    approvers: [oncall-lead]
 """
 QUIET_SECONDS = 0.3      # no call for this long, none in flight: the bot is done with a line
 SETTLE_LIMIT = 30.0
@@ -276,7 +282,8 @@ class Session:
             return roles, f"Roles: {base.ROLES_FILE}.{mapped}"
         return parse_roles(SAMPLE_ROLES, "sample roles"), (
             f"Roles: a sample (no ROLES_FILE): {self.user} and U0ONCALL on-call (any job), "
-            "U0ALICE team-a-*, U0BOB team-b-*; anyone else holds none.")
+            "U0ALICE team-a-*, U0BOB team-b-*, U0LEAD oncall-lead (approves the protected "
+            "*-llama-* jobs); anyone else holds none.")
 
     # -- output ----------------------------------------------------------------------------
     def write(self, lines: list[str]) -> None:
