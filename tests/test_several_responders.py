@@ -13,6 +13,7 @@ import pytest
 from bot.flow.blocks import APPROVE, CANCEL, CONFIRM, STOP_REQUEST
 from bot.modelarts.refs import V1Job, V2Job
 from tests.plugins.alerts import generic
+from tests.plugins.slack import ROLES as BASE_ROLES
 from tests.plugins.slack import button_value, responses
 from tests.test_alerts import has_button, wait_alerts
 from tests.test_audit import entries, wait_event
@@ -24,22 +25,10 @@ V1 = V1Job(182626, 278813)                                 # team-a-resnet, RUNN
 HELD = "Already being stopped"
 RESPONDERS = [f"U0R{i}" for i in range(10)]
 LEADS = [f"U0LEAD{i}" for i in range(4)]
-ROLES = f"""
-roles:
-  oncall:
-    jobs: ["*"]
-  oncall-lead:
-    jobs: ["*"]
-  team-a:
-    jobs: ["team-a-*"]
-  team-b:
-    jobs: ["team-b-*"]
-users:
-  U0ONCALL: [oncall]
-  U0ALICE: [team-a]
-  U0BOB: [team-b]
-{"".join(f"  {u}: [oncall]{chr(10)}" for u in RESPONDERS)}\
-{"".join(f"  {u}: [oncall-lead]{chr(10)}" for u in LEADS)}\
+# The suite's roles (tests/plugins/slack.py), plus on-call responders, approvers and a rule.
+ROLES = BASE_ROLES.replace("users:\n", '  oncall-lead:\n    jobs: ["*"]\nusers:\n' + "".join(
+    f"  {u}: [oncall]\n" for u in RESPONDERS) + "".join(
+    f"  {u}: [oncall-lead]\n" for u in LEADS)) + """
 protected:
   - jobs: ["*-llama-*", "prod-*"]
     approvers: [oncall-lead]
