@@ -103,7 +103,9 @@ class TestEnvExample:
 
         text = (ROOT / ".env.example").read_text()
         env = tmp_path / ".env"
-        env.write_text(re.sub(r"^# ?([A-Z][A-Z0-9_]+=)", r"\1", text, flags=re.MULTILINE))
+        # MODELARTS_PROJECTS is the alternative to MODELARTS_ENDPOINT + MODELARTS_PROJECT_ID.
+        single = re.sub(r"^# MODELARTS_PROJECTS=.*\n", "", text, flags=re.MULTILINE)
+        env.write_text(re.sub(r"^# ?([A-Z][A-Z0-9_]+=)", r"\1", single, flags=re.MULTILINE))
         settings = load_settings(_env_file=str(env))
         assert settings.MODELARTS_PROJECT_NAME == "cn-north-4"
         assert settings.ALERTS_CHANNEL == "C0123456789"
@@ -115,6 +117,19 @@ class TestEnvExample:
             "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "MODELARTS_AK", "MODELARTS_SK",
             "MODELARTS_PROJECT_ID"}
         assert all("placeholder" in p for p in problems)
+
+    def test_the_projects_example_is_a_configuration_of_its_own(self, tmp_path):
+        from bot.core.settings import load_settings
+
+        text = (ROOT / ".env.example").read_text()
+        line = re.search(r"^# (MODELARTS_PROJECTS=.*)$", text, re.MULTILINE).group(1)
+        text = re.sub(r"^MODELARTS_(ENDPOINT|PROJECT_ID)=.*\n", "", text, flags=re.MULTILINE)
+        env = tmp_path / ".env"
+        env.write_text(text + line + "\n")
+        settings = load_settings(_env_file=str(env))
+        assert [p.name for p in settings.projects] == ["bj4", "gy2"]
+        assert settings.projects[1].endpoint == "https://modelarts.cn-southwest-2.myhuaweicloud.com"
+        assert sum("MODELARTS_PROJECTS" in p for p in settings.problems()) == 2
 
 
 def healthcheck_command() -> list[str]:

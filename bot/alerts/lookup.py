@@ -18,14 +18,14 @@ from dataclasses import replace
 
 from bot.alerts.parse import Alert
 from bot.flow.finder import Finder, NameFilter
-from bot.modelarts.client import ModelArtsClient
+from bot.modelarts.fleet import Fleet
 from bot.modelarts.models import Failure
 
 log = logging.getLogger(__name__)
 
 
 class JobLookup:
-    def __init__(self, modelarts: ModelArtsClient, finder: Finder) -> None:
+    def __init__(self, modelarts: Fleet, finder: Finder) -> None:
         self.modelarts = modelarts
         self.finder = finder
 
@@ -44,7 +44,7 @@ class JobLookup:
             log.info("alert look-up: %s", job.error_code, extra={"job": alert.ref.key})
             return replace(alert, lookup=None)
         # What the sender said stays; ModelArts fills what it left out.
-        return replace(alert, lookup=None, job_name=alert.job_name or job.name,
+        return replace(alert, lookup=None, job_name=alert.job_name or job.name, ref=job.ref,
                        status=job.state if alert.status == "unknown" else alert.status,
                        stop=job.stoppable)
 

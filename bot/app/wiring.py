@@ -32,7 +32,8 @@ from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker, Roles, load_roles
 from bot.flow.stop import StopFlow
 from bot.flow.watches import Watches
-from bot.modelarts.client import ModelArtsClient, build_client
+from bot.modelarts.client import build_fleet
+from bot.modelarts.fleet import Fleet
 from bot.slack.app import create_app
 from bot.slack.client import POOL_SIZE, PooledWebClient
 from bot.slack.later import Later
@@ -44,7 +45,7 @@ class Bot:
     app: App
     slack: WebClient
     redis: redis.Redis
-    modelarts: ModelArtsClient
+    modelarts: Fleet
     flow: StopFlow
     alerts: AlertQueue | None = None
     dispatcher: Dispatcher | None = None
@@ -68,6 +69,7 @@ class Bot:
             self.owed.stop()
         if self.watches:
             self.watches.stop()
+        self.modelarts.close()
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -88,13 +90,13 @@ def slack_client(settings: Settings, *, retry_429: bool = True) -> WebClient:
 
 
 def create_bot(settings: Settings, *, slack: WebClient | None = None,
-               redis: redis.Redis | None = None, modelarts: ModelArtsClient | None = None,
+               redis: redis.Redis | None = None, modelarts: Fleet | None = None,
                roles: Roles | None = None, session: requests.Session | None = None,
                alert_slack: WebClient | None = None) -> Bot:
     slack = slack or slack_client(settings)
     redis = redis or redis_client(settings)
     prefix = settings.REDIS_KEY_PREFIX
-    modelarts = modelarts or build_client(settings, redis, prefix, session=session)
+    modelarts = modelarts or build_fleet(settings, redis, prefix, session=session)
     roles = roles or load_roles(settings.ROLES_FILE)
     checker = RoleChecker(roles, slack, redis, prefix, settings.USERGROUP_CACHE_SECONDS)
     audit = Audit(redis, prefix, settings.AUDIT_RETENTION_DAYS)

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.errors import ConfigError
+from bot.core.projects import DEFAULT, Project, parse_projects
 
 # Values shipped in .env.example and deploy/kubernetes/secret.yaml: never real credentials.
 PLACEHOLDERS = frozenset({
@@ -59,6 +60,11 @@ def _https_unless_loopback(name: str, value: str | None) -> str | None:
     return value
 
 
+def _endpoint(name: str, value: str) -> str:
+    """A project's endpoint, checked as MODELARTS_ENDPOINT is."""
+    return _https_unless_loopback(name, _check_url(name, value, ("http", "https"))) or ""
+
+
 def is_placeholder(value: str) -> bool:
     return value.strip().lower() in PLACEHOLDERS or "replace_me" in value.lower()
 
@@ -78,6 +84,9 @@ class Settings(BaseSettings):
 
     MODELARTS_ENDPOINT: str | None = None
     MODELARTS_PROJECT_ID: str | None = None
+    # Several projects, regions and workspaces (bot/core/projects.py): a JSON list; when set,
+    # MODELARTS_ENDPOINT and MODELARTS_PROJECT_ID stay unset.
+    MODELARTS_PROJECTS: str | None = None
     MODELARTS_AK: SecretStr | None = None
     MODELARTS_SK: SecretStr | None = None
     MODELARTS_IAM_ENDPOINT: str | None = None
@@ -170,6 +179,21 @@ class Settings(BaseSettings):
     def _https(cls, value: str | None, info) -> str | None:
         return _https_unless_loopback(info.field_name, value)
 
+    @field_validator("MODELARTS_PROJECTS")
+    @classmethod
+    def _projects(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_projects(value, _endpoint)
+        return value
+
+    @property
+    def projects(self) -> tuple[Project, ...]:
+        """The projects to serve: MODELARTS_PROJECTS, or the one the old settings name."""
+        if self.MODELARTS_PROJECTS:
+            return parse_projects(self.MODELARTS_PROJECTS, _endpoint)
+        return (Project(DEFAULT, self.MODELARTS_PROJECT_ID or "",
+                        (self.MODELARTS_ENDPOINT or "").rstrip("/")),)
+
     @field_validator("SLACK_RESPONSE_URLS")
     @classmethod
     def _response_urls(cls, value: str | None, info) -> str | None:
@@ -260,6 +284,12 @@ class Settings(BaseSettings):
         if bool(self.MODELARTS_AK) != bool(self.MODELARTS_SK):
             missing = "MODELARTS_SK" if self.MODELARTS_AK else "MODELARTS_AK"
             raise ValueError(f"{missing} is missing: MODELARTS_AK and MODELARTS_SK go together")
+        if self.MODELARTS_PROJECTS and (self.MODELARTS_ENDPOINT or self.MODELARTS_PROJECT_ID):
+            raise ValueError("MODELARTS_PROJECTS is set: unset MODELARTS_ENDPOINT and "
+                             "MODELARTS_PROJECT_ID (each project names its own)")
+        if self.MODELARTS_PROJECTS and self.MODELARTS_PROJECT_NAME:
+            raise ValueError("MODELARTS_PROJECT_NAME scopes the one project's IAM token: with "
+                             "MODELARTS_PROJECTS each token is scoped by its project_id; unset it")
         return self
 
     @property
@@ -295,9 +325,13 @@ class Settings(BaseSettings):
             out.append("SLACK_BOT_TOKEN is missing: set the bot token (xoxb-...)")
         if need_slack and not self.socket_mode and not self.SLACK_SIGNING_SECRET:
             out.append("SLACK_SIGNING_SECRET is missing: HTTP mode needs it to verify requests")
-        if not self.MODELARTS_ENDPOINT:
+        for p in self.projects if self.MODELARTS_PROJECTS else ():
+            if is_placeholder(p.project_id):
+                out.append(f"MODELARTS_PROJECTS ({p.name}): project_id is a placeholder from the "
+                           "examples: set the real id")
+        if not self.MODELARTS_PROJECTS and not self.MODELARTS_ENDPOINT:
             out.append("MODELARTS_ENDPOINT is missing: e.g. https://modelarts.cn-north-4.myhuaweicloud.com")
-        if not self.MODELARTS_PROJECT_ID:
+        if not self.MODELARTS_PROJECTS and not self.MODELARTS_PROJECT_ID:
             out.append("MODELARTS_PROJECT_ID is missing: the project id of your region")
         iam = [self.MODELARTS_IAM_ENDPOINT, self.MODELARTS_USERNAME, self.MODELARTS_PASSWORD,
                self.MODELARTS_DOMAIN]

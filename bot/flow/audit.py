@@ -46,13 +46,14 @@ import redis
 from bot.core import metrics
 from bot.core.errors import InvalidIdError
 from bot.core.keys import Keys
-from bot.modelarts.refs import V2_SHAPE, JobRef, V1Job, V2Job, parse_ref, validate_id
+from bot.modelarts.refs import V2_SHAPE, JobRef, V1Job, V2Job, parse_ref, ref_fields, validate_id
 
 log = logging.getLogger(__name__)
 
 FIELDS = ("event", "user", "requester", "channel", "api", "job_id", "version_id",
           "training_job_id", "job_name", "outcome", "error_code", "http_status", "request_id",
-          "confirmation", "state", "topic", "message_id", "smn_event", "reason", "approver")
+          "confirmation", "state", "topic", "message_id", "smn_event", "reason", "approver",
+          "project")
 DAY_MS = 24 * 3600 * 1000
 BATCH = 500             # entries per XRANGE/XREVRANGE call
 HISTORY_SCAN = 5000     # /modelarts history reads at most this many of the newest entries
@@ -62,7 +63,7 @@ HISTORY_SCAN = 5000     # /modelarts history reads at most this many of the newe
 #   out, in name order), trimming by id every entry older than keep_ms (exact MINID, Redis time);
 #   returns true, or false when Redis refused the XADD (the script goes on).
 # audit_confirmation(record, fields): fields plus the confirmation record's requester, channel,
-#   job name, id, reason and job (api and ids, from its ref key).
+#   job name, id, reason and job (project, api and ids, from its ref key).
 AUDIT_LUA = """
 local function audit(stream, f, keep)
   local t = redis.call('TIME')
@@ -83,7 +84,10 @@ end
 local function audit_confirmation(c, f)
   f['requester'], f['channel'], f['job_name'], f['confirmation'], f['reason'] =
     c['requester'], c['channel'], c['job_name'], c['id'], c['reason']
-  local api, a, b = string.match(c['ref'] or '', '^(v[12]):([^:]+):?(.*)$')
+  local key = c['ref'] or ''
+  local project, rest = string.match(key, '^([a-z0-9%-]+)/(.*)$')
+  f['project'] = project
+  local api, a, b = string.match(rest or key, '^(v[12]):([^:]+):?(.*)$')
   f['api'] = api
   if api == 'v1' then f['job_id'], f['version_id'] = a, b else f['training_job_id'] = a end
   return f
@@ -92,8 +96,8 @@ end
 
 
 def job_fields(ref: JobRef) -> dict[str, str]:
-    """api and ids of a job, as entry fields."""
-    return {"api": ref.api, **{k: str(v) for k, v in vars(ref).items()}}
+    """api, ids and project of a job, as entry fields."""
+    return {k: str(v) for k, v in ref_fields(ref).items()}
 
 
 class Confirmation(Protocol):

@@ -8,7 +8,7 @@ import unicodedata
 
 from bot.flow.confirmations import Confirmation
 from bot.modelarts.models import Job, StopOutcome, TrainingJob
-from bot.modelarts.refs import JobRef
+from bot.modelarts.refs import DEFAULT, JobRef
 
 CONFIRM = "modelarts_stop_confirm"
 CANCEL = "modelarts_stop_cancel"
@@ -33,8 +33,10 @@ def duration(ms: int | None) -> str:
 
 
 def job_ref(name: str, ref: JobRef) -> str:
-    """``*team-a-resnet* (job_id 182626, version 278813)`` or ``(training_job_id ...)``."""
-    return f"*{escape(name or 'unnamed job')}* ({ref})"
+    """``*team-a-resnet* (job_id 182626, version 278813)`` or ``(training_job_id ...)``; with
+    several projects, ``bj4 · *team-a-resnet50* (...)`` (the default project is not named)."""
+    project = "" if ref.project == DEFAULT else f"{escape(ref.project)} · "
+    return f"{project}*{escape(name or 'unnamed job')}* ({ref})"
 
 
 def state_word(ref: JobRef) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.core.errors import InvalidIdError
-from bot.modelarts.refs import V2_SHAPE, JobRef, ref_from_words
+from bot.modelarts.refs import V2_SHAPE, JobRef, ref_from_words, split_project
 
 MAX_TEXT = 200
 MAX_REASON = 300
@@ -43,6 +43,7 @@ class Command:
     name: str | None = None      # stop/status by exact name (ref is None)
     pattern: str | None = None   # list: a part of the name, or a glob with * and ?
     reason: str = ""             # stop: the text after ` -- `
+    project: str | None = None   # stop/status by name: `<project>/<name>` (None: every project)
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,7 @@ def parse(text: str | None) -> Command | Invalid:
         if problem:
             return Invalid(problem)
         parsed = parse(text)
-        return Command(parsed.action, parsed.ref, parsed.name, parsed.pattern, reason) if (
-            isinstance(parsed, Command)) else parsed
+        return replace(parsed, reason=reason) if isinstance(parsed, Command) else parsed
     words = text.split()
     if not words or words[0].lower() == "help":
         return Command("help") if len(words) <= 1 else Invalid("`help` takes no arguments.")
@@ -85,8 +85,14 @@ def parse(text: str | None) -> Command | Invalid:
     if len(args) > 2:
         return Invalid(f"`{action}` takes a training_job_id, or a job id and a version id; "
                        f"I got {len(args)} words after it.")
-    if len(args) == 1 and not V2_SHAPE.match(args[0]) and action != "history":
-        return _by_name(action, args[0])
+    try:
+        project, first = split_project(args[0])
+    except InvalidIdError as exc:
+        return Invalid(f"{exc}.")
+    if len(args) == 1 and not V2_SHAPE.match(first) and action != "history":
+        named = _by_name(action, first)
+        return replace(named, project=project) if (
+            isinstance(named, Command) and "/" in args[0]) else named
     try:
         return Command(action, ref_from_words(args))
     except InvalidIdError as exc:

@@ -1,10 +1,11 @@
 """Find running jobs without their ids: ``/modelarts list``, and stop or status by name.
 
-Both APIs are read: v2 ``training-job-searches`` (phases Creating, Pending, Running; the first
-page says how many match, the other pages are fetched concurrently) and the v1 job list (status
-RUNNING), at the same time. A source that fails is named in the answer and never hides the
-other's jobs. Each job is then checked against the roles file exactly as a stop is
-(``RoleChecker.check``), with the usergroup cache read in one MGET for the whole list.
+Every source of every project (bot.modelarts.fleet: v2 ``training-job-searches`` per workspace,
+phases Creating, Pending, Running, the first page saying how many match and the other pages
+fetched concurrently; the v1 job list, status RUNNING) is read at the same time. A source that
+fails is named in the answer and never hides the others' jobs. Each job is then checked against
+the roles file exactly as a stop is (``RoleChecker.check``), with the usergroup cache read in one
+MGET for the whole list.
 
 A name never widens what a user may do: one running job of that name goes into
 ``StopFlow.request`` (status check and role check on the job found), a list entry's button
@@ -32,8 +33,9 @@ from bot.core.errors import InvalidIdError
 from bot.flow import lists
 from bot.flow.admission import BUSY, ListSlots, SharedScan
 from bot.flow.stop import StopFlow
+from bot.modelarts.fleet import Source
 from bot.modelarts.models import RUNNING, STOPPABLE_PHASES, Failure, Job
-from bot.modelarts.refs import JobRef
+from bot.modelarts.refs import DEFAULT, JobRef
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ V1_MAX_PAGES = 5      # 1,000 running v1 jobs read at most
 STATUS_PAGES = 2      # status by name, when none runs: the newest 100 jobs with the name in it
 SHOWN_BY_STATUS = 3
 WORKERS = 6
+SOURCE_WORKERS = 12   # sources read at once: 4 projects x (v2 in 2 workspaces, v1)
 REDIS_DOWN = "I can't reach my state store (Redis) to check your roles. Try again shortly."
 
 
@@ -79,11 +82,12 @@ class NameFilter:
 
 @dataclass
 class Found:
-    """Jobs read from both sources (newest first), and what could not be read (by api)."""
+    """Jobs read from the sources (newest first), and what could not be read (by source)."""
 
     jobs: list[Job] = field(default_factory=list)
     failures: dict[str, Failure] = field(default_factory=dict)
     partial: bool = False
+    sources: int = 2
 
     @property
     def problems(self) -> list[str]:
@@ -94,12 +98,13 @@ class Found:
         """The problems that may hide a job: all but a v1 API that does not exist here (404
         APIGW.0101, a region where old-version training is retired)."""
         return [lists.source_problem(api, f) for api, f in self.failures.items()
-                if not (api == "v1" and f.http_status == 404 and f.error_code == "APIGW.0101")]
+                if not (api.endswith("v1") and f.http_status == 404
+                        and f.error_code == "APIGW.0101")]
 
     @property
     def failed(self) -> bool:
-        """True when neither source gave anything."""
-        return not self.jobs and len(self.failures) == 2
+        """True when no source gave anything."""
+        return not self.jobs and len(self.failures) >= self.sources
 
 
 class Finder:
@@ -111,6 +116,8 @@ class Finder:
         self.modelarts = flow.modelarts
         self.roles = flow.roles
         self.pool = pool or ThreadPoolExecutor(WORKERS, thread_name_prefix="finder")
+        # One thread per source read at once (each waits on its pages, which run on ``pool``).
+        self.sources_pool = ThreadPoolExecutor(SOURCE_WORKERS, thread_name_prefix="sources")
         self.slots = slots or ListSlots()
         self.shared: SharedScan[Found] = SharedScan(self._scan, share_seconds,
                                                     reusable=lambda found: not found.doubts)
@@ -134,10 +141,10 @@ class Finder:
 
     # -- /modelarts stop <name>, /modelarts status <name> -----------------------------------
     def stop(self, user: str, channel: str, name: str, notify: Notify, show: Show,
-             reason: str = "") -> None:
+             reason: str = "", project: str | None = None) -> None:
         """``reason``: kept with the request when the name is one running job (several: the
-        choice's Stop buttons carry none)."""
-        got = self._named_running(name, notify)
+        choice's Stop buttons carry none). ``project``: look in that project only."""
+        got = self._named_running(name, notify, project)
         if got is None:
             return
         found, exact = got
@@ -148,8 +155,9 @@ class Finder:
             return
         self._choices(user, name, exact, found, notify, show)
 
-    def status(self, user: str, name: str, notify: Notify, show: Show) -> None:
-        got = self._named_running(name, notify)
+    def status(self, user: str, name: str, notify: Notify, show: Show,
+               project: str | None = None) -> None:
+        got = self._named_running(name, notify, project)
         if got is None:
             return
         found, exact = got
@@ -157,17 +165,25 @@ class Finder:
             self.flow.status(user, exact[0].ref, notify)
             return
         if not exact:
-            ended = self.named(name)
+            ended = self.named(name, project)
             if ended.jobs:
                 notify(lists.not_running_text(name, ended.jobs[:SHOWN_BY_STATUS],
                                               ended.problems))
                 return
         self._choices(user, name, exact, found, notify, show)
 
-    def _named_running(self, name: str, notify: Notify) -> tuple[Found, list[Job]] | None:
+    def _named_running(self, name: str, notify: Notify,
+                       project: str | None = None) -> tuple[Found, list[Job]] | None:
         """The running jobs whose names contain ``name``, and those named exactly ``name``;
-        None (user told) when neither source could be read."""
-        found = self.running(NameFilter(name))
+        None (user told) when no source could be read, or the project is unknown."""
+        if project is not None and project not in self.modelarts.names and (
+                self.modelarts.several or project != DEFAULT):
+            notify(f"There is no project `{project}` here; the projects are "
+                   f"{', '.join(f'`{n}`' for n in self.modelarts.names)}.")
+            return None
+        if project is not None and not self.modelarts.several:
+            project = None
+        found = self.running(NameFilter(name), project)
         if found.failed:
             notify("I could not look for the job: " + "; ".join(found.problems))
             return None
@@ -188,39 +204,51 @@ class Finder:
                                           self._locked(split[0])))
 
     def _locked(self, jobs: list[Job]) -> frozenset[str]:
-        """The names among ``jobs`` that the roles file protects (marked in lists)."""
+        """The keys of the jobs among ``jobs`` that the roles file protects (marked in lists)."""
         rules = self.roles.roles
-        return frozenset(job.name for job in jobs if rules.protection(job.name))
+        return frozenset(job.ref.key for job in jobs
+                         if rules.protection(job.name, job.ref.project))
 
     # -- reading both sources ---------------------------------------------------------------
-    def running(self, names: NameFilter | None = None) -> Found:
-        """Running jobs whose names pass ``names``, from v2 and v1 at once, newest first."""
-        return _narrowed(self._scan(names.hint if names else None), names)
+    def running(self, names: NameFilter | None = None, project: str | None = None) -> Found:
+        """Running jobs whose names pass ``names``, from every source at once, newest first."""
+        return _narrowed(self._scan(names.hint if names else None, project), names)
 
-    def _scan(self, hint: str | None) -> Found:
-        """Running jobs whose names contain ``hint`` (the servers filter), newest first."""
-        v1 = self.pool.submit(self._v1_running, hint)
-        v2 = self._v2_search(STOPPABLE_PHASES, hint, V2_MAX_PAGES)
-        found = _merge(v2, v1.result(), None)
+    def _scan(self, hint: str | None, project: str | None = None) -> Found:
+        """Running jobs whose names contain ``hint`` (the servers filter), newest first; of
+        ``project`` only when given."""
+        found = self._read(STOPPABLE_PHASES, RUNNING, hint, V2_MAX_PAGES, V1_MAX_PAGES, None,
+                           project)
         # The servers filter by phase and status too (which keys they honour is UNCONFIRMED for
         # v2): a job that is not stoppable is never listed, whatever they send.
         found.jobs = [job for job in found.jobs if job.stoppable]
         return found
 
-    def named(self, name: str) -> Found:
+    def named(self, name: str, project: str | None = None) -> Found:
         """Jobs of any phase or status whose name is ``name`` (the newest few), for status."""
-        v1 = self.pool.submit(self._v1_list, None, name, 1)
-        v2 = self._v2_search((), name, STATUS_PAGES)
-        return _merge(v2, v1.result(), NameFilter(name, exact=True))
+        return self._read((), None, name, STATUS_PAGES, 1, NameFilter(name, exact=True), project)
 
-    def _v2_search(self, phases: tuple[str, ...], hint: str | None,
+    def _read(self, phases: tuple[str, ...], status: int | None, hint: str | None,
+              v2_pages: int, v1_pages: int, names: NameFilter | None,
+              project: str | None) -> Found:
+        """Every source at once (the fleet's pool runs them, this pool their pages)."""
+        sources = self.modelarts.sources(project)
+        reads = [self.sources_pool.submit(
+            self._v2_search, src, phases, hint, v2_pages) if src.api == "v2" else
+            self.sources_pool.submit(self._v1_list, src, status, hint, v1_pages)
+            for src in sources]
+        return _merge([(src.label, read.result()) for src, read in
+                       zip(sources, reads, strict=True)], names)
+
+    def _v2_search(self, src: Source, phases: tuple[str, ...], hint: str | None,
                    max_pages: int) -> tuple[list[Job], Failure | None, bool]:
-        first = self.modelarts.search_jobs(phases, hint, 0, V2_PAGE)
+        client, ws = src.client, src.workspace
+        first = client.search_jobs(phases, hint, 0, V2_PAGE, ws)
         if isinstance(first, Failure):
             return [], first, False
         pages = min(-(-first.count // V2_PAGE), max_pages)
-        rest = list(self.pool.map(lambda page: self.modelarts.search_jobs(
-            phases, hint, page, V2_PAGE), range(1, pages)))
+        rest = list(self.pool.map(lambda page: client.search_jobs(
+            phases, hint, page, V2_PAGE, ws), range(1, pages)))
         jobs: list[Job] = list(first.items)
         for page in rest:
             if isinstance(page, Failure):
@@ -228,14 +256,11 @@ class Finder:
             jobs += page.items
         return jobs, None, first.count > pages * V2_PAGE
 
-    def _v1_running(self, hint: str | None) -> tuple[list[Job], Failure | None, bool]:
-        return self._v1_list(RUNNING, hint, V1_MAX_PAGES)
-
-    def _v1_list(self, status: int | None, hint: str | None,
+    def _v1_list(self, src: Source, status: int | None, hint: str | None,
                  max_pages: int) -> tuple[list[Job], Failure | None, bool]:
         jobs: list[Job] = []
         for page in range(1, max_pages + 1):
-            got = self.modelarts.list_jobs(V1_PAGE, page, status, hint)
+            got = src.client.list_jobs(V1_PAGE, page, status, hint)
             if isinstance(got, Failure):
                 return jobs, got, False
             jobs += got.items
@@ -260,9 +285,11 @@ class Finder:
         verdicts: dict[tuple[str, ...], bool] = {}
         out = []
         for job in jobs:
-            allowing = tuple(self.roles.roles.roles_allowing(job.name))
+            project = job.ref.project
+            allowing = tuple(self.roles.roles.roles_allowing(job.name, project))
             if allowing not in verdicts:
-                verdicts[allowing] = self.roles.check(user, job.name, fetched).allowed
+                verdicts[allowing] = self.roles.check(user, job.name, fetched,
+                                                      project=project).allowed
             if verdicts[allowing]:
                 out.append(job)
         return out
@@ -279,17 +306,17 @@ def _narrowed(found: Found, names: NameFilter | None) -> Found:
     """The jobs of ``found`` that pass ``names``, in a Found of their own (``found`` may be
     shared with other lists: never changed)."""
     jobs = found.jobs if names is None else [job for job in found.jobs if names.matches(job.name)]
-    return Found(list(jobs), dict(found.failures), found.partial)
+    return Found(list(jobs), dict(found.failures), found.partial, found.sources)
 
 
-def _merge(v2: tuple[list[Job], Failure | None, bool], v1: tuple[list[Job], Failure | None, bool],
+def _merge(reads: list[tuple[str, tuple[list[Job], Failure | None, bool]]],
            names: NameFilter | None) -> Found:
-    found = Found()
+    found = Found(sources=len(reads))
     seen = set()
-    for api, (jobs, failure, partial) in (("v2", v2), ("v1", v1)):
+    for label, (jobs, failure, partial) in reads:
         if failure is not None:
-            log.warning("%s job list failed: %s", api, failure.error_code)
-            found.failures[api] = failure
+            log.warning("%s job list failed: %s", label, failure.error_code)
+            found.failures[label] = failure
         found.partial = found.partial or partial
         for job in jobs:
             ref = _ref(job)

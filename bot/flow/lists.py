@@ -77,10 +77,10 @@ def hidden_line(hidden: int) -> str:
 
 def entries(jobs: list[Job], limit: int, locked: frozenset[str] = frozenset()) -> list[dict]:
     """Entries for the first ``limit`` jobs, fewer if the message would grow too long;
-    ``locked``: the names of protected jobs."""
+    ``locked``: the keys of protected jobs."""
     out, total = [], 0
     for n, job in enumerate(jobs[:limit]):
-        block = entry(job, n, job.name in locked)
+        block = entry(job, n, job.ref.key in locked)
         total += len(block["text"]["text"])
         if total > MAX_TOTAL:
             break
@@ -93,7 +93,7 @@ def job_list(jobs: list[Job], hidden: int, *, heading: str, problems: Sequence[s
              partial: bool = False, locked: frozenset[str] = frozenset(),
              ) -> tuple[str, list[dict]]:
     """``heading``, then the jobs (newest first) with Stop buttons, then what is not shown;
-    ``locked``: the names of protected jobs."""
+    ``locked``: the keys of protected jobs."""
     shown = entries(jobs, limit, locked)
     notes = []
     if len(jobs) > len(shown):
@@ -102,12 +102,12 @@ def job_list(jobs: list[Job], hidden: int, *, heading: str, problems: Sequence[s
         notes.append(hidden_line(hidden))
     if partial:
         notes.append("I stopped reading after the newest running jobs; there are more.")
-    if any(job.name in locked for job in jobs[: len(shown)]):
+    if any(job.ref.key in locked for job in jobs[: len(shown)]):
         notes.append(":lock: protected: a stop needs a second person to approve it.")
     notes += problems
     blocks = [b.section(fit(heading, MAX_SECTION)), *shown,
               *(b.context(fit(note, MAX_SECTION)) for note in notes)]
-    text = " ".join([heading, *(f"{':lock: ' if job.name in locked else ''}"
+    text = " ".join([heading, *(f"{':lock: ' if job.ref.key in locked else ''}"
                                 f"{b.escape(short_name(job.name))} ({job.ref})"
                                 for job in jobs[: len(shown)]),
                      *notes])

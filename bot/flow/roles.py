@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.core.errors import ConfigError
 from bot.core.keys import Keys
+from bot.core.projects import DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,17 @@ class Protection:
     jobs: tuple[str, ...]
     approvers: tuple[str, ...] = ()    # roles; () = any role that allows the job
 
-    def covers(self, job_name: str) -> bool:
-        return any(fnmatch.fnmatchcase(job_name, g) for g in self.jobs)
+    def covers(self, job_name: str, project: str = DEFAULT) -> bool:
+        return any(matches(g, job_name, project) for g in self.jobs)
+
+
+def matches(glob: str, job_name: str, project: str = DEFAULT) -> bool:
+    """A glob with ``/`` matches ``<project>/<name>`` (``bj4/team-a-*``, ``*/team-a-*``); one
+    without matches the name in any project, so roles files from before projects keep their
+    meaning."""
+    if "/" in glob:
+        return fnmatch.fnmatchcase(f"{project}/{job_name}", glob)
+    return fnmatch.fnmatchcase(job_name, glob)
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,12 @@ class Roles:
     usergroups: dict[str, tuple[str, ...]]
     protected: tuple[Protection, ...] = ()
 
-    def roles_allowing(self, job_name: str) -> list[str]:
+    def roles_allowing(self, job_name: str, project: str = DEFAULT) -> list[str]:
         return [role for role, globs in self.jobs.items()
-                if any(fnmatch.fnmatchcase(job_name, g) for g in globs)]
+                if any(matches(g, job_name, project) for g in globs)]
 
-    def protection(self, job_name: str) -> Protection | None:
-        return next((p for p in self.protected if p.covers(job_name)), None)
+    def protection(self, job_name: str, project: str = DEFAULT) -> Protection | None:
+        return next((p for p in self.protected if p.covers(job_name, project)), None)
 
 
 def _strings(value: object, where: str) -> tuple[str, ...]:
@@ -151,10 +161,12 @@ class RoleChecker:
 
     def check(self, user_id: str, job_name: str,
               cached: dict[str, bytes | None] | None = None,
-              among: tuple[str, ...] = ()) -> Verdict:
+              among: tuple[str, ...] = (), project: str = DEFAULT) -> Verdict:
         """``cached``: cache values already fetched (``cache_keys``); others are read here.
-        ``among``: only these roles count (an approver's); () = every role."""
-        allowing = [r for r in self.roles.roles_allowing(job_name) if not among or r in among]
+        ``among``: only these roles count (an approver's); () = every role. ``project``: the
+        job's (globs with ``/`` match ``<project>/<name>``)."""
+        allowing = [r for r in self.roles.roles_allowing(job_name, project)
+                    if not among or r in among]
         for role in self.roles.users.get(user_id, ()):
             if role in allowing:
                 return Verdict(True, role, allowing)

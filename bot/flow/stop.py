@@ -36,7 +36,7 @@ from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker
 from bot.modelarts.hints import hint_for
 from bot.modelarts.models import Failure, Job, StopOutcome
-from bot.modelarts.refs import JobRef
+from bot.modelarts.refs import JobRef, ref_fields
 
 log = logging.getLogger(__name__)
 Notify = Callable[[str], None]
@@ -141,7 +141,7 @@ class StopFlow:
                                    job_name=found.name, outcome="not_running", state=found.state)
             return None
         try:
-            verdict = self.roles.check(user, found.name)
+            verdict = self.roles.check(user, found.name, project=found.ref.project)
         except redis.RedisError:
             decision("failed", **where, outcome="redis_unavailable")
             notify(REDIS_DOWN)
@@ -160,7 +160,7 @@ class StopFlow:
              alert_ts: str | None, where: dict, reason: str) -> Confirmation | None:
         """Claim the job and store the confirmation, then post the request: no button exists
         before its state, and no second request for a job while one is open."""
-        guard = self.roles.roles.protection(job.name)
+        guard = self.roles.roles.protection(job.name, job.ref.project)
         c = Confirmation(new_id(), user, channel, "", thread_ts or "", job.ref, job.name,
                          time.time(), alert_ts, reason[:MAX_REASON], guard is not None,
                          guard.approvers if guard else ())
@@ -240,7 +240,8 @@ class StopFlow:
         user, notify = click.user, click.notify
         try:
             c = self.store.peek(click.value)
-            verdict = (self.roles.check(user, c.job_name, among=c.approvers)
+            verdict = (self.roles.check(user, c.job_name, among=c.approvers,
+                                        project=c.ref.project)
                        if c and c.requester != user else None)
         except redis.RedisError:
             notify(REDIS_DOWN)
@@ -275,7 +276,7 @@ class StopFlow:
         """Consumed: re-check the requester's role, stop, report."""
         where = {"user": user, "channel": c.channel, **job_fields(c.ref), "confirmation": c.id}
         try:
-            verdict = self.roles.check(c.requester, c.job_name, fetched)
+            verdict = self.roles.check(c.requester, c.job_name, fetched, project=c.ref.project)
         except redis.RedisError:
             verdict = None
         if verdict is None or not verdict.allowed:
@@ -432,6 +433,6 @@ class StopFlow:
 
 
 def job_fields(ref: JobRef) -> dict[str, object]:
-    """The job's fields for a decision line: api and its ids."""
-    return {"api": ref.api, **vars(ref)}
+    """The job's fields for a decision line: api, its ids, its project."""
+    return ref_fields(ref)
 

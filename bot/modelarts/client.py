@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 import redis
 import requests
@@ -25,18 +25,21 @@ from urllib3.exceptions import NewConnectionError
 
 from bot.core import metrics
 from bot.core.errors import ConfigError
+from bot.core.projects import Project
 from bot.core.settings import Settings
 from bot.modelarts import models, signer
 from bot.modelarts.auth import TOKEN_HEADER, AkSkAuth, AuthError, IamTokenAuth
+from bot.modelarts.fleet import Fleet
 from bot.modelarts.hints import GATEWAY_AUTH_CODES, TOKEN_CODES, hint_for
 from bot.modelarts.models import Failure, Job, JobVersion, StopOutcome, TrainingJob
 from bot.modelarts.redirects import redirect_failure
-from bot.modelarts.refs import JobRef, V1Job, V2Job, validate_training_job_id
+from bot.modelarts.refs import DEFAULT, JobRef, V1Job, V2Job, validate_training_job_id
 
-__all__ = ["ModelArtsClient", "build_client", "hint_for"]
+__all__ = ["ModelArtsClient", "build_client", "build_fleet", "hint_for"]
 
 log = logging.getLogger(__name__)
 
+J = TypeVar("J", JobVersion, TrainingJob)
 REFUSED_RETRY_DELAYS = (0.2, 0.5)  # at most two more tries, only when the connect was refused
 SEARCH_LIMIT = 50                  # the largest page training-job-searches gives
 
@@ -66,11 +69,15 @@ class _Answer:
 
 
 class ModelArtsClient:
+    """One project's ModelArts (bot.modelarts.projects): jobs it reads carry its ``name``."""
+
     def __init__(
-        self, endpoint: str, project_id: str, auth: Auth, session: requests.Session, timeout: float
+        self, endpoint: str, project_id: str, auth: Auth, session: requests.Session, timeout: float,
+        name: str = DEFAULT,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.project_id = project_id
+        self.name = name
         self._auth = auth
         self._session = session
         self._timeout = timeout
@@ -96,7 +103,7 @@ class ModelArtsClient:
         answer = self._call("get_version", "GET", path)
         if isinstance(answer, Failure):
             return answer
-        return _job_version(answer.body) or Failure(
+        return self._own(_job_version(answer.body)) or Failure(
             models.BAD_RESPONSE, "the version details lack job_id, version_id or status",
             answer.http_status, answer.request_id)
 
@@ -121,7 +128,7 @@ class ModelArtsClient:
             return Failure(models.BAD_RESPONSE, "the job list has no jobs field",
                            answer.http_status, answer.request_id)
         count = _optional_int(answer.body.get("job_total_count"))
-        return JobPage([job for job in map(_job_version, jobs) if job is not None],
+        return JobPage([self._own(job) for job in map(_job_version, jobs) if job is not None],
                        len(jobs) if count is None else count)
 
     def _version_path(self, job_id: object, version_id: object) -> str:
@@ -134,7 +141,7 @@ class ModelArtsClient:
         answer = self._call("get_job", "GET", self._job_path(training_job_id))
         if isinstance(answer, Failure):
             return answer
-        return _training_job(answer.body) or _unreadable(answer, "the job details")
+        return self._own(_training_job(answer.body)) or _unreadable(answer, "the job details")
 
     def terminate_job(self, training_job_id: object) -> StopOutcome:
         path = self._job_path(training_job_id) + "/actions"
@@ -142,16 +149,20 @@ class ModelArtsClient:
         return _stop_outcome(_v2_stop_accepted(answer, str(training_job_id)))
 
     def search_jobs(self, phases: tuple[str, ...] = (), name: str | None = None,
-                    page: int = 0, limit: int = SEARCH_LIMIT) -> JobPage | Failure:
+                    page: int = 0, limit: int = SEARCH_LIMIT,
+                    workspace: str | None = None) -> JobPage | Failure:
         """One page of ``training-job-searches``, newest first. ``page`` is the page index
-        (``offset`` in the API counts pages, UNCONFIRMED: see the v2 reference §4)."""
+        (``offset`` in the API counts pages, UNCONFIRMED: see the v2 reference §4);
+        ``workspace``: that workspace's jobs only (None: no ``workspace_id`` sent)."""
         filters = []
         if phases:
             filters.append({"key": "phase", "operator": "in", "value": list(phases)})
         if name:
             filters.append({"key": "name", "operator": "like", "value": [name[:64]]})
-        body = {"offset": page, "limit": limit, "sort_by": "create_time", "order": "desc",
-                "filters": filters}
+        body: dict[str, object] = {"offset": page, "limit": limit, "sort_by": "create_time",
+                                   "order": "desc", "filters": filters}
+        if workspace is not None:
+            body["workspace_id"] = workspace
         answer = self._call("search_jobs", "POST", f"/v2/{self.project_id}/training-job-searches",
                             body=body)
         if isinstance(answer, Failure):
@@ -159,9 +170,15 @@ class ModelArtsClient:
         raw = answer.body.get("items")
         if not isinstance(raw, list):
             return _unreadable(answer, "the job search")
-        items = [job for job in map(_training_job, raw) if job is not None]
+        items = [self._own(job) for job in map(_training_job, raw) if job is not None]
         count = _optional_int(answer.body.get("count"))
         return JobPage(items, len(raw) if count is None else count)
+
+    def _own(self, job: J | None) -> J | None:
+        """The job as this project's (its refs name it)."""
+        if job is None or self.name == DEFAULT:
+            return job
+        return replace(job, project=self.name)
 
     def _job_path(self, training_job_id: object) -> str:
         return f"/v2/{self.project_id}/training-jobs/{validate_training_job_id(training_job_id)}"
@@ -310,6 +327,7 @@ def _training_job(body: object) -> TrainingJob | None:
         flavor_type=_str(_obj(resource, "flavor_detail").get("flavor_type")),
         node_count=_optional_int(resource.get("node_count")),
         pool_id=_str(resource.get("pool_id")), pool_name=_str(resource.get("pool_name")),
+        workspace=_str(meta.get("workspace_id")) or "0",
     )
 
 
@@ -366,24 +384,39 @@ def _optional_int(value: object) -> int | None:
 
 
 def build_client(
-    settings: Settings, redis: redis.Redis, key_prefix: str, session: requests.Session | None = None
+    settings: Settings, redis: redis.Redis, key_prefix: str,
+    session: requests.Session | None = None,
+    project: Project | None = None,
 ) -> ModelArtsClient:
-    """The client the settings describe: AK/SK when MODELARTS_AK is set, else an IAM token."""
+    """One project's client (default: the first): AK/SK when MODELARTS_AK is set, else an IAM
+    token scoped by that project's id (MODELARTS_PROJECT_NAME overrides it for the one project
+    of the old settings)."""
     problems = settings.problems(need_slack=False)
     if problems:
         raise ConfigError("; ".join(problems))
+    project = project or settings.projects[0]
     session = session or requests.Session()
     timeout = settings.MODELARTS_TIMEOUT_SECONDS
-    project_id = settings.MODELARTS_PROJECT_ID or ""
     auth: Auth
     if settings.uses_aksk and settings.MODELARTS_AK and settings.MODELARTS_SK:
         auth = AkSkAuth(settings.MODELARTS_AK.get_secret_value(), settings.MODELARTS_SK,
-                        project_id)
+                        project.project_id)
     else:
         auth = IamTokenAuth(
             settings.MODELARTS_IAM_ENDPOINT or "", settings.MODELARTS_USERNAME or "",
             settings.MODELARTS_PASSWORD or SecretStr(""), settings.MODELARTS_DOMAIN or "",
-            project_id, session, redis, key_prefix, timeout,
+            project.project_id, session, redis, key_prefix, timeout,
             project_name=settings.MODELARTS_PROJECT_NAME,
         )
-    return ModelArtsClient(settings.MODELARTS_ENDPOINT or "", project_id, auth, session, timeout)
+    return ModelArtsClient(project.endpoint, project.project_id, auth, session, timeout,
+                           project.name)
+
+
+def build_fleet(
+    settings: Settings, redis: redis.Redis, key_prefix: str, session: requests.Session | None = None
+) -> Fleet:
+    """A client per configured project (one session: kept-alive connections per host)."""
+    session = session or requests.Session()
+    projects = settings.projects
+    return Fleet({p.name: build_client(settings, redis, key_prefix, session, p)
+                  for p in projects}, projects)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.modelarts.refs import V1Job, V2Job, validate_id  # noqa: F401 - validate_id re-exported
+from bot.modelarts.refs import DEFAULT, V1Job, V2Job, validate_id  # noqa: F401 - re-exported
 
 STATUS_NAMES = {
     0: "UNKNOWN", 1: "INIT", 2: "IMAGE_CREATING", 3: "IMAGE_FAILED", 4: "SUBMIT_TRYING",
@@ -48,10 +48,11 @@ class JobVersion:
     duration_ms: int | None = None
     create_time_ms: int | None = None
     start_time_ms: int | None = None
+    project: str = DEFAULT
 
     @property
     def ref(self) -> V1Job:
-        return V1Job(self.job_id, self.version_id)
+        return V1Job(self.job_id, self.version_id, self.project)
 
     @property
     def name(self) -> str:
@@ -96,10 +97,12 @@ class TrainingJob:
     node_count: int | None = None
     pool_id: str = ""
     pool_name: str = ""
+    project: str = DEFAULT
+    workspace: str = "0"
 
     @property
     def ref(self) -> V2Job:
-        return V2Job(self.id)
+        return V2Job(self.id, self.project, self.workspace)
 
     @property
     def state(self) -> str:

@@ -40,9 +40,10 @@ def register(app: App, flow: StopFlow, later: Later, finder: Finder, history: Hi
         elif parsed.action == "list":
             work, args = finder.listing, (user, parsed.pattern, show, notify)
         elif parsed.name is not None and parsed.action == "status":
-            work, args = finder.status, (user, parsed.name, notify, show)
+            work, args = finder.status, (user, parsed.name, notify, show, parsed.project)
         elif parsed.name is not None:
-            work, args = finder.stop, (user, channel, parsed.name, notify, show, parsed.reason)
+            work, args = finder.stop, (user, channel, parsed.name, notify, show, parsed.reason,
+                                       parsed.project)
         elif parsed.action == "status":
             work, args = flow.status, (user, parsed.ref, notify)
         else:
