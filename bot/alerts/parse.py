@@ -14,11 +14,13 @@ from urllib.parse import urlsplit
 
 from bot.core.errors import InvalidIdError
 from bot.modelarts.refs import (
+    DEFAULT,
     JobRef,
     V1Job,
     V2Job,
     parse_ref,
     validate_id,
+    validate_project,
     validate_training_job_id,
 )
 
@@ -180,10 +182,18 @@ def _channel(value: Any, default: str | None, name: str, errors: Errors) -> str:
 
 
 def _ref(fields: dict, at: str, errors: Errors) -> JobRef | None:
-    """``training_job_id`` (v2), else ``job_id`` + ``version_id`` (v1 jobs)."""
+    """``training_job_id`` (v2), else ``job_id`` + ``version_id`` (v1 jobs); ``project``
+    optional (none: the job is looked up in every project)."""
+    project = DEFAULT
+    if fields.get("project") not in (None, ""):
+        try:
+            project = validate_project(fields["project"])
+        except InvalidIdError as exc:
+            errors[f"{at}project"] = str(exc)
+            return None
     if fields.get("training_job_id") is not None:
         try:
-            return V2Job(validate_training_job_id(fields["training_job_id"]))
+            return V2Job(validate_training_job_id(fields["training_job_id"]), project)
         except InvalidIdError as exc:
             errors[f"{at}training_job_id"] = str(exc)
             return None
@@ -192,7 +202,7 @@ def _ref(fields: dict, at: str, errors: Errors) -> JobRef | None:
         return None
     job = _id(fields.get("job_id"), f"{at}job_id", errors)
     version = _id(fields.get("version_id"), f"{at}version_id", errors)
-    return V1Job(job, version) if job and version else None
+    return V1Job(job, version, project) if job and version else None
 
 
 def _id(value: Any, name: str, errors: Errors) -> int:

@@ -79,6 +79,7 @@ class Gate:
     ) -> None:
         self.ak, self._sk = ak, sk
         self.project_id, self.project_name = project_id, project_name
+        self.projects = {project_id: project_name}   # more with ``add_project``
         self._users = {(u.domain, u.name): u for u in users}
         self.token_ttl = token_ttl
         self._clock = clock
@@ -97,6 +98,10 @@ class Gate:
             return self._check_signature(method, path, query, headers, body)
         raise _gate(TOKEN_MISSING)
 
+    def add_project(self, project_id: str, project_name: str) -> None:
+        """Another project this IAM issues tokens for (an emulator per project sharing it)."""
+        self.projects[project_id] = project_name
+
     def issue(self, body: object) -> tuple[str, str]:
         """A new token and its ISO expiry for a valid password request, or IamRefused."""
         try:
@@ -109,16 +114,17 @@ class Gate:
             raise IamRefused(401, _UNAUTHORIZED) from None
         if not ok:
             raise IamRefused(401, _UNAUTHORIZED)
-        self._check_scope(body)
+        scoped = self._check_scope(body)
         token = "MIIemu" + secrets.token_urlsafe(32)
         expires_at = self._clock() + self.token_ttl
         with self._lock:
-            self._tokens[token] = Token(key[1], self.project_id, expires_at)
+            self._tokens[token] = Token(key[1], scoped, expires_at)
             self.token_issues += 1
         return token, datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z")
 
-    def _check_scope(self, body: object) -> None:
-        """The scope must name this project by id or by name (the id wins when both are given)."""
+    def _check_scope(self, body: object) -> str:
+        """The scope must name one of this IAM's projects by id or by name (the id wins when
+        both are given); its id."""
         try:
             project = body["auth"]["scope"]["project"]  # type: ignore[index]
         except (KeyError, TypeError):
@@ -126,11 +132,12 @@ class Gate:
         if not isinstance(project, dict) or not (project.get("id") or project.get("name")):
             raise IamRefused(400, _BAD_SCOPE)
         if project.get("id"):
-            ok = project["id"] == self.project_id
+            found = project["id"] if project["id"] in self.projects else None
         else:
-            ok = project["name"] == self.project_name
-        if not ok:
+            found = next((i for i, n in self.projects.items() if n == project["name"]), None)
+        if found is None:
             raise IamRefused(401, _NO_PROJECT)
+        return found
 
     def project_of(self, token: str) -> str | None:
         """The project id a token is scoped to, or None for an unknown token."""

@@ -81,14 +81,21 @@ class Emulator:
         users: list[User] | None = None,
         stop_delay: float = 1.0,
         token_ttl: float = 86400.0,
+        seed_project: str | None = None,
+        gate: Gate | None = None,
     ) -> None:
+        """``seed_project``: seed the jobs of that entry of the seed's ``projects:`` (one
+        emulator per project, each its own project id and endpoint, as regions are); ``gate``:
+        another emulator's, so that one IAM issues the tokens of every project."""
         self.project_id = project_id
         self._offset = 0.0
         self.v1_retired = False
         users = users if users is not None else [User(
             defaults.EMULATOR_USERNAME, defaults.EMULATOR_PASSWORD, defaults.EMULATOR_DOMAIN)]
-        self.store = Store(*load_seed(seed_path), stop_delay, self.clock)
-        self.gate = Gate(ak, sk, project_id, project_name, users, token_ttl, self.clock)
+        self.store = Store(*load_seed(seed_path, seed_project), stop_delay, self.clock)
+        if gate is not None:
+            gate.add_project(project_id, project_name)
+        self.gate = gate or Gate(ak, sk, project_id, project_name, users, token_ttl, self.clock)
         self._received: list[Received] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -351,6 +358,11 @@ class _Handler(BaseHTTPRequestHandler):
         except Rejected as exc:
             self._send_json(exc.status, {"error_code": exc.code, "error_msg": exc.msg,
                                          "request_id": uuid.uuid4().hex})
+            return
+        token = self.headers.get("X-Auth-Token")
+        if token and self.emulator.gate.project_of(token) != self.emulator.project_id:
+            self._send_json(403, {"error_code": "ModelArts.0210", "error_msg": "The token is "
+                                  "scoped to another project", "request_id": uuid.uuid4().hex})
             return
         if parts.path.startswith("/v2/"):
             self._route_v2(method, parts.path, body)

@@ -284,10 +284,16 @@ def _count_key(ref: JobRef) -> str:
             return ref.training_job_id
 
 
-def load_seed(path: str | Path | None = None) -> tuple[list[Job], list[TrainingJob]]:
+def load_seed(path: str | Path | None = None,
+              project: str | None = None) -> tuple[list[Job], list[TrainingJob]]:
     """v1 ``jobs:`` and v2 ``training_jobs:`` from a YAML or JSON seed file (JSON is YAML too);
-    the default set when no path. Either list may be absent."""
+    the default set when no path. Either list may be absent. ``project``: the jobs of that
+    entry of the file's ``projects:`` section instead (another project, its own emulator)."""
     data = yaml.safe_load(Path(path or DEFAULT_SEED).read_text(encoding="utf-8"))
+    if project is not None:
+        data = (data.get("projects") or {}).get(project)
+        if not isinstance(data, dict):
+            raise ValueError(f"the seed has no project {project!r} under projects:")
     now_ms = int(time.time() * 1000)
     training = [from_seed(raw, now_ms) for raw in data.get("training_jobs") or []]
     return _v1_jobs(data.get("jobs") or [], now_ms), training

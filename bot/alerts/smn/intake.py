@@ -43,6 +43,8 @@ class SmnIntake:
                  session: requests.Session | None = None) -> None:
         self.topics = settings.smn_topics
         self.events = tuple(csv(settings.SMN_EVENTS))
+        # A topic URN's project id says which project's job an event is about.
+        self.projects = {p.project_id: p.name for p in settings.projects}
         self.confirm_hosts = csv(settings.SMN_CONFIRM_HOSTS)
         self.max_age = settings.SMN_MAX_AGE_SECONDS
         self.session = session or requests.Session()
@@ -72,7 +74,7 @@ class SmnIntake:
         kind = self.verifier.check(body, environ.get("HTTP_X_SMN_MESSAGE_TYPE"))
         if isinstance(kind, Refused):
             return self._refused(start_response, body, kind)
-        reading = read(kind, body, self.topics[body["topic_urn"]], self.events)
+        reading = read(kind, body, self.topics[body["topic_urn"]], self.events, self.projects)
         if reading.confirm_url is not None and not allowed_host(reading.confirm_url,
                                                                 self.confirm_hosts):
             return self._refused(start_response, body, Refused(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from bot.alerts.parse import LIMITS, Alert
 from bot.core.settings import SMN_JOB_EVENTS
-from bot.modelarts.refs import V2Job
+from bot.modelarts.refs import DEFAULT, V2Job
 
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
                   re.IGNORECASE)
@@ -56,7 +56,10 @@ def shape_problem(body: object) -> str | None:
     return None
 
 
-def read(kind: str, body: dict, channel: str, events: tuple[str, ...]) -> Reading:
+def read(kind: str, body: dict, channel: str, events: tuple[str, ...],
+         projects: dict[str, str] | None = None) -> Reading:
+    """``projects``: project id -> project name (MODELARTS_PROJECTS): the topic URN's project
+    id says whose job it is; an id not among them is looked up in every project."""
     if kind == "SubscriptionConfirmation":
         return Reading("subscription", [_notice(body, channel, "Subscribed to SMN topic "
                        f"`{topic_name(body)}`: its messages will appear here")],
@@ -68,12 +71,14 @@ def read(kind: str, body: dict, channel: str, events: tuple[str, ...]) -> Readin
         return Reading("ignored")
     message, subject = body["message"], body.get("subject") or ""
     data = _json(message)
-    alarm = _alarm(data, body, channel)
+    project = (projects or {}).get(topic_project_id(body), DEFAULT)
+    alarm = _alarm(data, body, channel, project)
     if alarm:
         return alarm
     job_id = _job_id(data, message, subject)
     if job_id:
-        return _job_event(job_id, _event(data, message, subject), body, channel, events, data)
+        return _job_event(V2Job(job_id, project), _event(data, message, subject), body, channel,
+                          events, data)
     return Reading("notice", [_notice(body, channel, subject or "SMN message",
                                       _cut(message, "description"))])
 
@@ -82,10 +87,16 @@ def topic_name(body: dict) -> str:
     return str(body.get("topic_urn", "")).rsplit(":", 1)[-1]
 
 
-def _job_event(job_id: str, event: str | None, body: dict, channel: str,
+def topic_project_id(body: dict) -> str:
+    """``urn:smn:{region}:{project_id}:{topic}`` -> the project id ("" if it is not one)."""
+    parts = str(body.get("topic_urn", "")).split(":")
+    return parts[3] if len(parts) == 5 else ""
+
+
+def _job_event(ref: V2Job, event: str | None, body: dict, channel: str,
                events: tuple[str, ...], data: dict) -> Reading:
-    ref, name = V2Job(job_id), _first(data, ("job_name", "jobName", "name")) or ""
-    key, what = f"smn-job:{job_id}", event or "an event"
+    name = _first(data, ("job_name", "jobName", "name")) or ""
+    key, what = f"smn-job:{ref.training_job_id}", event or "an event"
     subject = body.get("subject") or f"ModelArts job {what}"
     at = time.strftime("%H:%M UTC", time.gmtime())
     alerts = []
@@ -100,7 +111,7 @@ def _job_event(job_id: str, event: str | None, body: dict, channel: str,
     return Reading("job_event", alerts, event=event, job=ref if event in ENDED else None)
 
 
-def _alarm(data: dict, body: dict, channel: str) -> Reading | None:
+def _alarm(data: dict, body: dict, channel: str, project: str) -> Reading | None:
     inner = data.get("data") if isinstance(data.get("data"), dict) else {}
     template = data.get("template_variable") if isinstance(
         data.get("template_variable"), dict) else {}
@@ -115,7 +126,7 @@ def _alarm(data: dict, body: dict, channel: str) -> Reading | None:
     job = _job_id(merged, text, body.get("subject") or "")
     ident = _first(merged, ("alarm_id", "AlarmId")) or name
     level = LEVELS.get(str(merged.get("alarm_level", merged.get("AlarmLevel", ""))))
-    ref = V2Job(job) if job else None
+    ref = V2Job(job, project) if job else None
     summary = _cut(f"Alarm {name}", "summary")
     if not firing:
         return Reading("alarm", [Alert(channel, ref, "", "ok", summary, key=f"smn-alarm:{ident}",
