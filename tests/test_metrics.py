@@ -158,11 +158,12 @@ class TestExposition:
         full_stop(server, slack_api)
         after = scrape(server)
         stops = "modelarts_bot_stop_requests_total"
-        assert value(after, stops, api="v1", result="accepted") - value(
-            before, stops, api="v1", result="accepted") == 1
+        one = {"project": "default"}    # the single project's name
+        assert value(after, stops, api="v1", result="accepted", **one) - value(
+            before, stops, api="v1", result="accepted", **one) == 1
         calls = "modelarts_bot_modelarts_request_seconds_count"
-        assert value(after, calls, api="v1", operation="stop_version") - value(
-            before, calls, api="v1", operation="stop_version") == 1
+        assert value(after, calls, api="v1", operation="stop_version", **one) - value(
+            before, calls, api="v1", operation="stop_version", **one) == 1
 
     @pytest.mark.parametrize("fault, options, result, code", [
         ("failure", dict(error_code="ModelArts.0105", error_msg="no", http_status=400),
@@ -184,8 +185,8 @@ class TestExposition:
             return value(after, name, **labels) - value(before, name, **labels)
 
         stops = "modelarts_bot_stop_requests_total"
-        assert moved(stops, api="v1", result=result) == 1
-        assert moved(stops, api="v1", result="accepted") == 0
+        assert moved(stops, api="v1", result=result, project="default") == 1
+        assert moved(stops, api="v1", result="accepted", project="default") == 0
         errors = [(dict(labels)["code"], v - value(before, name, **dict(labels)))
                   for (name, labels), v in after.items()
                   if name == "modelarts_bot_modelarts_errors_total"
@@ -312,9 +313,9 @@ class TestLabels:
         assert metrics.code(raw) == label
 
     def test_unknown_api_and_result_are_other(self):
-        before = metrics.STOPS.labels("other", "other")._value.get()
-        metrics.stop_request("v9", "maybe")
-        assert metrics.STOPS.labels("other", "other")._value.get() == before + 1
+        before = metrics.STOPS.labels("other", "other", "other")._value.get()
+        metrics.stop_request("v9", "maybe", "Not a project!")
+        assert metrics.STOPS.labels("other", "other", "other")._value.get() == before + 1
 
     @pytest.mark.parametrize("body, kind", [
         (b"token=x&command=%2Fmodelarts&text=help", "command"),

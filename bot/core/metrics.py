@@ -50,15 +50,16 @@ REFUSALS = frozenset({"channel_cap", "total_cap"})
 REMOTE_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0)
 
+# ``project``: a MODELARTS_PROJECTS name (bounded by the configuration), "default" otherwise.
 STOPS = Counter("modelarts_bot_stop_requests", "Stop calls made to ModelArts, by result.",
-                ["api", "result"])
+                ["api", "result", "project"])
 DECISIONS = Counter("modelarts_bot_decisions", "Decisions of the stop flow (the decision log).",
                     ["event", "outcome"])
 MODELARTS_SECONDS = Histogram("modelarts_bot_modelarts_request_seconds",
-                              "ModelArts HTTP calls, seconds.", ["api", "operation"],
+                              "ModelArts HTTP calls, seconds.", ["api", "operation", "project"],
                               buckets=REMOTE_BUCKETS)
 MODELARTS_ERRORS = Counter("modelarts_bot_modelarts_errors", "ModelArts calls that failed.",
-                           ["api", "operation", "code"])
+                           ["api", "operation", "code", "project"])
 SLACK_SECONDS = Histogram("modelarts_bot_slack_request_seconds", "Slack Web API calls, seconds.",
                           ["method"], buckets=REMOTE_BUCKETS)
 SLACK_ERRORS = Counter("modelarts_bot_slack_errors", "Slack Web API calls that failed.",
@@ -104,10 +105,11 @@ def _api(api: str) -> str:
 
 
 def observe_modelarts(api: str, operation: str, seconds: float,
-                      error_code: str | None = None) -> None:
-    MODELARTS_SECONDS.labels(_api(api), code(operation)).observe(seconds)
+                      error_code: str | None = None, project: str = "default") -> None:
+    MODELARTS_SECONDS.labels(_api(api), code(operation), code(project)).observe(seconds)
     if error_code is not None:
-        MODELARTS_ERRORS.labels(_api(api), code(operation), code(error_code)).inc()
+        MODELARTS_ERRORS.labels(_api(api), code(operation), code(error_code),
+                                code(project)).inc()
 
 
 def observe_slack(method: str, seconds: float, error: str | None = None) -> None:
@@ -116,8 +118,8 @@ def observe_slack(method: str, seconds: float, error: str | None = None) -> None
         SLACK_ERRORS.labels(code(method), code(error)).inc()
 
 
-def stop_request(api: str, result: str) -> None:
-    STOPS.labels(_api(api), result if result in RESULTS else "other").inc()
+def stop_request(api: str, result: str, project: str = "default") -> None:
+    STOPS.labels(_api(api), result if result in RESULTS else "other", code(project)).inc()
 
 
 def decision(event: str, outcome: object = None) -> None:

@@ -298,7 +298,7 @@ class StopFlow:
         decision("confirmed" if approver is None else "approved", **where)
         outcome = self.modelarts.stop(c.ref)
         metrics.stop_request(c.ref.api, "accepted" if outcome.is_success else
-                             "unknown" if outcome.unknown else "refused")
+                             "unknown" if outcome.unknown else "refused", c.ref.project)
         self.report(c, user, outcome, owe, after=stopping, approver=approver,
                     already=self._already(c, outcome))
         return outcome

@@ -194,7 +194,8 @@ class ModelArtsClient:
                      result.error_code)
             result, _ = self._attempt(method, path, params, data)
         metrics.observe_modelarts(path[1:3], operation, time.monotonic() - started,
-                                  result.error_code if isinstance(result, Failure) else None)
+                                  result.error_code if isinstance(result, Failure) else None,
+                                  self.name)
         return result
 
     def _attempt(
