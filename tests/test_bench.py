@@ -40,6 +40,22 @@ def test_quick_benchmark_completes_and_writes_its_results(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="the benchmark starts a redis-server")
+def test_listing_over_several_projects_smoke(tmp_path):
+    """``python -m bench listing --projects``: each project its own emulator process; the run
+    checks that every project's jobs are listed before it times anything."""
+    out = tmp_path / "listing.json"
+    done = subprocess.run([sys.executable, "-m", "bench", "listing", "--projects", "2",
+                           "--jobs", "30", "--runs", "2", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert result["projects"] == 2 and result["running_v2_jobs"] == 60
+    assert {u: f["runs"] for u, f in result["list_answer_ms"].items()} == {
+        "U0ONCALL": 2, "U0TEAMA": 2}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="the benchmark starts a redis-server")
 def test_quick_wan_benchmark_completes_and_reports(tmp_path):
     """HTTPS stand-ins behind a 20 ms RTT: every flow kind is timed and connections counted."""
     out = tmp_path / "wan.json"

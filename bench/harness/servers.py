@@ -92,15 +92,15 @@ def confirmation_request(m) -> dict:
             "job_id": int(found.group(1)) if found else None}
 
 
-def _emulator_process(conn, seed: str) -> None:
-    from botdev.emulator import Emulator
+def _emulator_process(conn, seed: str, project_id: str | None = None) -> None:
+    from botdev.emulator import Emulator, defaults
 
     class Timed(Emulator):
         """Stamps each request's arrival, and each stop once the store has applied it (the
         emulator writes its 200 right after: tens of microseconds later)."""
 
         def __init__(self, seed_path: str) -> None:
-            super().__init__(seed_path)
+            super().__init__(seed_path, project_id=project_id or defaults.EMULATOR_PROJECT_ID)
             self.arrivals: list[tuple[str, str, float]] = []
             self.stopped: list[tuple[int, int, float]] = []
 
@@ -158,8 +158,9 @@ def slack_standin() -> StandIn:
     return StandIn(_slack_process)
 
 
-def emulator(seed: Path) -> StandIn:
-    return StandIn(_emulator_process, str(seed))
+def emulator(seed: Path, project_id: str | None = None) -> StandIn:
+    """The emulator in a process of its own; ``project_id``: another project's (its own)."""
+    return StandIn(_emulator_process, str(seed), project_id)
 
 
 def write_seed(path: Path, first_job: int, count: int) -> list[tuple[int, int]]:
