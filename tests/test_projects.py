@@ -27,8 +27,9 @@ from tests.test_stop_flow import settle, wait_reply
 
 SECOND_ID = "fedcba9876543210fedcba9876543210"
 BJ4_RESNET = V2Job("3faf5c03-aaa1-4cbe-879d-24b05d997347", "bj4")       # team-a-resnet50
-AP3_RESNET = V2Job("5e6f7a8b-1c2d-4e3f-9a0b-c1d2e3f4a5b6", "ap3")       # the same name
-AP3_BERT = V2Job("8a9b0c1d-2e3f-4a5b-8c6d-7e8f9a0b1c2d", "ap3")         # team-b-bert-ap3
+BJ4_YOLO = V2Job("9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "bj4")         # team-b-yolov8
+AP3_YOLO = V2Job("5e6f7a8b-1c2d-4e3f-9a0b-c1d2e3f4a5b6", "ap3")         # the same name
+AP3_BERT = V2Job("8a9b0c1d-2e3f-4a5b-8c6d-7e8f9a0b1c2d", "ap3")         # team-a-bert-ap3
 
 
 @pytest.fixture
@@ -119,10 +120,10 @@ class TestSettings:
 class TestList:
     def test_both_projects_in_one_list_each_labelled(self, multi, slack_api, emulator, second):
         multi().command("list", user="U0ONCALL")
-        got = listed(slack_api, "U0ONCALL", "team-b-bert-ap3")
+        got = listed(slack_api, "U0ONCALL", "team-a-bert-ap3")
         text = json.dumps(got["blocks"])
-        assert "ap3 \\u00b7 *team-b-bert-ap3*" in text and "bj4 \\u00b7 *team-a-resnet50*" in text
-        assert "ap3 \\u00b7 *team-a-resnet50*" in text
+        assert "ap3 \\u00b7 *team-a-bert-ap3*" in text and "bj4 \\u00b7 *team-a-resnet50*" in text
+        assert "ap3 \\u00b7 *team-b-yolov8*" in text and "bj4 \\u00b7 *team-b-yolov8*" in text
         values = [b["accessory"]["value"] for b in got["blocks"] if b.get("accessory")]
         assert AP3_BERT.key in values and BJ4_RESNET.key in values
         # Each workspace searched with its id, in each project.
@@ -152,7 +153,7 @@ class TestList:
         wait_reply(slack_api, "U0BJ", "You may not stop")
         bot.command("list", user="U0ALL")
         got = json.dumps(listed(slack_api, "U0ALL", "running job")["blocks"])
-        assert "ap3 \\u00b7 *team-a-resnet50*" in got and "team-b-bert-ap3" not in got
+        assert "ap3 \\u00b7 *team-a-bert-ap3*" in got and "team-b-yolov8" not in got
         assert not stops(second)
 
 
@@ -160,9 +161,9 @@ class TestStop:
     def test_by_name_in_the_second_one_terminate_there_signed_for_it(
             self, multi, slack_api, emulator, second):
         bot = multi()
-        bot.command("stop team-b-bert-ap3", user="U0ONCALL")
+        bot.command("stop team-a-bert-ap3", user="U0ONCALL")
         msg = slack_api.wait_for(lambda: next(iter(asks(slack_api)), None))
-        assert "ap3 · *team-b-bert-ap3*" in msg.text
+        assert "ap3 · *team-a-bert-ap3*" in msg.text
         bot.click_button(msg, CONFIRM, "U0ONCALL")
         slack_api.wait_for(lambda: stops(second))
         assert [r.path for r in stops(second)] == [
@@ -173,16 +174,16 @@ class TestStop:
 
     def test_the_same_name_in_both_gives_a_choice_and_no_stop(self, multi, slack_api, emulator,
                                                              second):
-        multi().command("stop team-a-resnet50", user="U0ONCALL")
+        multi().command("stop team-b-yolov8", user="U0ONCALL")
         got = listed(slack_api, "U0ONCALL", "named")
         values = [b["accessory"]["value"] for b in got["blocks"] if b.get("accessory")]
-        assert sorted(values) == sorted([BJ4_RESNET.key, AP3_RESNET.key])
+        assert sorted(values) == sorted([BJ4_YOLO.key, AP3_YOLO.key])
         settle(0.3)
         assert not asks(slack_api) and not stops(emulator) and not stops(second)
 
     @pytest.mark.parametrize("args, ref", [
-        ("ap3/team-a-resnet50", AP3_RESNET),
-        (f"ap3/{AP3_RESNET.training_job_id}", AP3_RESNET),
+        ("ap3/team-b-yolov8", AP3_YOLO),
+        (f"ap3/{AP3_YOLO.training_job_id}", AP3_YOLO),
         (f"bj4/{BJ4_RESNET.training_job_id}", BJ4_RESNET),
         (AP3_BERT.training_job_id, AP3_BERT),                # a bare id: found in the second
         ("bj4/182626 278813", V1Job(182626, 278813, "bj4")),
@@ -207,13 +208,13 @@ class TestStop:
         bot = make_alert_bot(MODELARTS_ENDPOINT=None, MODELARTS_PROJECT_ID=None,
                              MODELARTS_PROJECTS=projects(emulator, second))
         bot.alert(generic(job_id=None, version_id=None, job_name=None, status=None,
-                          training_job_id=AP3_RESNET.training_job_id, project="ap3"))
+                          training_job_id=AP3_YOLO.training_job_id, project="ap3"))
         alert = wait_alerts(slack_api, 1)[0]
-        assert "ap3 · *team-a-resnet50*" in alert.text or "team-a-resnet50" in alert.text
+        assert "team-b-yolov8" in alert.text
         values = [e["value"] for b in alert.blocks if b.get("type") == "actions"
                   for e in b["elements"] if e["action_id"] == STOP_REQUEST]
-        assert values == [AP3_RESNET.key]
-        assert not [r for r in emulator.requests if AP3_RESNET.training_job_id in r.path]
+        assert values == [AP3_YOLO.key]
+        assert not [r for r in emulator.requests if AP3_YOLO.training_job_id in r.path]
 
 
 class TestUpgrade:
@@ -243,7 +244,7 @@ class TestIam:
         bot = multi(MODELARTS_AK=None, MODELARTS_SK=None, MODELARTS_IAM_ENDPOINT=emulator.base_url,
                     MODELARTS_USERNAME=EMULATOR_USERNAME, MODELARTS_PASSWORD=EMULATOR_PASSWORD,
                     MODELARTS_DOMAIN=EMULATOR_DOMAIN)
-        bot.command("stop team-b-bert-ap3", user="U0ONCALL")
+        bot.command("stop team-a-bert-ap3", user="U0ONCALL")
         msg = slack_api.wait_for(lambda: next(iter(asks(slack_api)), None))
         bot.click_button(msg, CONFIRM, "U0ONCALL")
         slack_api.wait_for(lambda: second.stop_count(local(AP3_BERT)) == 1)

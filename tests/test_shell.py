@@ -110,14 +110,14 @@ RESPONDERS = """/modelarts list team-a-*
 /as U0ONCALL
 /modelarts stop team-a-resnet50
 /as U0YOU
-5
+6
 /modelarts stop team-a-llama-sft -- month-long run diverged
-7
-9
+8
+10
 /as U0ONCALL
-9
+10
 /as U0LEAD
-9
+10
 """
 
 
@@ -130,11 +130,12 @@ def test_two_responders_and_a_protected_job(redis_url, tmp_path):
     assert ":lock: *team-a-llama-sft*" in out and ":lock: *team-a-resnet50*" not in out
     held = after(out, "U0ONCALL> /modelarts stop team-a-resnet50")
     assert "Already being stopped: @U0YOU asked at" in held and "/archives/C0SHELL/p" in held
-    assert "Reason: loss is NaN since step 4k" in after(out, "U0YOU> 5")
-    assert "[9] Approve stop" in after(out, "U0YOU> 7")
-    assert "can't approve it too" in after(out, "U0YOU> 9")
-    assert "needs a role among `oncall-lead`" in after(out, "U0ONCALL> 9")
-    assert "Confirmed by @U0YOU, approved by @U0LEAD." in after(out, "U0LEAD> 9")
+    assert "Reason: loss is NaN since step 4k" in after(out, "U0YOU> 6")
+    assert "[10] Approve stop" in after(out, "U0YOU> 8")
+    assert "can't approve it too" in after(out, "U0YOU> 10")
+    assert "needs a role among `oncall-lead`" in after(out, "U0ONCALL> 10")
+    assert "Confirmed by @U0YOU, approved by @U0LEAD." in after(out, "U0LEAD> 10")
+    assert "ap3 · *team-a-bert-ap3*" in out      # the second project's job, labelled
     assert out.count(":white_check_mark: Stop requested for *team-a-llama-sft*") == 1
 
 
@@ -147,6 +148,19 @@ def test_shell_starts_a_throwaway_redis_when_none_answers(tmp_path):
     assert "(only visible to you) Usage:" in done.stdout
 
 
+def test_two_projects_and_a_name_in_both(redis_url, tmp_path):
+    done = shell("/modelarts stop team-b-yolov8\n/modelarts stop ap3/team-b-yolov8\n",
+                 redis_url, tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "two projects (default and ap3; team-b-yolov8 runs in both)" in out
+    choice = after(out, "U0YOU> /modelarts stop team-b-yolov8")
+    assert "*2 running jobs named `team-b-yolov8`*" in choice
+    asked = after(out, "U0YOU> /modelarts stop ap3/team-b-yolov8")
+    assert "asks to stop ap3 · *team-b-yolov8* (training_job_id 5e6f7a8b" in asked
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
 def test_shell_uses_the_roles_file_it_is_given(redis_url, tmp_path):
     (tmp_path / "roles.yml").write_text("roles:\n  a:\n    jobs: ['team-a-*']\n"
                                         "users:\n  U0ALICE: [a]\n")

@@ -62,10 +62,23 @@ protected:
   - jobs: ["*-llama-*"]
     approvers: [oncall-lead]
 """
+SECOND_PROJECT, SECOND_PROJECT_ID = "ap3", "fedcba9876543210fedcba9876543210"
 QUIET_SECONDS = 0.3      # no call for this long, none in flight: the bot is done with a line
 SETTLE_LIMIT = 30.0
 EVENT_WAIT = 3.0         # an SMN event's alert (or edit), if any, comes within this
 Write = Callable[[str], None]
+
+
+def _running(emulator) -> list[str]:
+    """The running jobs of an emulator, as the banner names them."""
+    from botdev.emulator import STOPPABLE
+
+    state = emulator.state()
+    running = [f"{t['metadata']['name']}" + (
+        "" if t["status"]["phase"] == "Running" else f" ({t['status']['phase']})")
+        for t in state["training_jobs"] if t["status"]["phase"] in STOPPABLE]
+    return running + [f"{j['job_id']} {v['version_id']} {j['job_name']}"
+                      for j in state["jobs"] for v in j["versions"] if v["status"] == 8]
 
 
 class ShellError(Exception):
@@ -252,27 +265,32 @@ class Session:
             EMULATOR_AK,
             EMULATOR_PROJECT_ID,
             EMULATOR_SK,
-            STOPPABLE,
             Emulator,
         )
 
         self.emulator = Emulator(stop_delay=5.0)
         self.emulator.start("127.0.0.1", 0)
         self._closers.append(self.emulator.close)
-        state = self.emulator.state()
-        running = [f"{t['metadata']['name']}" + (
-            "" if t["status"]["phase"] == "Running" else f" ({t['status']['phase']})")
-            for t in state["training_jobs"] if t["status"]["phase"] in STOPPABLE]
-        running += [f"{j['job_id']} {v['version_id']} {j['job_name']}"
-                    for j in state["jobs"] for v in j["versions"] if v["status"] == 8]
-        values = {"MODELARTS_ENDPOINT": self.emulator.base_url,
-                  "MODELARTS_PROJECT_ID": EMULATOR_PROJECT_ID, "MODELARTS_AK": EMULATOR_AK,
+        # A second project, as a second region is: its own emulator, project id and endpoint.
+        second = Emulator(stop_delay=5.0, seed_project=SECOND_PROJECT,
+                          project_id=SECOND_PROJECT_ID, gate=self.emulator.gate)
+        second.start("127.0.0.1", 0)
+        self._closers.append(second.close)
+        running = _running(self.emulator) + [f"{SECOND_PROJECT}/{name}"
+                                             for name in _running(second)]
+        projects = [{"name": "default", "project_id": EMULATOR_PROJECT_ID,
+                     "endpoint": self.emulator.base_url},
+                    {"name": SECOND_PROJECT, "project_id": SECOND_PROJECT_ID,
+                     "region": "ap-southeast-3", "endpoint": second.base_url}]
+        values = {"MODELARTS_PROJECTS": json.dumps(projects), "MODELARTS_ENDPOINT": None,
+                  "MODELARTS_PROJECT_ID": None, "MODELARTS_AK": EMULATOR_AK,
                   "MODELARTS_SK": EMULATOR_SK, "MODELARTS_IAM_ENDPOINT": None,
                   "MODELARTS_USERNAME": None, "MODELARTS_PASSWORD": None,
                   "SMN_TOPICS": json.dumps({self.emulator.smn_topic_urn: self.channel}),
                   "SMN_SIGNING_CERT_FILE": str(self.emulator.smn_cert_file)}
         return values, ("*** ModelArts: the BUILT-IN EMULATOR (MODELARTS_ENDPOINT is unset), "
-                        "sample jobs; running: " + "; ".join(running) + " ***")
+                        f"two projects (default and {SECOND_PROJECT}; team-b-yolov8 runs in "
+                        "both), sample jobs; running: " + "; ".join(running) + " ***")
 
     def _roles(self, base: Settings) -> tuple[Roles, str]:
         if "ROLES_FILE" in base.model_fields_set or Path(base.ROLES_FILE).is_file():
