@@ -51,8 +51,9 @@ class Master(Arbiter):
     """gunicorn's arbiter; SIGHUP and a poll between signals keep the roles file current."""
 
     def handle_hup(self) -> None:
-        self.log.info("SIGHUP: re-reading the roles file in the master and every worker")
         self.app.roles.check(forced=True)
+        self.log.info("SIGHUP: the master holds the roles file sha256 %s; every worker re-reads "
+                      "it", self.app.roles.loaded.sha256[:12])
         for pid in list(self.WORKERS):
             self.kill_worker(pid, signal.SIGHUP)
 

@@ -121,7 +121,7 @@ class RolesWatch:
         log.log(logging.DEBUG if self.quiet else logging.INFO,
                 "roles file reloaded: %s (sha256 %s, %d users, %d usergroups)", self.path,
                 new.sha256[:12], len(new.roles.users), len(new.roles.usergroups),
-                extra={"sha256": new.sha256, "replaced": old.sha256})
+                extra={"sha256": new.sha256, "replaced": old.sha256, "pid": os.getpid()})
         return "loaded"
 
     def _refuse(self, exc: ConfigError, what: str, forced: bool) -> str:
@@ -134,7 +134,8 @@ class RolesWatch:
             metrics.roles_refused()
         log.log(logging.DEBUG if self.quiet else logging.ERROR,
                 "roles file refused, keeping the one in use (sha256 %s): %s",
-                self.loaded.sha256[:12], exc, extra={"sha256": self.loaded.sha256})
+                self.loaded.sha256[:12], exc,
+                extra={"sha256": self.loaded.sha256, "pid": os.getpid()})
         return "refused"
 
     def due(self) -> bool:
