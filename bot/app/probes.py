@@ -9,9 +9,9 @@ traffic.
                    Redis by host and port (never the user or password of REDIS_URL).
 
 A pod that is not ready gets no traffic it could not serve; it is asked again at the next probe.
-Each probe is two round trips (three when scripts were lost); it fails within the Redis client's
-timeouts (bot.core.redis_conn: about 2 s when Redis does not answer at all), so the probe's
-timeoutSeconds must be longer (deploy/kubernetes/deployment.yaml: 5).
+Each probe is two round trips (more when scripts were lost); it fails within the Redis client's
+timeouts and its one retry (bot.core.redis_conn: 2 to 4 s when Redis does not answer at all), so
+the probe's timeoutSeconds must be longer (deploy/kubernetes/deployment.yaml: 5).
 
 Logging: Redis out of reach is the bot's ``Outage`` (one line per outage, shared with the
 background loops); any other reason is logged when it first appears, not at every probe.
