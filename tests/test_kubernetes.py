@@ -1,7 +1,8 @@
 """deploy/kubernetes: every manifest valid against the Kubernetes schema (kubernetes-validate,
 offline, strict: an unknown field is an error), and consistent with the bot it runs: env names
-that are real settings, probes on /healthz at the container port, the image's user, the roles
-file where ROLES_FILE says, memory sized from the benchmark's figures."""
+that are real settings, probes at the container port (readiness /readyz, liveness /healthz),
+the image's user, the roles file where ROLES_FILE says, memory sized from the benchmark's
+figures."""
 
 from __future__ import annotations
 
@@ -131,13 +132,18 @@ class TestPod:
         assert pdb["selector"]["matchLabels"].items() <= labels.items()
         assert 1 <= pdb["minAvailable"] < spec["replicas"]
 
-    def test_probes_hit_healthz_on_the_container_port(self):
+    def test_readiness_is_readyz_and_liveness_healthz_on_the_container_port(self):
+        """Redis down takes the pod out of the Service (/readyz), and does not restart it
+        (/healthz): a restart would not bring Redis back."""
         ports = {p["name"]: p["containerPort"] for p in container()["ports"]}
         dockerfile = (ROOT / "Dockerfile").read_text()
-        for probe in ("readinessProbe", "livenessProbe"):
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
             get = container()[probe]["httpGet"]
-            assert get["path"] == "/healthz"
+            assert get["path"] == path
             assert ports.get(get["port"], get["port"]) == int(config()["PORT"])
+        # /readyz fails within the Redis client's timeouts: the probe must wait longer.
+        from bot.core.redis_conn import TIMEOUTS
+        assert container()["readinessProbe"]["timeoutSeconds"] > 2 * max(TIMEOUTS.values())
         assert f"EXPOSE {config()['PORT']}" in dockerfile
         service = by_kind("Service")["spec"]
         assert service["ports"][0]["targetPort"] in ports

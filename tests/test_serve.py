@@ -127,6 +127,63 @@ class TestServe:
         assert "Booting worker" in out
 
 
+def json_lines(out: str) -> list[dict]:
+    """Every line of ``out`` as a JSON object (a line that is not one fails the test)."""
+    records = []
+    for line in out.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+        assert isinstance(record, dict) and record.keys() >= {"ts", "level", "logger", "msg"}
+        records.append(record)
+    return records
+
+
+@pytest.mark.slow
+class TestJsonLogs:
+    """Every line ``serve`` writes, gunicorn's own included, is one JSON object."""
+
+    def test_start_requests_sighup_and_stop(self, env, tmp_path, slack_api):
+        port = free_port()
+        home = tmp_path / "home"
+        home.mkdir()
+        proc = start_serve({**env, "WEB_CONCURRENCY": "2", "HOME": str(home),
+                            "XDG_RUNTIME_DIR": str(home)}, tmp_path, port)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(base, proc)
+            assert requests.get(base + "/readyz", timeout=10).status_code == 200
+            body = stop_command(slack_api, "json")
+            requests.post(base + "/slack/events", data=body,
+                          headers=slack_headers(SIGNING_SECRET, body), timeout=5)
+            slack_api.wait_for(lambda: next(iter(slack_api.messages.values()), None))
+            proc.send_signal(signal.SIGHUP)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out = proc.communicate(timeout=30)[0]
+        records = json_lines(out)
+        server = [r["msg"] for r in records if r["logger"] == "gunicorn.error"]
+        for needle in ("Starting gunicorn", "Listening at", "Booting worker",
+                       "Handling signal: hup", "Worker exiting", "Shutting down: Master"):
+            assert any(needle in m for m in server), needle
+        assert any(r["logger"] == "bot.decision" for r in records)
+        assert not list(home.rglob("gunicorn.ctl"))   # gunicorn's control socket is off
+
+    def test_a_worker_that_cannot_boot_says_why_in_json(self, env, tmp_path):
+        """gunicorn prints the error of a worker that fails to boot: that line is JSON too."""
+        done = subprocess.run([sys.executable, "-m", "bot", "serve"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60,
+                              env={**env, "HOST": "127.0.0.1", "PORT": str(free_port()),
+                                   "WEB_CONCURRENCY": "1", "REDIS_CLUSTER": "true",
+                                   "REDIS_URL": "redis://127.0.0.1:1/0"})
+        assert done.returncode != 0
+        records = json_lines(done.stdout + done.stderr)
+        assert any(r["logger"] == "stderr" and "Redis Cluster cannot be connected" in r["msg"]
+                   for r in records)
+        assert any(r["msg"] == "Reason: Worker failed to boot." for r in records)
+
+
 class TestEmptyAppToken:
     """``SLACK_APP_TOKEN=`` (empty) is unset: HTTP mode, and HTTP mode is always signed."""
 

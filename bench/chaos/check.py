@@ -62,7 +62,10 @@ def check(flows, standin, stop_counts: dict[str, int], log_paths: list[Path], re
     finals_total = check_final_messages(standin, watched, by_job, violations)
     check_alerts(flows, standin, violations)
     told = check_one_request(flows, standin, violations)
-    crashes = check_crashes(replicas, other, violations)
+    # gunicorn's lines are JSON records too now (bot.app.serve.JsonGunicornLogger)
+    server_lines = other + [str(r.get("msg")) for r in records
+                            if str(r.get("logger", "")).startswith("gunicorn")]
+    crashes = check_crashes(replicas, server_lines, violations)
     slack_5xx = sum(n for code, n in traffic.statuses["slack"].items() if code >= 500)
     if slack_5xx:
         violations["slack_5xx"].append(f"{slack_5xx} answers >= 500")

@@ -30,6 +30,7 @@ import redis
 from bot.alerts import blocks as ab
 from bot.alerts.parse import Alert
 from bot.alerts.queue import AlertQueue, Item
+from bot.core.outage import Outage
 from bot.core.slack_out import Answer, SlackOut
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,14 @@ UPDATE_REFUSED = {"message_not_found", "cant_update_message", "edit_window_close
 
 class Dispatcher:
     def __init__(self, queue: AlertQueue, slack: SlackOut, *, pace_seconds: float = 1.0,
-                 threads: int = 4, prepare: Callable[[Alert], Alert] | None = None) -> None:
+                 threads: int = 4, prepare: Callable[[Alert], Alert] | None = None,
+                 outage: Outage | None = None) -> None:
         """``slack`` must not retry 429s itself: Retry-After is honoured here, through Redis.
         ``prepare``: the look-up an alert asks for (``Alert.lookup``), just before its post
-        (bot.alerts.lookup); it never raises."""
+        (bot.alerts.lookup); it never raises. ``outage``: the bot's shared one (bot.core.outage:
+        one line per Redis outage, not one per thread and retry); None: the dispatcher's own."""
         self.prepare = prepare
+        self.outage = outage or Outage("Redis")
         self.queue = queue
         self.slack = slack
         self.pace_ms = math.ceil(pace_seconds * 1000)
@@ -83,8 +87,10 @@ class Dispatcher:
         while not self._stop.is_set():
             try:
                 wait = self.step(token)
+                self.outage.answered()
             except redis.RedisError as exc:
-                log.warning("alert dispatch: Redis failed: %s", type(exc).__name__)
+                if not self.outage.failed(exc, "alert-dispatch"):
+                    log.warning("alert dispatch: Redis failed: %s", type(exc).__name__)
                 wait = RETRY_MS / 1000
             except Exception:  # noqa: BLE001 - a worker must survive a bug in one item
                 log.exception("alert dispatch: unexpected error")

@@ -11,12 +11,14 @@ from bot.core.settings import load_settings
 
 def _serve(args: argparse.Namespace) -> int:
     from bot.app.serve import Server
+    from bot.core.logs import capture
     from bot.flow.roles import load_roles
 
     settings = load_settings()
     problems = settings.problems()
     if problems:
         raise ConfigError(problems[0])
+    capture(settings.LOG_LEVEL, settings.secret_values())   # from here on, JSON lines only
     load_roles(settings.ROLES_FILE)
     if settings.socket_mode:
         from bot.app.socket_mode import SocketModeServer

@@ -1,8 +1,18 @@
 """Run the WSGI app under gunicorn: a production server, not Bolt's dev one.
 
 Workers are bot.app.worker's BufferingWorker (gthread, but a thread only gets a complete request, so
-slow clients cannot take every thread). No control socket: two instances on one host would
-overwrite each other's, and a read-only root only logs a warning.
+slow clients cannot take every thread). No control socket (gunicorn >= 25.1 opens one unless
+``control_socket_disable``): two instances on one host would overwrite each other's, and a
+read-only root only logs a warning.
+
+Logs: gunicorn's own lines (start, worker boot and exit, errors) go through the bot's JSON handler
+(``JsonGunicornLogger``), and ``serve`` captures stdout and stderr (bot.core.logs.capture): every
+line the process writes is one JSON object. No access log (Slack's requests are the decision log).
+
+The master (``Master``) differs from gunicorn's in one signal: SIGHUP re-reads the roles file, in
+the master and in every worker (bot.flow.roles_watch), instead of gunicorn's reload (settings come
+from the environment, read once: a reload would only restart the workers). Between signals the
+master polls the roles file too, so that a worker it starts later begins with the latest good one.
 
 Metrics: every worker writes its counts to files in PROMETHEUS_MULTIPROC_DIR (emptied at start; a
 temporary directory, removed at exit, when unset), and ``GET /metrics`` sums them.
@@ -12,12 +22,45 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import sys
 import tempfile
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.glogging import Logger
 
 from bot.app.worker import worker_class
 from bot.core.settings import Settings
+from bot.flow.roles_watch import RolesWatch, load
+
+
+class JsonGunicornLogger(Logger):
+    """gunicorn's logger, its records handed to the root logger (the bot's JSON handler) instead
+    of its own text handlers."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in [h for h in log.handlers if getattr(h, "_gunicorn", False)]:
+                log.removeHandler(handler)
+            log.propagate = True
+
+
+class Master(Arbiter):
+    """gunicorn's arbiter; SIGHUP and a poll between signals keep the roles file current."""
+
+    def handle_hup(self) -> None:
+        self.app.roles.check(forced=True)
+        self.log.info("SIGHUP: the master holds the roles file sha256 %s; every worker re-reads "
+                      "it", self.app.roles.loaded.sha256[:12])
+        for pid in list(self.WORKERS):
+            self.kill_worker(pid, signal.SIGHUP)
+
+    def manage_workers(self) -> None:
+        if self.app.roles.due():
+            self.app.roles.check()
+        super().manage_workers()
 
 
 class Server(BaseApplication):
@@ -31,6 +74,7 @@ class Server(BaseApplication):
             "threads": settings.WEB_THREADS,
             "worker_class": worker_class(settings.WEB_REQUEST_TIMEOUT_SECONDS),
             "control_socket_disable": True,
+            "logger_class": JsonGunicornLogger,
             "timeout": 30,
             "graceful_timeout": 20,
             "keepalive": 5,
@@ -44,7 +88,28 @@ class Server(BaseApplication):
         self.metrics_dir, self.own_metrics_dir = metrics_dir()
         if self.own_metrics_dir:
             self.options.setdefault("on_exit", self.remove_metrics_dir)
+        # The master's copy of the roles file, handed to each worker it forks (quiet: the
+        # workers log what they load or refuse).
+        self.roles = RolesWatch(settings.ROLES_FILE, load(settings.ROLES_FILE), record=False,
+                                quiet=True)
+        self.bot = None   # in a worker, once ``load`` has built it
         super().__init__()
+
+    def run(self) -> None:
+        """gunicorn's BaseApplication.run, with ``Master``."""
+        try:
+            Master(self).run()
+        except RuntimeError as exc:
+            import logging
+
+            logging.getLogger("gunicorn.error").critical("cannot serve: %s", exc)
+            sys.exit(1)
+
+    def hangup(self) -> None:
+        """SIGHUP in a worker (bot.app.worker): check the roles file now. A worker whose bot is
+        not built yet checks it when its watch starts."""
+        if self.bot is not None and self.bot.roles_watch is not None:
+            self.bot.roles_watch.request()
 
     def remove_metrics_dir(self, server: object = None) -> None:
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
@@ -60,14 +125,16 @@ class Server(BaseApplication):
         from bot.core.logs import setup
 
         setup(self.settings.LOG_LEVEL, secret_values(self.settings))
-        bot = create_bot(self.settings)
+        bot = create_bot(self.settings, loaded=self.roles.loaded)
+        self.bot = bot
         bot.start_background()   # load() runs in each worker after the fork: threads are its own
         atexit.register(bot.close)
         return application(bot)
 
 
 def application(bot):
-    """One worker's WSGI app: Slack events (acks timed), /healthz, /alerts and /metrics."""
+    """One worker's WSGI app: Slack events (acks timed), /healthz, /readyz, /alerts and
+    /metrics."""
     from bot.app.metrics_web import timed
     from bot.app.web import create_wsgi, routes
 

@@ -10,8 +10,10 @@ Each one runs the listener again; what keeps that harmless is the stop flow itse
 click consumes its confirmation in one atomic Redis step, so a second delivery of the same click
 finds it handled and stops nothing (tests/test_socket_mode.py proves it).
 
-HTTP still serves ``/healthz`` (the container's health check) and the alert intake on PORT, but
-not ``/slack/events``: Socket Mode requests are not signed, so that route would take forgeries.
+HTTP still serves ``/healthz`` (liveness), ``/readyz`` (readiness: Redis and its scripts,
+bot.app.probes) and the alert intake on PORT, but not ``/slack/events``: Socket Mode requests are
+not signed, so that route would take forgeries. SIGHUP re-reads the roles file
+(bot.flow.roles_watch), as under gunicorn.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from bot.app.httpd import serve_in_thread
+from bot.app.probes import healthz
 from bot.app.web import Wsgi, plain, routes
 from bot.app.wiring import Bot
 from bot.core.settings import Settings
@@ -41,12 +44,12 @@ def create_handler(bot: Bot, *, ping_interval: float = 10) -> SocketModeHandler:
 
 
 def side_wsgi(routes: dict[str, Wsgi]) -> Wsgi:
-    """What HTTP serves in Socket Mode: /healthz and ``routes`` (the alert intake)."""
+    """What HTTP serves in Socket Mode: /healthz and ``routes`` (/readyz, the alert intake)."""
 
     def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
-            return plain(start_response, "200 OK", "ok\n")
+            return healthz(environ, start_response)
         if path in routes:
             return routes[path](environ, start_response)
         return plain(start_response, "404 Not Found",
@@ -74,6 +77,8 @@ class SocketModeServer:
         handler = create_handler(bot)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
+        if bot.roles_watch:
+            signal.signal(signal.SIGHUP, lambda *_: bot.roles_watch.request())
         try:
             bot.start_background()
             handler.connect()

@@ -1,4 +1,5 @@
-"""The WSGI application that ``serve`` runs: Slack events, the health check, the alert intake."""
+"""The WSGI application that ``serve`` runs: Slack events, the probes (bot.app.probes: /healthz,
+/readyz), the alert intake."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 
+from bot.app.probes import healthz, readiness
 from bot.app.wiring import Bot
 from bot.slack import guard
 
@@ -102,14 +104,14 @@ def slack_events(app: App, raw: bytes, environ: dict, start_response: Callable
 
 def routes(bot: Bot, *, metrics: bool) -> dict[str, Wsgi]:
     """The paths served beside /slack/events and /healthz, for every entry point (``serve``,
-    Socket Mode's side server, the shell): the alert intake, and ``GET /metrics`` when
+    Socket Mode's side server, the shell): /readyz, the alert intake, and ``GET /metrics`` when
     ``metrics`` (``serve`` over HTTP)."""
     from bot.alerts.intake import routes as alert_routes
     from bot.alerts.smn.intake import routes as smn_routes
     from bot.app.metrics_sample import Sampler
     from bot.app.metrics_web import metrics_route
 
-    extra = alert_routes(bot) | smn_routes(bot)
+    extra = {"/readyz": readiness(bot).route} | alert_routes(bot) | smn_routes(bot)
     if metrics:
         sampler = Sampler(bot.redis, bot.settings.REDIS_KEY_PREFIX,
                           backlog=bot.alerts.backlog if bot.alerts else None,
@@ -126,7 +128,7 @@ def create_wsgi(bot: Bot, routes: dict[str, Wsgi] | None = None) -> Wsgi:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/healthz":
-            return plain(start_response, "200 OK", "ok\n")
+            return healthz(environ, start_response)
         if path in extra:
             return extra[path](environ, start_response)
         if path != "/slack/events":

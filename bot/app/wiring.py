@@ -20,6 +20,7 @@ from bot.alerts.lookup import JobLookup
 from bot.alerts.messages import AlertMessages
 from bot.alerts.queue import AlertQueue
 from bot.core import redis_conn
+from bot.core.outage import Outage
 from bot.core.settings import Settings
 from bot.core.slack_out import SlackOut
 from bot.flow.admission import ListSlots
@@ -29,7 +30,8 @@ from bot.flow.confirmations import ConfirmationStore
 from bot.flow.finder import Finder
 from bot.flow.history import History
 from bot.flow.outcomes import OwedReplies
-from bot.flow.roles import RoleChecker, Roles, load_roles
+from bot.flow.roles import RoleChecker, Roles
+from bot.flow.roles_watch import Loaded, RolesWatch, load
 from bot.flow.stop import StopFlow
 from bot.flow.watches import Watches
 from bot.modelarts.client import build_fleet
@@ -51,10 +53,14 @@ class Bot:
     dispatcher: Dispatcher | None = None
     owed: OwedReplies | None = None
     watches: Watches | None = None
+    outage: Outage | None = None
+    roles_watch: RolesWatch | None = None
 
     def start_background(self) -> None:
-        """Start the alert dispatcher threads, the owed-replies recovery and the watches (once per
-        process; gunicorn: per worker)."""
+        """Start the alert dispatcher threads, the owed-replies recovery, the watches and the
+        roles file's (once per process; gunicorn: per worker)."""
+        if self.roles_watch:
+            self.roles_watch.start()
         if self.dispatcher:
             self.dispatcher.start()
         if self.owed:
@@ -69,6 +75,8 @@ class Bot:
             self.owed.stop()
         if self.watches:
             self.watches.stop()
+        if self.roles_watch:
+            self.roles_watch.stop()
         self.modelarts.close()
 
 
@@ -92,13 +100,18 @@ def slack_client(settings: Settings, *, retry_429: bool = True) -> WebClient:
 def create_bot(settings: Settings, *, slack: WebClient | None = None,
                redis: redis.Redis | None = None, modelarts: Fleet | None = None,
                roles: Roles | None = None, session: requests.Session | None = None,
-               alert_slack: WebClient | None = None) -> Bot:
+               alert_slack: WebClient | None = None, loaded: Loaded | None = None) -> Bot:
+    """``roles``: fixed roles (no file is watched); else ROLES_FILE, as ``loaded`` already (the
+    gunicorn master's copy) or read here, and watched for changes (bot.flow.roles_watch)."""
     slack = slack or slack_client(settings)
     redis = redis or redis_client(settings)
     prefix = settings.REDIS_KEY_PREFIX
+    outage = Outage(redis_conn.where(settings))   # one line per Redis outage, for every loop
     modelarts = modelarts or build_fleet(settings, redis, prefix, session=session)
-    roles = roles or load_roles(settings.ROLES_FILE)
-    checker = RoleChecker(roles, slack, redis, prefix, settings.USERGROUP_CACHE_SECONDS)
+    watched = None if roles is not None else loaded or load(settings.ROLES_FILE)
+    checker = RoleChecker(watched.roles if watched else roles, slack, redis, prefix,
+                          settings.USERGROUP_CACHE_SECONDS)
+    watch = RolesWatch(settings.ROLES_FILE, watched, checker.use) if watched else None
     audit = Audit(redis, prefix, settings.AUDIT_RETENTION_DAYS)
     # A confirmed stop holds its job's claim until its watch ends, at the latest after this.
     hold = (max(settings.STOP_VERIFY_SECONDS, settings.STOP_UNKNOWN_VERIFY_SECONDS)
@@ -115,12 +128,13 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
                       span=settings.STOP_VERIFY_SECONDS,
                       unknown_span=settings.STOP_UNKNOWN_VERIFY_SECONDS,
                       lease_seconds=2 * settings.MODELARTS_TIMEOUT_SECONDS + 5,
-                      alert_final=messages.final_state, audit=audit)
+                      alert_final=messages.final_state, audit=audit, outage=outage)
     # A living replica goes from the confirm to its reply posted within this (the chat.update
     # before the stop and the stop may take 10 s each); after it, any replica posts
     # "Outcome unknown" in its place.
     owed = OwedReplies(redis, prefix, SlackOut(slack_client(settings, retry_429=False)),
-                       2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches, audit=audit)
+                       2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches, audit=audit,
+                       outage=outage)
     flow = StopFlow(SlackOut(slack), modelarts, checker, store, messages, owed)
     finder = Finder(flow, slots=ListSlots(settings.LISTS_PER_USER, settings.LISTS_MAX_CONCURRENT),
                     share_seconds=settings.LIST_SHARE_SECONDS)
@@ -133,5 +147,6 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
                      finder=finder, history=History(checker, audit))
     # Alerts asking for a look-up (by id, by name) get it just before their post.
     dispatcher = Dispatcher(alerts, alert_out, pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS,
-                            prepare=JobLookup(modelarts, finder))
-    return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed, watches)
+                            prepare=JobLookup(modelarts, finder), outage=outage)
+    return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed, watches,
+               outage, watch)

@@ -37,6 +37,7 @@ than its socket buffers would hold a thread (ours are a few KB).
 
 from __future__ import annotations
 
+import signal
 import time
 from functools import partial
 from selectors import EVENT_READ
@@ -114,6 +115,17 @@ class BufferingWorker(ThreadWorker):
         if cfg.is_ssl or cfg.http2_cleartext != "off" or getattr(cfg, "protocol", "http") != "http":
             raise RuntimeError("BufferingWorker serves plain HTTP/1.1: end TLS in front of it")
         super().init_process()
+
+    def init_signals(self) -> None:
+        """gunicorn's, and SIGHUP (which gunicorn leaves at its default in a worker: the worker
+        would die) asks the app to re-read the roles file (bot.app.serve.Server.hangup)."""
+        super().init_signals()
+        signal.signal(signal.SIGHUP, self.handle_hup)
+
+    def handle_hup(self, sig, frame) -> None:
+        hangup = getattr(self.app, "hangup", None)
+        if hangup:
+            hangup()
 
     def accept(self, listener) -> None:
         try:

@@ -9,13 +9,22 @@ A record on its way out (``setup``: one handler, this filter, this formatter)::
          │                  formats it again unscrubbed); stack_info scrubbed
       └─ JsonFormatter      {"ts", "level", "logger", "msg", extras..., "exc", "stack"}: "exc"
                             from exc_info, or from exc_text once the scrub has taken exc_info
+
+``serve`` (``capture``) goes further, so that every line the process writes is one JSON object:
+gunicorn's own loggers hand their records to this handler (bot.app.serve.JsonGunicornLogger);
+what is printed to stdout or stderr (gunicorn's few ``print`` calls when a worker cannot boot, a
+library's warning) becomes a record of logger "stdout" / "stderr", a line each, scrubbed; and an
+uncaught exception, in any thread, is logged with its traceback. Left out: bytes written to the
+file descriptors by C code (a fatal error of the interpreter itself).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable
 
@@ -99,8 +108,99 @@ def _text(value: object) -> str:
         return f"<{type(value).__name__} that cannot be printed>"
 
 
+class JsonLines(io.TextIOBase):
+    """A text stream that writes each line given to it as one JSON object on ``raw``: a line
+    that is one already (a log record) as it is, any other as {"ts", "level", "logger", "msg"}."""
+
+    def __init__(self, raw, name: str, level: str, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.raw = raw
+        self.name, self.level = name, level
+        self.scrub = ScrubSecrets(secrets).scrub
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            *lines, self._pending = self._pending.split("\n")
+            for line in lines:
+                self._line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                self._line(self._pending)
+                self._pending = ""
+        self.raw.flush()
+
+    def _line(self, line: str) -> None:
+        if not line.strip():
+            return
+        if not is_json_object(line):
+            now = time.time()
+            line = json.dumps({
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                + f".{int(now % 1 * 1000):03d}Z",
+                "level": self.level, "logger": self.name, "msg": self.scrub(line.rstrip())},
+                ensure_ascii=False)
+        self.raw.write(line + "\n")
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.raw, "encoding", "utf-8")
+
+
+def is_json_object(line: str) -> bool:
+    if not line.startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def capture(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """``setup``, and every line of stdout and stderr as JSON, warnings and uncaught exceptions
+    as records (``serve``: the whole process, and the workers it forks). Idempotent."""
+    secrets = list(secrets)
+    if not isinstance(sys.stderr, JsonLines):
+        sys.stderr = JsonLines(sys.stderr, "stderr", "error", secrets)
+    if not isinstance(sys.stdout, JsonLines):
+        sys.stdout = JsonLines(sys.stdout, "stdout", "info", secrets)
+    setup(level, secrets)
+    logging.captureWarnings(True)   # a warning shown: one "py.warnings" record
+    sys.excepthook = _uncaught
+    threading.excepthook = _uncaught_in_thread
+
+
+def _uncaught(kind, exc, tb) -> None:
+    logging.getLogger("bot.uncaught").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _uncaught_in_thread(args) -> None:
+    if issubclass(args.exc_type, SystemExit):
+        return
+    logging.getLogger("bot.uncaught").error(
+        "uncaught exception in thread %s", getattr(args.thread, "name", "?"),
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
 def setup(level: str = "INFO", secrets: Iterable[str] = (), stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """One JSON handler on the root logger (on stderr, or ``stream``)."""
+    if stream is None:   # under ``capture``, straight to the real stream: no second parse
+        stream = sys.stderr.raw if isinstance(sys.stderr, JsonLines) else sys.stderr
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(ScrubSecrets(secrets))
     root = logging.getLogger()

@@ -21,11 +21,16 @@ The API (each call is a few microseconds, never raises, never does I/O):
   alerts_refused(reason, count)
       ``count`` alerts of one ``POST /alerts`` refused because a queue cap was reached;
       ``reason`` is "channel_cap" or "total_cap" (bot.alerts.intake calls it).
+  roles_loaded(sha256, at, replaced=None)
+      this worker now holds the roles file whose content has ``sha256``, loaded at ``at``
+      (epoch s); ``replaced``: the sha256 it held before (bot.flow.roles_watch calls it).
+  roles_refused()
+      one reload of the roles file refused (unreadable or invalid): the old one is kept.
 
-Labels are bounded: ``api`` is "v1"/"v2"; every other label value must look like a code
-(letters, digits, ``._-``, at most 40 characters, starting with a letter) and anything else
-becomes "other". That check is a second guard only: never pass an id, a user, a job name or a
-secret (a numeric job id is refused, but a job name may look like a code).
+Labels are bounded: ``api`` is "v1"/"v2"; ``sha256`` is 64 hex digits; every other label value
+must look like a code (letters, digits, ``._-``, at most 40 characters, starting with a letter)
+and anything else becomes "other". That check is a second guard only: never pass an id, a user,
+a job name or a secret (a numeric job id is refused, but a job name may look like a code).
 
 Multiprocess: under gunicorn, bot.app.serve calls ``use_multiprocess_dir`` in the arbiter before
 the fork; each worker then writes its values to files there and ``GET /metrics`` sums them
@@ -42,6 +47,7 @@ from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()   # no *_created series: one process shows what many workers show
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,39}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 APIS = frozenset({"v1", "v2"})
 RESULTS = frozenset({"accepted", "refused", "unknown"})
 REFUSALS = frozenset({"channel_cap", "total_cap"})
@@ -86,6 +92,16 @@ AUDIT_WRITE_ERRORS = Counter("modelarts_bot_audit_write_errors",
 ALERTS_REFUSED = Counter("modelarts_bot_alerts_refused",
                          "Alerts refused at POST /alerts because a queue cap was reached.",
                          ["reason"])
+
+# The roles file each living worker holds: value = its load time (epoch s), per content hash.
+# A worker that moves to a new file sets the old hash to 0 (multiprocess files cannot drop a
+# series), so the series > 0 are the files in use; two of them: the workers disagree.
+ROLES_LOADED = Gauge("modelarts_bot_roles_loaded",
+                     "The roles file in use, by sha256 of its content: its load time (epoch s); "
+                     "0 once replaced.", ["sha256"], multiprocess_mode="livemax")
+ROLES_REFUSED = Counter("modelarts_bot_roles_reloads_refused",
+                        "Reloads of the roles file refused (unreadable or invalid): the old one "
+                        "was kept.")
 
 SMN_MESSAGES = Counter("modelarts_bot_smn_messages",
                        "Messages at POST /smn, by SMN type and what was done with them.",
@@ -143,6 +159,23 @@ def smn_message(kind: object, result: str) -> None:
     SMN_MESSAGES.labels(kind if kind in SMN_TYPES else "other", code(result)).inc()
 
 
+def _sha256(value: str) -> str:
+    return value if _SHA256.fullmatch(value) else "other"
+
+
+def roles_loaded(sha256: str, at: float, replaced: str | None = None) -> None:
+    if replaced and replaced != sha256:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            ROLES_LOADED.labels(_sha256(replaced)).set(0)
+        else:
+            ROLES_LOADED.remove(_sha256(replaced))
+    ROLES_LOADED.labels(_sha256(sha256)).set(at)
+
+
+def roles_refused() -> None:
+    ROLES_REFUSED.inc()
+
+
 def use_multiprocess_dir(path: str) -> None:
     """Keep values in files under ``path`` from now on, whatever imported prometheus-client
     first. Call it before anything is counted in this process (gunicorn: in the arbiter).
@@ -153,5 +186,5 @@ def use_multiprocess_dir(path: str) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     values.ValueClass = values.get_value_class()
     for metric in (ALERTS_QUEUED, OWED_PENDING, OWED_OVERDUE, CONFIRMATIONS_PENDING,
-                   SAMPLE_ERRORS, AUDIT_WRITE_ERRORS):
+                   SAMPLE_ERRORS, AUDIT_WRITE_ERRORS, ROLES_REFUSED):
         metric._metric_init()

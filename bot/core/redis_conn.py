@@ -4,16 +4,22 @@ in REDIS_URL).
 
 Every topology gets the same short timeouts and one quick retry: a dead Redis must cost a user
 seconds, not tens. The keys are Cluster-safe by construction (bot/core/keys.py).
+
+Each client remembers the Lua scripts registered on it (``registered``), so that ``/readyz`` can
+ask Redis whether it holds them all (``ensure_scripts``). ``where`` names the server for a log
+line or a probe's answer: host and port only, never the user or password of REDIS_URL.
 """
 
 from __future__ import annotations
 
 import functools
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
+from redis.commands.core import Script
 from redis.connection import parse_url
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
@@ -49,7 +55,68 @@ def _unreachable_is_connection_error(call):
     return wrapped
 
 
-class ClusterClient(RedisCluster):
+class RemembersScripts:
+    """A client mixin that keeps every script registered on it, by sha (``registered``)."""
+
+    def register_script(self, script):
+        got = super().register_script(script)
+        self.__dict__.setdefault("bot_scripts", {})[got.sha] = got
+        return got
+
+
+class Client1(RemembersScripts, redis.Redis):
+    """One server (or the primary that Sentinels name)."""
+
+
+def registered(client: object) -> list[Script]:
+    """The scripts registered on ``client`` (none for a client not made here, e.g. a test's)."""
+    return list(getattr(client, "bot_scripts", {}).values())
+
+
+def ensure_scripts(client: object) -> int:
+    """Check (SCRIPT EXISTS, one round trip; on a Cluster, every primary) that Redis holds every
+    script registered on ``client``, and load (SCRIPT LOAD) those it lost, say to a restart or a
+    failover: redis-py would load one on its first NOSCRIPT anyway, but a server that refuses
+    scripts (an ACL without @scripting, Lua disabled) shows here, not in a user's click. Returns
+    how many were loaded; RedisError propagates."""
+    scripts = registered(client)
+    if not scripts:
+        return 0
+    held = client.script_exists(*[s.sha for s in scripts])
+    missing = [s for s, ok in zip(scripts, held, strict=True) if not ok]
+    for script in missing:
+        client.script_load(script.script)
+    return len(missing)
+
+
+def host_port(url: str) -> str:
+    """``host:port`` of a redis:// or rediss:// URL (the socket path of unix://), without the
+    user or password."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return parts.path
+        host = parts.hostname or "localhost"
+        port = parts.port or 6379
+    except ValueError:
+        return "REDIS_URL's host"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def where(settings: Settings) -> str:
+    """The Redis the bot uses, for a log line or a probe's answer (no secret in it)."""
+    match topology(settings):
+        case "cluster":
+            return f"cluster via {host_port(settings.REDIS_URL)}"
+        case "sentinel":
+            nodes = ",".join(f"{h}:{p}" for h, p in sentinel_addresses(settings.REDIS_SENTINELS
+                                                                        or ""))
+            return f"sentinel master {settings.REDIS_SENTINEL_MASTER} via {nodes}"
+        case _:
+            return host_port(settings.REDIS_URL)
+
+
+class ClusterClient(RemembersScripts, RedisCluster):
     """RedisCluster whose unreachable cluster is a ``redis.ConnectionError``, in commands,
     scripts and pipelines alike."""
 
@@ -80,8 +147,8 @@ def connect(settings: Settings) -> Client:
         case "sentinel":
             return _sentinel_master(settings, tls)
         case _:
-            return redis.Redis.from_url(settings.REDIS_URL, retry=quick_retry(),
-                                        health_check_interval=30, **TIMEOUTS, **tls)
+            return Client1.from_url(settings.REDIS_URL, retry=quick_retry(),
+                                    health_check_interval=30, **TIMEOUTS, **tls)
 
 
 def _sentinel_master(settings: Settings, tls: dict[str, Any]) -> redis.Redis:
@@ -96,8 +163,8 @@ def _sentinel_master(settings: Settings, tls: dict[str, Any]) -> redis.Redis:
               "password": secret.get_secret_value() if secret else None}
     sentinel = Sentinel(sentinel_addresses(settings.REDIS_SENTINELS or ""),
                         sentinel_kwargs=asking, **TIMEOUTS)
-    return sentinel.master_for(settings.REDIS_SENTINEL_MASTER or "", retry=quick_retry(),
-                               health_check_interval=30, **node, **tls)
+    return sentinel.master_for(settings.REDIS_SENTINEL_MASTER or "", redis_class=Client1,
+                               retry=quick_retry(), health_check_interval=30, **node, **tls)
 
 
 def describe(client: Client) -> str:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 import redis
 
 from bot.core.keys import Keys
+from bot.core.outage import Outage
 from bot.core.slack_out import SlackOut
 from bot.flow import blocks as b
 from bot.flow.audit import AUDIT_LUA, Audit, AuditEntry, as_arg
@@ -125,14 +126,15 @@ class OwedEntry:
 class OwedReplies:
     def __init__(self, client: redis.Redis, prefix: str, slack: SlackOut,
                  budget_seconds: float, post_lease_seconds: float = POST_LEASE_MS / 1000,
-                 watches: Watches | None = None, *, audit: Audit) -> None:
+                 watches: Watches | None = None, *, audit: Audit,
+                 outage: Outage | None = None) -> None:
         """``budget_seconds``: how long a living replica may take from the consume that opens the
         entry (CONSUME, bot.flow.confirmations) to its reply posted;
         after that, recovery in any replica takes the entry. ``slack`` must not retry 429s
         itself: a refused post is handed back (due after Retry-After), so a post never outlasts
         the lease it was started under. ``watches``: each stop is followed to its end, the watch
         opened by the DONE that records its reply (None: no watches). ``audit``: where that DONE
-        appends the stop's audit entry."""
+        appends the stop's audit entry. ``outage``: the bot's shared one (bot.core.outage)."""
         self.redis = client
         self.keys = Keys(prefix).owed()
         self.lease = Lease(client, self.keys)
@@ -144,7 +146,7 @@ class OwedReplies:
         self._set = client.register_script(SET)
         self._done = client.register_script(DONE)
         self.watches = watches
-        self._poller = Poller("owed-replies", self.recover_one)
+        self._poller = Poller("owed-replies", self.recover_one, outage)
 
     # -- the scripts: one typed call each -------------------------------------------------------
     def _set_entry(self, cid: str, *, owner: str, new_owner: str, due_ms: int, stage: str = "",

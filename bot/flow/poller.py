@@ -1,7 +1,8 @@
 """Background threads that work through Redis-held entries (owed replies, watches).
 
 Each thread calls ``step(token)`` until it finds nothing due, then waits ``every`` seconds. A
-Redis failure or a bug in one entry is logged, and the loop goes on.
+Redis failure or a bug in one entry is logged, and the loop goes on; Redis out of reach is told
+once per outage, by the bot's shared ``Outage`` (bot.core.outage), not once per thread and tick.
 """
 
 from __future__ import annotations
@@ -13,14 +14,19 @@ from collections.abc import Callable
 
 import redis
 
+from bot.core.outage import Outage
+
 log = logging.getLogger(__name__)
 
 
 class Poller:
-    def __init__(self, name: str, step: Callable[[str], bool]) -> None:
-        """``step(token)``: handle one due entry as owner ``token``; False when none is due."""
+    def __init__(self, name: str, step: Callable[[str], bool],
+                 outage: Outage | None = None) -> None:
+        """``step(token)``: handle one due entry as owner ``token``; False when none is due.
+        ``outage``: the bot's shared one (None: this poller's own)."""
         self.name = name
         self.step = step
+        self.outage = outage or Outage("Redis")
         self._halt = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -45,8 +51,10 @@ class Poller:
             try:
                 while self.step(token) and not self._halt.is_set():
                     pass
+                self.outage.answered()
             except redis.RedisError as exc:
-                log.warning("%s: Redis failed: %s", self.name, type(exc).__name__)
+                if not self.outage.failed(exc, self.name):
+                    log.warning("%s: Redis failed: %s", self.name, type(exc).__name__)
             except Exception:  # noqa: BLE001 - the loop must survive a bug in one entry
                 log.exception("%s: unexpected error", self.name)
             self._halt.wait(every)

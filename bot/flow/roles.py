@@ -142,6 +142,8 @@ class RoleChecker:
     """Decides whether a Slack user may stop a job, by name. Anyone unmapped may stop nothing.
 
     Usergroup membership comes from usergroups.users.list, cached in Redis for ``cache_seconds``.
+    ``roles`` may be replaced while the bot runs (``use``, bot.flow.roles_watch): each method
+    reads it once, so one check sees one file whole, the old or the new.
     """
 
     def __init__(self, roles: Roles, slack: WebClient, redis_client: redis.Redis, prefix: str,
@@ -152,12 +154,17 @@ class RoleChecker:
         self.keys = Keys(prefix)
         self.cache_seconds = cache_seconds
 
+    def use(self, roles: Roles) -> None:
+        """From now on, check against ``roles`` (one reference assignment: atomic)."""
+        self.roles = roles
+
     def cache_keys(self, user_id: str) -> list[str]:
         """The cache keys ``check`` may read for this user: none when the user holds a role
         directly (a caller may fetch them beforehand, in a round trip it makes anyway)."""
-        if not self.cache_seconds or self.roles.users.get(user_id):
+        roles = self.roles
+        if not self.cache_seconds or roles.users.get(user_id):
             return []
-        return [self._key(g) for g in self.roles.usergroups]
+        return [self._key(g) for g in roles.usergroups]
 
     def check(self, user_id: str, job_name: str,
               cached: dict[str, bytes | None] | None = None,
@@ -165,33 +172,35 @@ class RoleChecker:
         """``cached``: cache values already fetched (``cache_keys``); others are read here.
         ``among``: only these roles count (an approver's); () = every role. ``project``: the
         job's (globs with ``/`` match ``<project>/<name>``)."""
-        allowing = [r for r in self.roles.roles_allowing(job_name, project)
+        roles = self.roles
+        allowing = [r for r in roles.roles_allowing(job_name, project)
                     if not among or r in among]
-        for role in self.roles.users.get(user_id, ()):
+        for role in roles.users.get(user_id, ()):
             if role in allowing:
                 return Verdict(True, role, allowing)
-        groups = [g for g, roles in self.roles.usergroups.items()
-                  if any(r in allowing for r in roles)]
+        groups = [g for g, held in roles.usergroups.items() if any(r in allowing for r in held)]
         for group, members in zip(groups, self._members(groups, cached), strict=True):
             if user_id in members:
-                role = next(r for r in self.roles.usergroups[group] if r in allowing)
+                role = next(r for r in roles.usergroups[group] if r in allowing)
                 return Verdict(True, role, allowing)
         return Verdict(False, None, allowing)
 
     def is_mapped(self, user_id: str) -> bool:
         """True when the user holds any role, directly or through a usergroup."""
-        if self.roles.users.get(user_id):
+        roles = self.roles
+        if roles.users.get(user_id):
             return True
-        groups = list(self.roles.usergroups)
+        groups = list(roles.usergroups)
         return any(user_id in members for members in self._members(groups))
 
     def may_stop_any(self, user_id: str) -> bool:
         """True when a role the user holds, directly or through a usergroup, names at least one
         job glob; otherwise the user is unmapped: they may stop nothing, whatever the job."""
-        if any(self.roles.jobs.get(role) for role in self.roles.users.get(user_id, ())):
+        roles = self.roles
+        if any(roles.jobs.get(role) for role in roles.users.get(user_id, ())):
             return True
-        groups = [g for g, roles in self.roles.usergroups.items()
-                  if any(self.roles.jobs.get(role) for role in roles)]
+        groups = [g for g, held in roles.usergroups.items()
+                  if any(roles.jobs.get(role) for role in held)]
         return any(user_id in members for members in self._members(groups))
 
     def _key(self, group: str) -> str:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 import redis
 
 from bot.core.keys import Keys
+from bot.core.outage import Outage
 from bot.core.slack_out import SlackOut
 from bot.flow import blocks as b
 from bot.flow.audit import AUDIT_LUA, Audit, AuditEntry, as_arg
@@ -159,11 +160,11 @@ class Watches:
     def __init__(self, client: redis.Redis, prefix: str, modelarts, slack: SlackOut, *,
                  interval: float, span: float, unknown_span: float, lease_seconds: float,
                  post_lease_seconds: float = 30.0, alert_final: AlertFinal | None = None,
-                 audit: Audit) -> None:
+                 audit: Audit, outage: Outage | None = None) -> None:
         """``slack`` must hand 429s back (no retries): a post must fit in its lease.
         ``lease_seconds``: a look-up may take this long before another replica takes over.
         ``audit``: where each verified state ("verified" entries) is appended, by the same
-        script that records its message."""
+        script that records its message. ``outage``: the bot's shared one (bot.core.outage)."""
         self.redis = client
         self.audit = audit
         self.keys = [*Keys(prefix).watches(), self.audit.key]
@@ -180,7 +181,7 @@ class Watches:
         self._set = client.register_script(SET)
         self._done = client.register_script(DONE)
         self._due_now = client.register_script(DUE_NOW)
-        self._poller = Poller("watches", self.check_one)
+        self._poller = Poller("watches", self.check_one, outage)
 
     # -- the scripts: one typed call each -------------------------------------------------------
     def _open_entry(self, e: WatchEntry, first_check_ms: int) -> bool:
