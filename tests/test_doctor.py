@@ -5,10 +5,8 @@ front), and parsed line by line."""
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import yaml
 
 from bench.harness import fronts as wan
 from bot.app import doctor
-from botdev.standin.local import free_port
+from botdev.standin.local import DeadEnd, free_port
 from tests.test_placeholders import SAMPLES, env_example, is_default, secret_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,39 +68,12 @@ def untrusted_front(certs) -> Iterator:
         front.close()
 
 
-class _Listener:
-    """A TCP port that accepts and then closes at once (``drop``) or never answers (``hold``)."""
-
-    def __init__(self, mode: str) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.mode, self.held = mode, []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            if self.mode == "drop":
-                conn.recv(65536)
-                conn.close()
-            else:
-                self.held.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
-
-
 @pytest.fixture
 def listener():
-    made: list[_Listener] = []
+    made: list[DeadEnd] = []
 
-    def make(mode: str) -> _Listener:
-        made.append(_Listener(mode))
+    def make(mode: str) -> DeadEnd:
+        made.append(DeadEnd(mode))
         return made[-1]
 
     yield make
