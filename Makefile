@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint shell bench chaos clean
+.PHONY: install test lint shell bench chaos clean contract-slack-sdk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,18 @@ bench: $(STAMP)
 # The chaos run (docs/reliability.md); CHAOS_ARGS, e.g. --flows 60 --seconds 30.
 chaos: $(STAMP)
 	$(PY) -m bench chaos $(CHAOS_ARGS)
+
+# bot/slack/client.py against the newest slack-sdk release (tests/test_slack_sdk_contract.py says
+# why): a throwaway venv, the bot, slack-sdk upgraded past the lock and the pin, the two tests.
+CONTRACT_VENV ?= $(VENV)/contract-slack-sdk
+contract-slack-sdk:
+	rm -rf $(CONTRACT_VENV)
+	$(PYTHON) -m venv $(CONTRACT_VENV)
+	$(CONTRACT_VENV)/bin/python -m pip install --quiet -e . pytest hypothesis trustme
+	$(CONTRACT_VENV)/bin/python -m pip install --quiet --upgrade slack-sdk
+	$(CONTRACT_VENV)/bin/python -c "import slack_sdk; print('slack_sdk', slack_sdk.version.__version__)"
+	$(CONTRACT_VENV)/bin/python -m pytest -p no:cacheprovider -q \
+		tests/test_slack_sdk_contract.py tests/test_slack_client.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

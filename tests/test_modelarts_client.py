@@ -173,6 +173,39 @@ class TestRead:
         assert isinstance(modelarts_client.get_version(JOB, VERSION), JobVersion)
 
 
+class TestLookupWording:
+    """A look-up changes nothing: a failed one says "could not reach ModelArts: ..." and its
+    cause, never "outcome unknown, check the status" (a stop's words), in message and hint."""
+
+    @pytest.mark.parametrize(("fault", "options", "code", "why"), [
+        ("drop", {}, models.TRANSPORT, "closed the connection without an answer"),
+        ("slow", {"delay": 2.0}, models.TIMEOUT, "no answer in time"),
+    ])
+    def test_a_failed_look_up_says_why(self, emulator, http_session, fault, options, code, why):
+        from bot.flow.stop import lookup_failed
+
+        emulator.set_fault(V1Job(JOB, VERSION), fault, on="get", **options)
+        failed = aksk_client(emulator, http_session, timeout=0.5).get_version(JOB, VERSION)
+        assert isinstance(failed, Failure) and failed.error_code == code
+        assert failed.error_msg == f"could not reach ModelArts: {why}"
+        text = lookup_failed(V1Job(JOB, VERSION), failed)
+        assert "outcome unknown" not in text and "check the status" not in text
+        assert "MODELARTS_ENDPOINT" in text   # the hint: where to look
+
+    def test_a_refused_look_up_says_so(self, http_session):
+        auth = AkSkAuth(EMULATOR_AK, SecretStr(EMULATOR_SK), EMULATOR_PROJECT_ID)
+        client = ModelArtsClient(f"http://127.0.0.1:{free_port()}", EMULATOR_PROJECT_ID, auth,
+                                 http_session, 2.0)
+        failed = client.search_jobs(limit=1)   # a POST, and still a look-up
+        assert (failed.error_code, failed.error_msg) == (
+            models.REFUSED, "could not reach ModelArts: connection refused")
+
+    def test_a_stop_keeps_its_words(self, emulator, http_session):
+        emulator.set_fault(V1Job(JOB, VERSION), "drop", when="after")
+        outcome = aksk_client(emulator, http_session).stop_version(JOB, VERSION)
+        assert outcome.unknown and "outcome unknown" in outcome.error_msg
+
+
 class TestIamToken:
     def test_one_token_serves_many_calls(self, emulator, make_iam_client):
         client = make_iam_client()

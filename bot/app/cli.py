@@ -32,7 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from bot.app import doctor
 
-    return doctor.run(load_settings())
+    return doctor.main()
 
 
 def _audit(args: argparse.Namespace) -> int:

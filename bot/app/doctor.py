@@ -1,22 +1,40 @@
-"""``modelarts-bot doctor``: check each configured part, one line a check, never a secret."""
+"""``modelarts-bot doctor``: check each configured part, one line a check, never a secret.
+
+The settings are read leniently (``load_settings_leniently``): a setting that does not parse,
+or that holds a placeholder from the examples, or that is missing, gives one ``FAIL  settings:``
+line naming it, and the table goes on. Each check names the settings it needs; one that needs a
+bad setting prints ``SKIP`` (it would only fail again for the same reason, or worse, use the
+default in its place), and every other check still runs::
+
+    settings ──▶ FAIL line per bad setting ──▶ each check: needs a bad one? ── yes ──▶ SKIP
+                                                    │ no
+                                                    ▼
+                                      run it: OK / WARN (Notice) / FAIL (Problem)
+
+Exit status: 0 when no line is FAIL or SKIP, else 1.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 from redis.exceptions import RedisClusterException
 
 from bot.app.wiring import redis_client, slack_client
-from bot.core import redis_conn
+from bot.core import net, redis_conn
 from bot.core.errors import ConfigError
-from bot.core.settings import Settings
+from bot.core.settings import Settings, load_settings_leniently
 from bot.flow.roles import load_roles
 from bot.modelarts.client import build_client
-from bot.modelarts.models import Failure
+from bot.modelarts.models import Failure, v1_retired
 
-Check = tuple[str, Callable[[], str]]
+# The bot token's scopes (manifest.yml, "scopes: bot:"), each needed by a part of the bot.
+REQUIRED_SCOPES = ("commands", "chat:write", "usergroups:read")
+SCOPES_HEADER = "x-oauth-scopes"   # Slack sends the token's scopes with every Web API answer
 
 
 class Problem(Exception):
@@ -27,10 +45,18 @@ class Notice(Exception):
     """A check found something worth knowing that does not stop the bot."""
 
 
+@dataclass(frozen=True)
+class Check:
+    name: str
+    needs: tuple[str, ...]             # setting names or prefixes (``MODELARTS_``) it reads
+    run: Callable[[Settings], str]
+
+    def needs_any(self, names: set[str]) -> list[str]:
+        return sorted(n for n in names if n.startswith(self.needs))
+
+
 def check_settings(settings: Settings) -> str:
-    problems = settings.problems()
-    if problems:
-        raise Problem("; ".join(problems))
+    """The line when no setting is bad (``run`` prints a FAIL line for each bad one)."""
     auth = "AK/SK signing" if settings.uses_aksk else "IAM password token"
     return f"complete (ModelArts auth: {auth})"
 
@@ -55,45 +81,81 @@ def check_modelarts(settings: Settings) -> str:
     """The v2 API (what jobs are today): a search with limit 1. Failing is a failure."""
     found = _client(settings).search_jobs(limit=1)
     if isinstance(found, Failure):
-        raise Problem(f"v2 job search failed: {_failed(found)}; check MODELARTS_ENDPOINT, "
-                      "MODELARTS_PROJECT_ID and the credentials")
+        raise Problem(_failed("v2 job search", found, settings))
     return "credentials accepted (v2 job search answered)"
 
 
 def check_modelarts_v1(settings: Settings) -> str:
-    """The v1 API (old-version jobs): a job list. Failing is only a warning: it is retired."""
+    """The v1 API (old-version jobs): a job list. Failing is only a warning; the answer of a
+    region where v1 is retired (404 APIGW.0101) says so, any other failure says its cause."""
     jobs = _client(settings).list_jobs(per_page=1)
-    if isinstance(jobs, Failure):
+    if isinstance(jobs, Failure) and v1_retired(jobs):
         raise Notice(f"v1 not available here: old-version training is retired in this region "
-                     f"({_failed(jobs)})")
+                     f"({_code(jobs)})")
+    if isinstance(jobs, Failure):
+        raise Notice(_failed("v1 job list", jobs, settings) + " (old-version jobs only)")
     return "old-version job list answered"
 
 
 def _client(settings: Settings):
     if not settings.MODELARTS_ENDPOINT or not settings.MODELARTS_PROJECT_ID:
         raise Problem("not configured: set MODELARTS_ENDPOINT and MODELARTS_PROJECT_ID")
-    return build_client(settings, redis_client(settings), settings.REDIS_KEY_PREFIX)
+    cache = None if settings.uses_aksk else redis_client(settings)   # the IAM token's cache
+    return build_client(settings, cache, settings.REDIS_KEY_PREFIX)
 
 
-def _failed(failure: Failure) -> str:
+def _code(failure: Failure) -> str:
     status = f" (HTTP {failure.http_status})" if failure.http_status else ""
     return f"{failure.error_code}{status}: {failure.error_msg}"
 
 
+def _failed(what: str, failure: Failure, settings: Settings) -> str:
+    """No answer: its cause and the endpoint. An answer: its code, and what to check."""
+    if failure.http_status is None and failure.error_code.startswith("BOT."):
+        return (f"{what}: {failure.error_msg}; check MODELARTS_ENDPOINT "
+                f"({settings.MODELARTS_ENDPOINT}) and the network")
+    return (f"{what} failed: {_code(failure)}; check MODELARTS_ENDPOINT, MODELARTS_PROJECT_ID "
+            "and the credentials")
+
+
 def check_slack(settings: Settings) -> str:
+    """``auth.test``: the URL answers, the token is valid, and it has the bot's scopes."""
     if not settings.SLACK_BOT_TOKEN:
         raise Problem("SLACK_BOT_TOKEN is missing")
-    from slack_sdk.errors import SlackClientError
+    from slack_sdk.errors import SlackApiError, SlackClientError
 
+    url = settings.SLACK_API_URL
     try:
         resp = slack_client(settings).auth_test()
-    except SlackClientError as exc:
-        error = getattr(exc, "response", {}) or {}
-        raise Problem(f"auth.test failed ({error.get('error', type(exc).__name__)}): "
-                      "check SLACK_BOT_TOKEN and SLACK_API_URL") from None
-    except OSError as exc:
-        raise Problem(f"cannot reach SLACK_API_URL ({type(exc).__name__})") from None
-    return f"token valid (bot user {resp.get('user_id')}, team {resp.get('team')})"
+    except SlackApiError as exc:
+        error = exc.response.data.get("error") if isinstance(exc.response.data, dict) else None
+        if error:
+            raise Problem(f"auth.test failed ({error}): check SLACK_BOT_TOKEN") from None
+        raise Problem(f"{url} answered HTTP {exc.response.status_code}, not as the Slack API "
+                      "does: check SLACK_API_URL") from None
+    except (SlackClientError, OSError) as exc:   # urllib's URLError is an OSError
+        raise Problem(f"cannot reach {url} ({net.reason(exc)}): check SLACK_API_URL and the "
+                      "network") from None
+    missing = _missing_scopes(resp.headers)
+    if missing:
+        raise Problem(missing)
+    return (f"token valid (bot user {resp.get('user_id')}, team {resp.get('team')}; scopes "
+            f"{', '.join(REQUIRED_SCOPES)})")
+
+
+def _missing_scopes(headers) -> str | None:
+    """What is wrong with the token's scopes, or None. No header: they cannot be checked."""
+    found = next((v for k, v in dict(headers).items() if k.lower() == SCOPES_HEADER), None)
+    if found is None:
+        return (f"auth.test answered without {SCOPES_HEADER}: the bot token's scopes cannot be "
+                "checked (is SLACK_API_URL the Slack API?)")
+    granted = {s.strip() for s in str(found).split(",")}
+    missing = [s for s in REQUIRED_SCOPES if s not in granted]
+    if not missing:
+        return None
+    return (f"the bot token lacks the scope{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}: add {'them' if len(missing) > 1 else 'it'} under OAuth & "
+            "Permissions (or from manifest.yml) and reinstall the app")
 
 
 def check_roles(settings: Settings) -> str:
@@ -126,24 +188,57 @@ def check_smn(settings: Settings) -> str:
     return f"{len(topics)} topics ({names}); pinned certificate valid until {until}"
 
 
-def run(settings: Settings, out=print) -> int:
-    checks: list[Check] = [
-        ("settings", lambda: check_settings(settings)),
-        ("redis", lambda: check_redis(settings)),
-        ("modelarts", lambda: check_modelarts(settings)),
-        ("modelarts-v1", lambda: check_modelarts_v1(settings)),
-        ("slack", lambda: check_slack(settings)),
-        ("roles", lambda: check_roles(settings)),
-        ("smn", lambda: check_smn(settings)),
+def checks(settings: Settings) -> list[Check]:
+    modelarts = ("MODELARTS_",) if settings.uses_aksk else ("MODELARTS_", "REDIS_")
+    return [
+        Check("redis", ("REDIS_",), check_redis),
+        Check("modelarts", modelarts, check_modelarts),
+        Check("modelarts-v1", modelarts, check_modelarts_v1),
+        Check("slack", ("SLACK_BOT_TOKEN", "SLACK_API_URL"), check_slack),
+        Check("roles", ("ROLES_FILE",), check_roles),
+        Check("smn", ("SMN_",), check_smn),
     ]
-    failed = 0
-    for name, check in checks:
+
+
+def run(settings: Settings, out: Callable[[str], None] = print, *,
+        invalid: list[tuple[tuple[str, ...], str]] | None = None) -> int:
+    """Print the table; 1 when a line is FAIL or SKIP. ``invalid``: the settings that did not
+    parse (from ``load_settings_leniently``), each reset to its default in ``settings``."""
+    bad = [(set(names), line) for names, line in invalid or []]
+    reset = {n for names, _ in bad for n in names}   # back to the default: not "missing" too
+    bad += [({name}, line) for name, line in settings.named_problems() if name not in reset]
+    for _, line in bad:
+        out(f"FAIL  settings: {line}")
+    if not bad:
+        out(f"OK    settings: {check_settings(settings)}")
+    failed, skipped = len(bad), 0
+    names = {n for group, _ in bad for n in group}
+    for check in checks(settings):
+        needed = check.needs_any(names)
+        if needed:
+            skipped += 1
+            out(f"SKIP  {check.name}: not checked: {', '.join(needed)} (see settings)")
+            continue
         try:
-            out(f"OK    {name}: {check()}")
+            out(f"OK    {check.name}: {check.run(settings)}")
         except Notice as exc:
-            out(f"WARN  {name}: {exc}")
-        except Problem as exc:
+            out(f"WARN  {check.name}: {exc}")
+        except (Problem, ConfigError) as exc:
             failed += 1
-            out(f"FAIL  {name}: {exc}")
-    out("all checks passed" if not failed else f"{failed} check(s) failed")
-    return 1 if failed else 0
+            out(f"FAIL  {check.name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the table goes on; the type names the cause
+            failed += 1
+            out(f"FAIL  {check.name}: could not run the check ({net.reason(exc)})")
+    if not failed and not skipped:
+        out("all checks passed")
+        return 0
+    out(f"{failed} problem(s), {skipped} check(s) skipped" if skipped else
+        f"{failed} problem(s)")
+    return 1
+
+
+def main(out: Callable[[str], None] = print) -> int:
+    # The table says what failed and why; the libraries' own warnings would only repeat it.
+    logging.disable(logging.WARNING)
+    settings, invalid = load_settings_leniently()
+    return run(settings, out, invalid=invalid)

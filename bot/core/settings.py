@@ -14,12 +14,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.core.errors import ConfigError
 from bot.core.projects import DEFAULT, Project, parse_projects
 
-# Values shipped in .env.example and deploy/kubernetes/secret.yaml: never real credentials.
+# The one list of example values shipped in .env.example and deploy/kubernetes/secret.yaml: none
+# is a real value, and a setting that holds one (or REPLACE_ME anywhere) stops `serve` and fails
+# `doctor`, naming the variable. tests/test_placeholders.py parses both files against it.
 PLACEHOLDERS = frozenset({
     "xoxb-your-bot-token", "your-signing-secret", "xapp-your-app-token", "your-access-key",
-    "your-secret-key", "your-iam-password", "a-long-random-string", "another-long-random-string",
-    "your-project-id", "xoxb-replace_me", "replace_me",
+    "your-secret-key", "your-iam-user", "your-iam-password", "your-account-name",
+    "a-long-random-string", "another-long-random-string", "your-project-id", "xoxb-replace_me",
+    "replace_me",
 })
+PLACEHOLDER_MARK = "replace_me"   # in any value: redis://:REPLACE_ME@host, xoxb-REPLACE_ME...
 SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "MODELARTS_AK",
            "MODELARTS_SK", "MODELARTS_PASSWORD", "ALERTS_TOKEN", "METRICS_TOKEN",
            "REDIS_SENTINEL_PASSWORD")
@@ -66,7 +70,7 @@ def _endpoint(name: str, value: str) -> str:
 
 
 def is_placeholder(value: str) -> bool:
-    return value.strip().lower() in PLACEHOLDERS or "replace_me" in value.lower()
+    return value.strip().lower() in PLACEHOLDERS or PLACEHOLDER_MARK in value.lower()
 
 
 class Settings(BaseSettings):
@@ -312,15 +316,24 @@ class Settings(BaseSettings):
 
     def problems(self, *, need_slack: bool = True) -> list[str]:
         """What stops the bot from serving, one line a problem, each naming its variable."""
+        return [text for _, text in self.named_problems(need_slack=need_slack)]
+
+    def named_problems(self, *, need_slack: bool = True) -> list[tuple[str, str]]:
+        """``problems()`` as (the variable, the line): doctor skips the checks that need it."""
+        return [(_first_name(text), text) for text in self._problems(need_slack=need_slack)]
+
+    def _problems(self, *, need_slack: bool) -> list[str]:
         out: list[str] = []
-        for name in SECRETS:
+        for name in type(self).model_fields:
             value = getattr(self, name)
-            if value is not None and is_placeholder(value.get_secret_value()):
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if not isinstance(text, str) or not is_placeholder(text) or (
+                    name == "MODELARTS_PROJECTS"):     # each project's, below
+                continue
+            if name == "REDIS_URL":
+                out.append("REDIS_URL holds a placeholder (REPLACE_ME): set the real password")
+            else:
                 out.append(f"{name} is a placeholder from the examples: set the real value")
-        if "replace_me" in self.REDIS_URL.lower():
-            out.append("REDIS_URL holds a placeholder (REPLACE_ME): set the real password")
-        if self.MODELARTS_PROJECT_ID and is_placeholder(self.MODELARTS_PROJECT_ID):
-            out.append("MODELARTS_PROJECT_ID is a placeholder from the examples: set the real id")
         if need_slack and not self.SLACK_BOT_TOKEN:
             out.append("SLACK_BOT_TOKEN is missing: set the bot token (xoxb-...)")
         if need_slack and not self.socket_mode and not self.SLACK_SIGNING_SECRET:
@@ -389,14 +402,48 @@ def sentinel_addresses(value: str) -> list[tuple[str, int]]:
     return out
 
 
+_NAME = re.compile(r"\b[A-Z][A-Z0-9_]+\b")
+
+
+def _first_name(text: str) -> str:
+    """The first setting a problem line names (every line starts with one)."""
+    return next((n for n in _NAME.findall(text) if n in Settings.model_fields), "settings")
+
+
+def _invalid(exc: ValidationError) -> list[tuple[tuple[str, ...], str]]:
+    """Each error as (the settings it names, one line naming the first of them once)."""
+    out = []
+    for err in exc.errors(include_input=False, include_url=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        field = ".".join(str(p) for p in err["loc"])
+        named = [n for n in _NAME.findall(msg) if n in Settings.model_fields]
+        names = tuple(dict.fromkeys([field, *named] if field else named))
+        out.append((names, msg if not field or field in msg else f"{field}: {msg}"))
+    return out
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings, turning any validation error into one ConfigError naming the variable."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_input=False, include_url=False):
-            name = ".".join(str(p) for p in err["loc"]) or "settings"
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(msg if not err["loc"] else f"{name}: {msg}")
-        raise ConfigError("; ".join(lines)) from None
+        raise ConfigError("; ".join(line for _, line in _invalid(exc))) from None
+
+
+def load_settings_leniently(**overrides: object
+                            ) -> tuple[Settings, list[tuple[tuple[str, ...], str]]]:
+    """For ``doctor``: the settings with every invalid one set back to its default, and each
+    error as (the settings it names, one line). A reset setting must not be used: doctor skips
+    every check that needs one of them. ConfigError when an error names no setting."""
+    errors: list[tuple[tuple[str, ...], str]] = []
+    reset: dict[str, object] = {}
+    while True:
+        try:
+            return Settings(**{**overrides, **reset}), errors
+        except ValidationError as exc:
+            found = _invalid(exc)
+            fresh = {n for names, _ in found for n in names} - set(reset)
+            if not fresh:
+                raise ConfigError("; ".join(line for _, line in found)) from None
+            errors += found
+            reset.update({n: Settings.model_fields[n].default for n in fresh})

@@ -34,7 +34,7 @@ from bot.flow import lists
 from bot.flow.admission import BUSY, ListSlots, SharedScan
 from bot.flow.stop import StopFlow
 from bot.modelarts.fleet import Source
-from bot.modelarts.models import RUNNING, STOPPABLE_PHASES, Failure, Job
+from bot.modelarts.models import RUNNING, STOPPABLE_PHASES, Failure, Job, v1_retired
 from bot.modelarts.refs import DEFAULT, JobRef
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,7 @@ class Found:
         """The problems that may hide a job: all but a v1 API that does not exist here (404
         APIGW.0101, a region where old-version training is retired)."""
         return [lists.source_problem(api, f) for api, f in self.failures.items()
-                if not (api.endswith("v1") and f.http_status == 404
-                        and f.error_code == "APIGW.0101")]
+                if not (api.endswith("v1") and v1_retired(f))]
 
     @property
     def failed(self) -> bool:

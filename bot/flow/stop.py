@@ -80,7 +80,7 @@ def pending_line(c: Confirmation, ttl: int) -> str:
 
 
 def lookup_failed(ref: JobRef, failure: Failure) -> str:
-    hint = hint_for(failure.error_code)
+    hint = hint_for(failure.error_code, read_only=True)
     status = f" (HTTP {failure.http_status})" if failure.http_status else ""
     text = (f"Could not look up {ref}: `{b.code(failure.error_code)}`{status}: "
             f"{b.escape(failure.error_msg)}. Nothing was stopped.")

@@ -18,6 +18,7 @@ import redis
 import requests
 from pydantic import SecretStr
 
+from bot.core import net
 from bot.core.keys import Keys
 from bot.modelarts import signer
 from bot.modelarts.models import Failure
@@ -182,7 +183,7 @@ class IamTokenAuth:
                                       headers={"Content-Type": "application/json;charset=utf8"},
                                       allow_redirects=False)
         except requests.RequestException as exc:
-            raise _failed(f"IAM could not be reached ({type(exc).__name__})") from None
+            raise _failed(f"IAM could not be reached: {net.reason(exc)}") from None
         redirected = redirect_failure(resp, "IAM", "MODELARTS_IAM_ENDPOINT")
         if redirected:
             raise AuthError(redirected)

@@ -23,7 +23,7 @@ import requests
 from pydantic import SecretStr
 from urllib3.exceptions import NewConnectionError
 
-from bot.core import metrics
+from bot.core import metrics, net
 from bot.core.errors import ConfigError
 from bot.core.projects import Project
 from bot.core.settings import Settings
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 J = TypeVar("J", JobVersion, TrainingJob)
 REFUSED_RETRY_DELAYS = (0.2, 0.5)  # at most two more tries, only when the connect was refused
 SEARCH_LIMIT = 50                  # the largest page training-job-searches gives
+# The operations that change a job; every other call is a look-up (a search is a POST too).
+CHANGES = frozenset({"stop_version", "terminate_job"})
 
 
 class Auth(Protocol):
@@ -188,18 +190,20 @@ class ModelArtsClient:
         """One call, with its token retry; timed for /metrics under ``operation``."""
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
         started = time.monotonic()
-        result, sent = self._attempt(method, path, params, data)
+        read_only = operation not in CHANGES
+        result, sent = self._attempt(method, path, params, data, read_only)
         if _token_rejected(result) and self._auth.invalidate(sent.get(TOKEN_HEADER, "")):
             log.info("ModelArts refused the IAM token (%s); fetching a new one once",
                      result.error_code)
-            result, _ = self._attempt(method, path, params, data)
+            result, _ = self._attempt(method, path, params, data, read_only)
         metrics.observe_modelarts(path[1:3], operation, time.monotonic() - started,
                                   result.error_code if isinstance(result, Failure) else None,
                                   self.name)
         return result
 
     def _attempt(
-        self, method: str, path: str, params: signer.QueryItems, data: bytes | None
+        self, method: str, path: str, params: signer.QueryItems, data: bytes | None,
+        read_only: bool,
     ) -> tuple[_Answer | Failure, dict[str, str]]:
         url = self.endpoint + path
         query = signer.canonical_query(params)
@@ -208,10 +212,10 @@ class ModelArtsClient:
         except AuthError as exc:
             return exc.failure, {}
         full_url = f"{url}?{query}" if query else url
-        return self._send(method, full_url, headers, data), headers
+        return self._send(method, full_url, headers, data, read_only), headers
 
     def _send(self, method: str, url: str, headers: dict[str, str],
-              data: bytes | None) -> _Answer | Failure:
+              data: bytes | None, read_only: bool) -> _Answer | Failure:
         for delay in (*REFUSED_RETRY_DELAYS, None):
             try:
                 resp = self._session.request(method, url, headers=headers, data=data,
@@ -221,9 +225,9 @@ class ModelArtsClient:
                     log.warning("ModelArts refused the connection; trying again in %ss", delay)
                     time.sleep(delay)
                     continue
-                return _transport_failure(method, exc)
+                return _transport_failure(method, exc, read_only)
             except requests.RequestException as exc:
-                return _transport_failure(method, exc)
+                return _transport_failure(method, exc, read_only)
             return _read(resp)
         raise AssertionError("unreachable")  # the last delay is None, which always returns
 
@@ -236,18 +240,26 @@ def _refused(exc: requests.ConnectionError) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
-def _transport_failure(method: str, exc: requests.RequestException) -> Failure:
+def _transport_failure(method: str, exc: requests.RequestException, read_only: bool) -> Failure:
+    """A call that got no answer. A look-up changes nothing, so it only says why; a stop says
+    whether it may have been carried out."""
     kind = type(exc).__name__
+    refused = isinstance(exc, requests.ConnectTimeout) or (
+        isinstance(exc, requests.ConnectionError) and _refused(exc))
+    code = (models.REFUSED if refused else
+            models.TIMEOUT if isinstance(exc, requests.Timeout) else models.TRANSPORT)
+    if read_only:
+        why = "no answer in time" if code == models.TIMEOUT else net.reason(exc)
+        return Failure(code, f"could not reach ModelArts: {why}")
     if isinstance(exc, requests.ConnectTimeout):
-        return Failure(models.REFUSED, f"could not connect to ModelArts in time ({kind}); "
+        return Failure(code, f"could not connect to ModelArts in time ({kind}); "
                        "the request was not sent")
-    if isinstance(exc, requests.ConnectionError) and _refused(exc):
-        return Failure(models.REFUSED, "ModelArts refused the connection; the request was not sent")
-    if isinstance(exc, requests.Timeout):
-        return Failure(models.TIMEOUT, "ModelArts did not answer in time: outcome unknown, "
-                       "check the status")
+    if refused:
+        return Failure(code, "ModelArts refused the connection; the request was not sent")
+    if code == models.TIMEOUT:
+        return Failure(code, "ModelArts did not answer in time: outcome unknown, check the status")
     unknown = ": outcome unknown, check the status" if method != "GET" else ""
-    return Failure(models.TRANSPORT, f"the connection to ModelArts failed ({kind}){unknown}")
+    return Failure(code, f"the connection to ModelArts failed ({kind}){unknown}")
 
 
 def _read(resp: requests.Response) -> _Answer | Failure:
@@ -385,14 +397,16 @@ def _optional_int(value: object) -> int | None:
 
 
 def build_client(
-    settings: Settings, redis: redis.Redis, key_prefix: str,
+    settings: Settings, redis: redis.Redis | None, key_prefix: str,
     session: requests.Session | None = None,
     project: Project | None = None,
 ) -> ModelArtsClient:
     """One project's client (default: the first): AK/SK when MODELARTS_AK is set, else an IAM
     token scoped by that project's id (MODELARTS_PROJECT_NAME overrides it for the one project
-    of the old settings)."""
-    problems = settings.problems(need_slack=False)
+    of the old settings), cached in ``redis`` (which only the IAM token needs: None will do with
+    AK/SK)."""
+    problems = [text for name, text in settings.named_problems(need_slack=False)
+                if name.startswith("MODELARTS_")]
     if problems:
         raise ConfigError("; ".join(problems))
     project = project or settings.projects[0]
@@ -402,6 +416,8 @@ def build_client(
     if settings.uses_aksk and settings.MODELARTS_AK and settings.MODELARTS_SK:
         auth = AkSkAuth(settings.MODELARTS_AK.get_secret_value(), settings.MODELARTS_SK,
                         project.project_id)
+    elif redis is None:
+        raise ConfigError("the IAM token needs Redis (its cache) and none was given")
     else:
         auth = IamTokenAuth(
             settings.MODELARTS_IAM_ENDPOINT or "", settings.MODELARTS_USERNAME or "",

@@ -35,8 +35,12 @@ _HINTS = {
 }
 
 
-def hint_for(error_code: str, http_status: int | None = None) -> str | None:
-    """A hint for ``error_code`` (and the HTTP status, for server errors), or None."""
+def hint_for(error_code: str, http_status: int | None = None, *,
+             read_only: bool = False) -> str | None:
+    """A hint for ``error_code`` (and the HTTP status, for server errors), or None.
+    ``read_only``: the failed call was a look-up, which changed nothing whatever its answer."""
+    if read_only and error_code in (models.TIMEOUT, models.TRANSPORT):
+        return _HINTS[models.REFUSED]
     if error_code in _HINTS:
         return _HINTS[error_code]
     if error_code in TOKEN_CODES:

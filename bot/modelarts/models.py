@@ -139,6 +139,12 @@ class Failure:
         return self.error_code == TIMEOUT
 
 
+def v1_retired(failure: Failure) -> bool:
+    """The answer of a region where old-version (v1) training is retired: every v1 route is
+    gone, 404 ``APIGW.0101``. Any other failure of a v1 call has a cause worth showing."""
+    return failure.http_status == 404 and failure.error_code == "APIGW.0101"
+
+
 @dataclass(frozen=True)
 class StopOutcome:
     is_success: bool

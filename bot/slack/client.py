@@ -8,7 +8,9 @@ connection per call, which against slack.com across an ocean costs a round trip 
 reads it there), a failed connection ``URLError``, a dropped one ``RemoteDisconnected`` or
 ``ConnectionResetError``, a slow answer ``TimeoutError``: so ``ConnectionErrorRetryHandler`` and
 ``RateLimitErrorRetryHandler`` work unchanged. Written against slack_sdk 3.x's
-``BaseClient._perform_urllib_http_request_internal`` (the version is pinned in pyproject.toml).
+``BaseClient._perform_urllib_http_request_internal``; the sync client has no public way to
+change its transport, so tests/test_slack_sdk_contract.py holds that method to the source last
+read, and CI runs it on the newest slack-sdk release (``make contract-slack-sdk``).
 Each method call (retries included) is timed in ``bot.core.metrics`` (``observe_slack``).
 """
 

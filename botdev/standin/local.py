@@ -1,11 +1,13 @@
-"""Running things locally: a free loopback port, a throwaway redis-server, and waiting for a
-server's /healthz. Used by the shell, the tests and the benchmarks."""
+"""Running things locally: a free loopback port, a throwaway redis-server, waiting for a
+server's /healthz, and a dead end (a port that drops or holds every connection). Used by the
+shell, the tests and the benchmarks."""
 
 from __future__ import annotations
 
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 import redis
@@ -58,3 +60,36 @@ def start_redis(port: int, workdir: str, *extra: str, timeout: float = 10.0) -> 
                 time.sleep(0.05)
     finally:
         client.close()
+
+
+class DeadEnd:
+    """A loopback port that accepts each connection, then closes it unanswered once the request
+    arrived (``drop``) or keeps it open and silent (``hold``). ``accepted``: how many came."""
+
+    def __init__(self, mode: str) -> None:
+        if mode not in ("drop", "hold"):
+            raise ValueError("mode is drop or hold")
+        self.mode = mode
+        self.accepted = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._held: list[socket.socket] = []
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:   # closed
+                return
+            self.accepted += 1
+            if self.mode == "drop":
+                conn.recv(65536)
+                conn.close()
+            else:
+                self._held.append(conn)
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self._held:
+            conn.close()

@@ -1,7 +1,9 @@
 """A Slack Web API stand-in: a real HTTP server that records every call and answers like Slack.
 
 Used by the tests, the benchmark and the local shell. It keeps messages so that chat.update edits
-them, can answer 429 with Retry-After per channel, and can refuse channels (not_in_channel).
+them, can answer 429 with Retry-After per channel, and can refuse channels (not_in_channel). Like
+Slack, it sends the token's scopes in ``x-oauth-scopes`` with every answer to a valid token
+(``scopes``: the bot's three by default; None sends no header).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 BOT_USER_ID = "UBOT0000"
 BOT_TOKEN = "xoxb-standin-token"  # noqa: S105 - the stand-in's own fake token
 APP_TOKEN = "xapp-standin-token"  # noqa: S105 - for apps.connections.open (Socket Mode)
+BOT_SCOPES = ("commands", "chat:write", "usergroups:read")   # manifest.yml
 
 
 @dataclass
@@ -51,6 +54,8 @@ class SlackStandIn:
     def __init__(self, tokens: tuple[str, ...] = (BOT_TOKEN,)) -> None:
         self.tokens = set(tokens)
         self.app_tokens = {APP_TOKEN}
+        # What x-oauth-scopes says (set per test); None: no header, as some proxies strip it.
+        self.scopes: tuple[str, ...] | None = BOT_SCOPES
         # What apps.connections.open answers: the ws:// URL of a Socket Mode stand-in.
         self.socket_url: str | None = None
         self.calls: list[Call] = []
@@ -147,6 +152,12 @@ class SlackStandIn:
         token = token or str(params.get("token", ""))
         if token not in (self.app_tokens if method == "apps.connections.open" else self.tokens):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
+        status, body, extra = self._answer_valid(method, params, now)
+        if self.scopes is not None:
+            extra = {**extra, "x-oauth-scopes": ",".join(self.scopes)}
+        return status, body, extra
+
+    def _answer_valid(self, method: str, params: dict, now: float):
         queued = self.failures.get(method)
         if queued:
             status, body = queued.pop(0)
