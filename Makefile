@@ -15,7 +15,7 @@ UV_VERSION ?= 0.13.9
 UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
 	--generate-hashes --quiet --custom-compile-command 'make lock'
 
-.PHONY: install install-runtime test lint shell bench chaos lock lock-upgrade clean
+.PHONY: install install-runtime test lint shell bench chaos lock lock-upgrade pin-base clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ lock: | $(PY)
 
 lock-upgrade:
 	$(MAKE) lock LOCK_ARGS=--upgrade
+
+# The Dockerfile's base image by digest (asks Docker Hub: needs a machine that reaches it).
+pin-base:
+	$(PYTHON) scripts/pin_base_image.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
