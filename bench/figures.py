@@ -34,8 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 FILES = ["README.md", "docs/benchmark.md", "docs/deploy.md", "docs/reliability.md"]
 WIDTH = 100   # the docs' line length
-BLOCK = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)",
-                   re.DOTALL)
+# A marker is a line of its own (one quoted in the text, in backticks, is not a marker).
+BLOCK = re.compile(r"^(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)^(<!-- /figures -->)$",
+                   re.DOTALL | re.MULTILINE)
+OPENING = re.compile(r"^<!-- figures:([\w-]+) -->$", re.MULTILINE)
+CLOSING = re.compile(r"^<!-- /figures -->$", re.MULTILINE)
 
 
 class Block(NamedTuple):
@@ -272,10 +275,7 @@ def rewrite(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
 
 def used(root: Path = ROOT) -> dict[str, list[str]]:
     """file -> the block names it has."""
-    return {f: BLOCK_NAMES.findall((root / f).read_text()) for f in FILES}
-
-
-BLOCK_NAMES = re.compile(r"<!-- figures:([\w-]+) -->")
+    return {f: OPENING.findall((root / f).read_text()) for f in FILES}
 
 
 def main(argv: list[str] | None = None) -> int:

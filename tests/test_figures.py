@@ -23,7 +23,8 @@ class TestCommitted:
     @pytest.mark.parametrize("name", figures.FILES)
     def test_every_marked_block_matches_the_committed_results(self, name):
         text = (ROOT / name).read_text()
-        assert text.count("<!-- figures:") == text.count("<!-- /figures -->") > 0
+        opened, closed = figures.OPENING.findall(text), figures.CLOSING.findall(text)
+        assert len(opened) == len(closed) == len(figures.BLOCK.findall(text)) > 0
         _, changed = figures.rewrite(text)
         assert not changed, f"{name}: {changed} differ from bench/results: python -m bench figures"
 
