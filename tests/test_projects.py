@@ -256,3 +256,34 @@ class TestIam:
         assert emulator.gate.token_issues == 2
         assert not [t for t in responses(slack_api, "U0ONCALL") if "not available" in t]
 
+
+
+class TestDoctor:
+    def test_one_pair_of_lines_per_project_and_the_down_one_named(
+            self, serve_env, emulator, second, tmp_path):
+        from tests.test_doctor import line, run_doctor
+
+        env = {k: v for k, v in serve_env.items()
+               if k not in ("MODELARTS_ENDPOINT", "MODELARTS_PROJECT_ID")}
+        env["MODELARTS_PROJECTS"] = projects(emulator, second)
+        second.close()
+        code, lines = run_doctor(env, tmp_path)
+        assert code == 1
+        assert line(lines, "modelarts bj4").startswith("OK ")
+        assert line(lines, "modelarts-v1 bj4").startswith("OK ")
+        down = line(lines, "modelarts ap3")
+        assert down.startswith("FAIL ") and "refused" in down.lower(), down
+        assert line(lines, "modelarts-v1 ap3").startswith("WARN ")
+
+    def test_iam_one_token_per_project(self, serve_env, emulator, second, tmp_path):
+        from tests.test_doctor import line, run_doctor
+
+        env = {k: v for k, v in serve_env.items() if k not in (
+            "MODELARTS_ENDPOINT", "MODELARTS_PROJECT_ID", "MODELARTS_AK", "MODELARTS_SK")}
+        env.update(MODELARTS_PROJECTS=projects(emulator, second),
+                   MODELARTS_IAM_ENDPOINT=emulator.base_url, MODELARTS_USERNAME=EMULATOR_USERNAME,
+                   MODELARTS_PASSWORD=EMULATOR_PASSWORD, MODELARTS_DOMAIN=EMULATOR_DOMAIN)
+        code, lines = run_doctor(env, tmp_path)
+        for name in ("bj4", "ap3"):
+            assert "its own IAM token" in line(lines, f"modelarts {name}"), lines
+        assert emulator.gate.token_issues == 2

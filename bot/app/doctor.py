@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import redis
@@ -27,6 +28,7 @@ from redis.exceptions import RedisClusterException
 from bot.app.wiring import redis_client, slack_client
 from bot.core import net, redis_conn
 from bot.core.errors import ConfigError
+from bot.core.projects import Project
 from bot.core.settings import Settings, load_settings_leniently
 from bot.flow.roles import load_roles
 from bot.modelarts.client import build_client
@@ -77,18 +79,25 @@ def _reason(exc: Exception) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else "no detail"
 
 
-def check_modelarts(settings: Settings) -> str:
-    """The v2 API (what jobs are today): a search with limit 1. Failing is a failure."""
-    found = _client(settings).search_jobs(limit=1)
-    if isinstance(found, Failure):
-        raise Problem(_failed("v2 job search", found, settings))
-    return "credentials accepted (v2 job search answered)"
+def check_modelarts(settings: Settings, project: Project | None = None) -> str:
+    """The v2 API (what jobs are today): a search with limit 1, in each workspace of the
+    project. Failing is a failure."""
+    client = _client(settings, project)
+    spaces = project.workspaces if project and project.workspaces else (None,)
+    for ws in spaces:
+        found = client.search_jobs(limit=1, workspace=ws)
+        if isinstance(found, Failure):
+            where = f" in workspace {ws}" if ws is not None else ""
+            raise Problem(_failed(f"v2 job search{where}", found, settings))
+    token = "" if settings.uses_aksk else ", its own IAM token"
+    spread = f" in {len(spaces)} workspace(s)" if spaces != (None,) else ""
+    return f"credentials accepted (v2 job search answered{spread}{token})"
 
 
-def check_modelarts_v1(settings: Settings) -> str:
+def check_modelarts_v1(settings: Settings, project: Project | None = None) -> str:
     """The v1 API (old-version jobs): a job list. Failing is only a warning; the answer of a
     region where v1 is retired (404 APIGW.0101) says so, any other failure says its cause."""
-    jobs = _client(settings).list_jobs(per_page=1)
+    jobs = _client(settings, project).list_jobs(per_page=1)
     if isinstance(jobs, Failure) and v1_retired(jobs):
         raise Notice(f"v1 not available here: old-version training is retired in this region "
                      f"({_code(jobs)})")
@@ -97,11 +106,12 @@ def check_modelarts_v1(settings: Settings) -> str:
     return "old-version job list answered"
 
 
-def _client(settings: Settings):
-    if not settings.MODELARTS_ENDPOINT or not settings.MODELARTS_PROJECT_ID:
+def _client(settings: Settings, project: Project | None = None):
+    if not settings.MODELARTS_PROJECTS and (
+            not settings.MODELARTS_ENDPOINT or not settings.MODELARTS_PROJECT_ID):
         raise Problem("not configured: set MODELARTS_ENDPOINT and MODELARTS_PROJECT_ID")
     cache = None if settings.uses_aksk else redis_client(settings)   # the IAM token's cache
-    return build_client(settings, cache, settings.REDIS_KEY_PREFIX)
+    return build_client(settings, cache, settings.REDIS_KEY_PREFIX, project=project)
 
 
 def _code(failure: Failure) -> str:
@@ -190,10 +200,16 @@ def check_smn(settings: Settings) -> str:
 
 def checks(settings: Settings) -> list[Check]:
     modelarts = ("MODELARTS_",) if settings.uses_aksk else ("MODELARTS_", "REDIS_")
+    # One pair of lines per project with MODELARTS_PROJECTS (each its endpoint, its token).
+    several = settings.projects if settings.MODELARTS_PROJECTS else ()
+    sources = [Check("modelarts", modelarts, check_modelarts),
+               Check("modelarts-v1", modelarts, check_modelarts_v1)] if not several else [
+        c for p in several for c in (
+            Check(f"modelarts {p.name}", modelarts, partial(check_modelarts, project=p)),
+            Check(f"modelarts-v1 {p.name}", modelarts, partial(check_modelarts_v1, project=p)))]
     return [
         Check("redis", ("REDIS_",), check_redis),
-        Check("modelarts", modelarts, check_modelarts),
-        Check("modelarts-v1", modelarts, check_modelarts_v1),
+        *sources,
         Check("slack", ("SLACK_BOT_TOKEN", "SLACK_API_URL"), check_slack),
         Check("roles", ("ROLES_FILE",), check_roles),
         Check("smn", ("SMN_",), check_smn),
