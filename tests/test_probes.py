@@ -85,6 +85,18 @@ class TestReadyz:
         assert "could not check or load the bot's Lua scripts (NoPermissionError" in resp.text
         assert resp.text.count("\n") == 1 and PASSWORD not in resp.text
 
+    def test_on_a_cluster_every_master_holds_the_scripts(self, served, redis_cluster):
+        """Each master has its own script cache: one that lost it is loaded again."""
+        server = served(REDIS_URL=redis_cluster.url, REDIS_CLUSTER=True)
+        shas = [s.sha for s in redis_conn.registered(server.bot.redis)]
+        assert get(server, "/readyz").status_code == 200
+        last = redis.Redis(port=redis_cluster.ports[-1])
+        last.script_flush()
+        assert not any(last.script_exists(*shas))
+        assert get(server, "/readyz").status_code == 200
+        for port in redis_cluster.ports:
+            assert all(redis.Redis(port=port).script_exists(*shas))
+
     def test_post_is_refused(self, served):
         server = served()
         assert server.http.post(server.url + "/readyz", timeout=5).status_code == 405

@@ -55,7 +55,7 @@ class Dispatcher:
         (bot.alerts.lookup); it never raises. ``outage``: the bot's shared one (bot.core.outage:
         one line per Redis outage, not one per thread and retry); None: the dispatcher's own."""
         self.prepare = prepare
-        self.outage = outage or Outage("Redis")
+        self.outage = outage or Outage()
         self.queue = queue
         self.slack = slack
         self.pace_ms = math.ceil(pace_seconds * 1000)

@@ -51,7 +51,7 @@ class Master(Arbiter):
     """gunicorn's arbiter; SIGHUP and a poll between signals keep the roles file current."""
 
     def handle_hup(self) -> None:
-        self.app.roles.check(forced=True)
+        self.check_roles(forced=True)
         self.log.info("SIGHUP: the master holds the roles file sha256 %s; every worker re-reads "
                       "it", self.app.roles.loaded.sha256[:12])
         for pid in list(self.WORKERS):
@@ -59,8 +59,14 @@ class Master(Arbiter):
 
     def manage_workers(self) -> None:
         if self.app.roles.due():
-            self.app.roles.check()
+            self.check_roles()
         super().manage_workers()
+
+    def check_roles(self, forced: bool = False) -> None:
+        try:
+            self.app.roles.check(forced)
+        except Exception:  # noqa: BLE001 - the master must outlive a bug in one check
+            self.log.exception("roles file: unexpected error; the one in use is kept")
 
 
 class Server(BaseApplication):

@@ -34,8 +34,10 @@ def unreachable(exc: BaseException) -> bool:
 
 
 class Outage:
-    def __init__(self, where: str, logger: logging.Logger = log) -> None:
+    def __init__(self, where: str = "", logger: logging.Logger = log) -> None:
+        """``where``: host:port (bot.core.redis_conn.where); "" when not known."""
         self.where = where
+        self.name = f"Redis at {where}" if where else "Redis"
         self.log = logger
         self.down_since: float | None = None   # monotonic; None while Redis answers
         self.failures = 0                      # failed calls in the current (or last) outage
@@ -56,8 +58,8 @@ class Outage:
             if self.down_since is not None:
                 return True
             self.down_since, self.failures = time.monotonic(), 1
-        self.log.warning("Redis at %s is not answering (%s); background work waits for it",
-                         self.where, type(exc).__name__,
+        self.log.warning("%s is not answering (%s); background work waits for it",
+                         self.name, type(exc).__name__,
                          extra={"redis": self.where, "error": type(exc).__name__, "loop": who})
         return True
 
@@ -70,7 +72,7 @@ class Outage:
                 return
             seconds, self.down_since = time.monotonic() - self.down_since, None
             failures = self.failures
-        self.log.info("Redis at %s answers again, after %.1f s and %d failed calls",
-                      self.where, seconds, failures,
+        self.log.info("%s answers again, after %.1f s and %d failed calls",
+                      self.name, seconds, failures,
                       extra={"redis": self.where, "outage_seconds": round(seconds, 1),
                              "failures": failures})

@@ -26,7 +26,7 @@ class Poller:
         ``outage``: the bot's shared one (None: this poller's own)."""
         self.name = name
         self.step = step
-        self.outage = outage or Outage("Redis")
+        self.outage = outage or Outage()
         self._halt = threading.Event()
         self._threads: list[threading.Thread] = []
 

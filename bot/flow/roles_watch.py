@@ -82,8 +82,8 @@ class RolesWatch:
     def __init__(self, path: str, loaded: Loaded, apply: Callable[[Roles], None] | None = None,
                  *, every: float = POLL_SECONDS, record: bool = True, quiet: bool = False) -> None:
         """``apply(roles)``: put a new file in use (RoleChecker.use). ``record``: keep the
-        metrics; ``quiet``: loads and refusals at debug level (both False in the gunicorn master,
-        which serves nothing: its workers tell)."""
+        metrics; ``quiet``: loads and refusals at debug level (the gunicorn master: no metrics,
+        quiet, since it serves nothing and its workers tell)."""
         self.path = path
         self.loaded = loaded
         self.apply = apply
