@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 import redis
 
 from bot.core.outage import Outage
+from tests.plugins.slack import wait_until
 
 
 def script_calls(url: str) -> int:
@@ -51,12 +51,7 @@ def logged():
 
 
 def wait_for(check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached before the deadline")
-        time.sleep(0.05)
-    return got
+    return wait_until(check, timeout)
 
 
 class TestUnderRunningLoops:

@@ -10,7 +10,6 @@ import requests
 from bot.app.serve import application
 from bot.app.socket_mode import side_wsgi
 from bot.app.web import routes
-from bot.app.wiring import create_bot
 from bot.core import redis_conn
 from tests.plugins.slack import BotServer
 
@@ -18,20 +17,11 @@ PASSWORD = "redis-pw-6e1f0b93c2"  # noqa: S105 - distinctive, so leaks can be gr
 
 
 @pytest.fixture
-def served(bot_settings, slack_api):
+def served(make_bot):
     """A bot served as ``serve`` composes it (bot.app.serve.application)."""
-    servers: list[BotServer] = []
-
     def make(wrap=application, **overrides) -> BotServer:
-        bot = create_bot(bot_settings(**overrides), session=requests.Session())
-        server = BotServer(wrap(bot), slack_api)
-        server.bot = bot
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
+        return make_bot(wrap=wrap, **overrides)
+    return make
 
 
 def get(server: BotServer, path: str) -> requests.Response:

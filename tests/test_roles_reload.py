@@ -24,7 +24,7 @@ from bot.flow.roles_watch import RolesWatch, load
 from bot.modelarts.refs import V1Job
 from botdev.standin.local import free_port, wait_healthy
 from botdev.standin.signing import slack_headers
-from tests.plugins.slack import ROLES, SIGNING_SECRET, responses, start_serve
+from tests.plugins.slack import ROLES, SIGNING_SECRET, responses, start_serve, wait_until
 from tests.test_stop_flow import request_message
 
 JOB, VERSION = 182626, 278813          # team-a-resnet, RUNNING: U0ALICE's role allows it
@@ -63,12 +63,7 @@ def refused_total() -> float:
 
 
 def wait_for(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached before the deadline")
-        time.sleep(0.05)
-    return got
+    return wait_until(check, timeout)
 
 
 class TestWatch:

@@ -91,6 +91,16 @@ class BotServer:
                           message.ts, message.blocks, **kwargs)
 
 
+def wait_until(check, timeout: float = 30.0):
+    """``check()``'s first truthy value, polled every 50 ms; AssertionError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError("not reached before the deadline")
+        time.sleep(0.05)
+    return got
+
+
 def button_value(message: Message, action_id: str) -> str:
     for block in message.blocks or []:
         for element in block.get("elements", []) if block.get("type") == "actions" else []:
@@ -150,9 +160,10 @@ def make_bot(bot_settings, slack_api):
 
     servers: list[BotServer] = []
 
-    def make(**overrides) -> BotServer:
+    def make(wrap=None, **overrides) -> BotServer:
+        """``wrap(bot)``: the WSGI app to serve (default: ``create_wsgi``)."""
         bot = create_bot(bot_settings(**overrides), session=requests.Session())
-        server = BotServer(create_wsgi(bot), slack_api)
+        server = BotServer((wrap or create_wsgi)(bot), slack_api)
         server.bot = bot
         servers.append(server)
         return server
