@@ -65,6 +65,13 @@ class AlertHooks(Protocol):
     def show(self, c: Confirmation, line: str) -> None:
         """Show ``line`` as the alert's outcome (its Stop button goes)."""
 
+class HomeHook(Protocol):
+    """The Home tab (bot.flow.home), as the flow sees it."""
+
+    def refresh(self, user: str) -> None:
+        """Publish ``user``'s Home tab again, later; never raises, never waits."""
+
+
 REDIS_DOWN = ("I can't reach my state store (Redis), so I can't keep a confirmation. "
               "Nothing was stopped. Try again in a moment.")
 INVITE = ("I'm not in this channel, so I can't post the confirmation here. "
@@ -102,6 +109,9 @@ class StopFlow:
         self.alerts = alerts
         self.owed = owed
         self.side = side or ThreadPoolExecutor(8, thread_name_prefix="flow-side")
+        # The Home tab, refreshed after each outcome; set by bot/app/wiring.py once it exists
+        # (it reads the running jobs through the Finder, which is built on this flow).
+        self.home: HomeHook | None = None
 
     # -- /modelarts status ------------------------------------------------------------------
     def status(self, user: str, ref: JobRef, notify: Notify) -> None:
@@ -361,6 +371,8 @@ class StopFlow:
                 self.alerts.show(c, b.already_line(already.state))
             else:
                 self.alerts.stop_reported(c, user, outcome)
+        if self.home:
+            self.home.refresh(c.requester)
 
     def cancel(self, click: Click) -> None:
         """The Cancel button: ``click.value`` is the confirmation's id."""
