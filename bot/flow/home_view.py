@@ -221,7 +221,9 @@ def place(channel: str) -> str:
 def decisions_text(user: str, entries: list[Entry]) -> str:
     if not entries:
         return "*Your last decisions:* none in the audit trail yet."
-    lines = [f"*Your last {lists.plural(len(entries), 'decision')}*, newest first (UTC):"]
+    n = len(entries)
+    lines = [f"*Your last {n} decisions*, newest first (UTC):" if n > 1 else
+             "*Your last decision* (UTC):"]
     lines += [decision_line(user, e) for e in entries[:LAST_DECISIONS]]
     return lists.fit("\n".join(lines), lists.MAX_SECTION)
 
