@@ -313,3 +313,18 @@ class TestSocketMode:
         assert {e["text"]["text"].split("*")[1] for e in stop_entries(view.blocks)} == TEAM_A
         assert "U0BOB" not in slack_api.views
 
+
+
+def test_the_manifest_turns_the_home_tab_on_and_subscribes_to_the_one_event_the_edge_takes():
+    from pathlib import Path
+
+    import yaml
+
+    from bot.slack.guard import HOME_EVENT
+
+    manifest = yaml.safe_load((Path(__file__).parent.parent / "manifest.yml").read_text())
+    home = manifest["features"]["app_home"]
+    assert home["home_tab_enabled"] is True and home["messages_tab_enabled"] is True
+    events = manifest["settings"]["event_subscriptions"]
+    assert events["bot_events"] == [HOME_EVENT]
+    assert events["request_url"] == manifest["settings"]["interactivity"]["request_url"]

@@ -136,7 +136,7 @@ class Seen:
     globs: dict[str, tuple[str, ...]]                  # role -> job globs
     jobs: list[Job] = field(default_factory=list)      # running, the user may stop, newest first
     hidden: int = 0                                    # running, another role's
-    stopping: int = 0                                  # the user's, being stopped: not listed
+    stopping: int = 0                                  # being stopped (anyone's): not listed
     locked: frozenset[str] = frozenset()               # keys of protected jobs
     partial: bool = False
     problems: Sequence[str] = ()                       # sources that could not be read
@@ -190,9 +190,8 @@ def jobs_blocks(seen: Seen) -> list[dict]:
                "*No running job you may stop.*")
     notes = [*seen.problems]
     if seen.stopping:
-        notes.insert(0, f"{lists.plural(seen.stopping, 'job')} you asked to stop "
-                        f"{'is' if seen.stopping == 1 else 'are'} not listed while "
-                        f"{'it stops' if seen.stopping == 1 else 'they stop'}.")
+        notes.insert(0, f"{lists.plural(seen.stopping, 'job')} being stopped "
+                        f"{'is' if seen.stopping == 1 else 'are'} not listed.")
     _, out = lists.job_list(seen.jobs, seen.hidden, heading=heading, problems=notes,
                             more="use `/modelarts list` with a filter", partial=seen.partial,
                             locked=seen.locked)
@@ -206,9 +205,11 @@ def requests_text(requests: list[Request]) -> str:
     for r in sorted(requests, key=lambda r: r.claim.at, reverse=True)[:MAX_REQUESTS]:
         name = f"*{b.escape(lists.short_name(r.name))}* " if r.name else ""
         state = STATES.get(r.claim.state, words(r.claim.state))
-        where = "" if r.claim.state == "stopping" else f" {place(r.claim.channel)}"
-        lines.append(f"• {name}(`{b.code(r.key)}`): {state}{where}, asked at "
-                     f"{b.hhmm(r.claim.at)}, open until {b.hhmm(r.until)}")
+        asked = f"asked at {b.hhmm(r.claim.at)}"
+        if r.claim.state != "stopping":   # a stop's claim lasts until its watch ends
+            state += f" {place(r.claim.channel)}"
+            asked += f", open until {b.hhmm(r.until)}"
+        lines.append(f"• {name}(`{b.code(r.key)}`): {state}, {asked}")
     if len(requests) > MAX_REQUESTS:
         lines.append(f"and {len(requests) - MAX_REQUESTS} more.")
     return lists.fit("\n".join(lines), lists.MAX_SECTION)

@@ -11,7 +11,9 @@ report.
     stop refused ──▶ look up once more: stopping or ended ──▶ "already", followed like a stop
         │ still running ──▶ a failure, and the claim is released
 
-Every method runs after the Slack ack. ``notify`` sends an ephemeral message to the user.
+Every method runs after the Slack ack. ``notify`` sends an ephemeral message to the user (a
+message in their DM for a Stop pressed on the Home tab). Once an outcome is reported, the
+requester's Home tab is published again (``home``, bot.flow.home).
 """
 
 from __future__ import annotations
