@@ -61,6 +61,9 @@ SLACK = ("https://hooks.slack.com/", "https://slack.com/")   # Settings.response
 CMD = {"command": "/modelarts", "user_id": "U1", "channel_id": "C1",
        "response_url": "https://hooks.slack.com/commands/T1/1/x"}
 CLICK = {"type": "block_actions", "actions": [{"action_id": "a"}], "user": {"id": "U1"}}
+HOME = {"type": "event_callback", "team_id": "T1", "api_app_id": "A1",
+        "event": {"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home",
+                  "event_ts": "1.2"}}
 
 
 class TestRefusal:
@@ -88,6 +91,14 @@ class TestRefusal:
          "types Slack sends"),
         ({**CLICK, "message": {"blocks": json.loads(nested(MAX_DEPTH))}}, "nested deeper"),
         ({"type": "event_callback", "event": json.loads(nested(MAX_DEPTH))}, "nested deeper"),
+        ({"type": "event_callback"}, "event object"),
+        ({"type": "event_callback", "event": "app_home_opened"}, "event object"),
+        ({"type": "event_callback", "event": {"user": "U1"}}, "event object"),
+        ({**HOME, "event": {"type": "app_home_opened"}}, "user id"),
+        ({**HOME, "event": {"type": "app_home_opened", "user": ["U1"]}}, "user id"),
+        ({**HOME, "event": {"type": "app_home_opened", "user": "U" * 201}}, "user id"),
+        ({**HOME, "event": {**HOME["event"], "channel": {"id": "D1"}}}, "channel"),
+        ({**HOME, "event": {**HOME["event"], "tab": 1}}, "tab"),
     ])
     def test_a_body_slack_never_sends_is_a_400_that_names_what_is_wrong(self, body, says):
         got = refusal(body, response_urls=SLACK)
@@ -95,7 +106,6 @@ class TestRefusal:
 
     @pytest.mark.parametrize("body", [
         {},
-        {"type": "event_callback", "event": {"type": "app_mention", "user": "U1"}},
         {"type": "view_submission", "view": {"type": "modal", "callback_id": "v"}},
         {"type": "shortcut", "callback_id": "x", "user": {"id": "U1"}},
         {"type": "interactive_message", "callback_id": "x", "actions": [{"name": "n"}]},
@@ -105,7 +115,19 @@ class TestRefusal:
         assert refusal(body, response_urls=SLACK).status == 404
 
     @pytest.mark.parametrize("body", [
-        CMD, CLICK, {**CMD, "response_url": "https://slack.com/api/x"},
+        {"type": "event_callback", "event": {"type": "app_mention", "user": "U1"}},
+        {"type": "event_callback", "event": {"type": "message", "subtype": "bot_message"}},
+        {**HOME, "event": {"type": "app_home_open", "user": "U1"}},
+    ])
+    def test_an_event_of_another_type_is_a_200_that_goes_no_further(self, body):
+        """Slack retries an event answered otherwise (and at last turns the events off)."""
+        got = refusal(body, response_urls=SLACK)
+        assert got.status == 200 and got.ignored
+
+    @pytest.mark.parametrize("body", [
+        CMD, CLICK, {**CMD, "response_url": "https://slack.com/api/x"}, HOME,
+        {**HOME, "event": {"type": "app_home_opened", "user": "U1"}},
+        {**HOME, "event": {**HOME["event"], "view": {"type": "home", "blocks": []}}},
         {**CMD, "team_id": "T1", "enterprise_id": "E1", "text": "stop 1 2"},
         {**CLICK, "team": {"id": "T1"}, "channel": {"id": "C1"}, "message": {"blocks": [
             {"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": [
@@ -220,6 +242,19 @@ class TestOverHttp:
         resp = post_raw(bot, raw.encode(), "application/json")
         assert resp.status_code == 200 and resp.json() == {"challenge": "c-123"}
         assert post_raw(bot, b"ssl_check=1&token=x").status_code == 200
+
+    def test_app_home_opened_goes_through_and_other_events_are_a_200(self, make_bot,
+                                                                     slack_api, emulator):
+        bot = make_bot()
+        other = {**HOME, "event": {"type": "member_joined_channel", "user": "U0ALICE"}}
+        resp = post_raw(bot, json.dumps(other).encode(), "application/json")
+        assert resp.status_code == 200 and resp.text.startswith("ignored")
+        bad = {**HOME, "event": {"type": "app_home_opened", "user": 5}}
+        assert post_raw(bot, json.dumps(bad).encode(), "application/json").status_code == 400
+        home = {**HOME, "event": {**HOME["event"], "user": "U0ALICE", "channel": "D0ALICE"}}
+        assert post_raw(bot, json.dumps(home).encode(), "application/json").status_code == 200
+        slack_api.wait_for(lambda: slack_api.views.get("U0ALICE"))
+        assert "U0ALICE" in slack_api.views and len(slack_api.views) == 1
 
     def test_the_valid_command_still_works(self, make_bot, slack_api):
         resp = make_bot().post(urlencode(command_form(slack_api, "help")))

@@ -34,6 +34,8 @@ def bad_envelopes(slack_api) -> list[tuple[str, object]]:
         ("interactive", {"type": "block_actions", "user": {"id": "U0ONCALL"},
                          "actions": [{"action_id": "x", "value": deep(500)}]}),
         ("events_api", {"type": "event_callback", "event": "app_mention"}),
+        ("events_api", {"type": "event_callback",
+                        "event": {"type": "app_home_opened", "user": ["U0ONCALL"]}}),
     ]
 
 
@@ -60,6 +62,19 @@ class TestSocketModeGuard:
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert not [a for a in socket_slack.acks if a.get("envelope_id") in bad]
         assert not slack_api.calls_to("chat.postMessage") and stops(emulator) == 0
+
+    def test_an_event_of_another_type_is_acked_and_goes_no_further(
+            self, socket_bot, socket_slack, slack_api, caplog):  # noqa: F811
+        """Acked (the socket's 2xx: Slack would send it again), and nothing runs."""
+        caplog.set_level(logging.INFO)
+        sent = socket_slack.send("events_api", {
+            "type": "event_callback", "team_id": "T0STANDIN",
+            "event": {"type": "app_mention", "user": "U0ONCALL", "text": "stop it"}})
+        assert socket_slack.ack(sent)["envelope_id"] == sent
+        assert wait_until(lambda: [r for r in caplog.records
+                                   if "ignored a Socket Mode envelope" in r.message])
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not slack_api.views and not slack_api.calls_to("chat.postMessage")
 
     def test_the_reason_is_logged_and_no_payload_value_is(self, socket_bot, socket_slack,  # noqa: F811
                                                            slack_api, caplog):

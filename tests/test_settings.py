@@ -126,7 +126,7 @@ class TestEmptyIsUnset:
         from bot.slack.app import create_app
 
         rest = dict(response_urls=None, socket_mode=False, alert_ids=None, later=None,
-                    finder=None, history=None)
+                    finder=None, history=None, home=None)
         with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
             create_app(None, None, None, **rest)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):

@@ -194,7 +194,45 @@ def test_event_is_published_through_smn_and_its_alert_has_a_stop_button(redis_ur
         out, "U0YOU> /event JobHanged no-such-job")
 
 
+def test_home_shows_the_tab_and_its_stop_leads_to_a_stop_in_the_dm(redis_url, tmp_path):
+    """``/home`` opens the Home tab (a signed app_home_opened); its first Stop asks in the DM,
+    the confirm stops, and the tab is published again with the decision in plain words."""
+    done = shell("/home\n1\n10\n/as U0NOBODY\n/home\n", redis_url, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    home = after(out, "U0YOU> /home")
+    assert "Home tab of @U0YOU:" in home
+    assert "*You are @U0YOU to ModelArts Bot*, holding:" in home
+    assert "• `oncall` (directly): `*`" in home
+    assert "*9 running jobs you may stop:*" in home and "[1] Stop" in home
+    assert ":lock: *team-a-llama-sft*" in home and "*Your open requests:* none." in home
+    asked = after(out, "U0YOU> 1")
+    assert "#1 in D0YOU:" in asked and "asks to stop ap3 · *team-b-yolov8*" in asked
+    assert "[10] Confirm stop   [11] Cancel" in asked
+    assert "waiting for your confirmation in the bot's Messages tab" in asked
+    stopped = after(out, "U0YOU> 10")
+    assert "Stop requested for" in stopped and "Home tab of @U0YOU:" in stopped
+    assert "*stop requested* · team-b-yolov8" in stopped and "stop_requested" not in stopped
+    nobody = after(out, "U0NOBODY> /home")
+    assert "You are in no role: ask the platform team." in nobody
+    assert "team-" not in nobody and "Stop" not in nobody
+
+
 class TestRender:
+    def test_a_published_home_tab_numbers_its_buttons_and_a_new_one_replaces_them(self):
+        t = Transcript()
+        view = {"type": "home", "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": "*x* (id)"},
+             "accessory": {"type": "button", "action_id": "modelarts_stop_request:0",
+                           "value": "v2:abc", "text": {"type": "plain_text", "text": "Stop"}}}]}
+        first = t.render("views.publish", {"user_id": "U1", "view": view},
+                         {"ok": True, "view": {"id": "V1"}}, "U1")
+        assert first == ["Home tab of @U1:", "   *x* (id)   [1] Stop"]
+        assert t.button(1).home and t.button(1).ts == "V1" and t.button(1).value == "v2:abc"
+        again = t.render("views.publish", {"user_id": "U1", "view": view},
+                         {"ok": True, "view": {"id": "V1"}}, "U1")
+        assert again[-1].endswith("[2] Stop") and t.button(1) is None
+
     def test_mrkdwn_mentions_links_and_escapes(self):
         assert mrkdwn("<@U1> see <https://x.test/a|the graph> &lt;b&gt; &amp;") == \
             "@U1 see the graph (https://x.test/a) <b> &"

@@ -5,6 +5,10 @@ The client is slack_sdk's built-in one (standard library only, no extra dependen
 Bolt's Socket Mode adapter: each envelope goes through the same ``App`` as an HTTP request, and
 its ack goes back over the socket with the envelope id.
 
+Events: the Home tab's ``app_home_opened`` comes as an ``events_api`` envelope through the same
+guard (bot/slack/guard.py) and listener as over HTTP; an event of any other type is acked and
+goes no further, as HTTP answers it 200.
+
 Re-deliveries: Slack re-sends an envelope it believes was not acked (``retry_attempt`` > 0).
 Each one runs the listener again; what keeps that harmless is the stop flow itself: a confirm
 click consumes its confirmation in one atomic Redis step, so a second delivery of the same click

@@ -91,7 +91,10 @@ def slack_events(app: App, raw: bytes, environ: dict, start_response: Callable
     # no response_urls and gets the parsed request as it is (and checks its signature itself).
     urls = getattr(app, "response_urls", None)
     refused = guard.admit(got, response_urls=urls) if urls is not None else None
-    if refused:
+    if refused and refused.ignored:
+        log.info("ignored a request: %s", refused.reason)
+        response = BoltResponse(status=refused.status, body=f"ignored: {refused.reason}")
+    elif refused:
         log.warning("refused a request: %s", refused.reason)
         response = BoltResponse(status=refused.status, body=f"refused: {refused.reason}")
     else:

@@ -29,6 +29,7 @@ from bot.flow.claims import HOLD_MARGIN
 from bot.flow.confirmations import ConfirmationStore
 from bot.flow.finder import Finder
 from bot.flow.history import History
+from bot.flow.home import Home
 from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker, Roles
 from bot.flow.roles_watch import Loaded, RolesWatch, load
@@ -55,6 +56,7 @@ class Bot:
     watches: Watches | None = None
     outage: Outage | None = None
     roles_watch: RolesWatch | None = None
+    home: Home | None = None
 
     def start_background(self) -> None:
         """Start the alert dispatcher threads, the owed-replies recovery, the watches and the
@@ -77,6 +79,8 @@ class Bot:
             self.watches.stop()
         if self.roles_watch:
             self.roles_watch.stop()
+        if self.home:
+            self.home.close()
         self.modelarts.close()
 
 
@@ -138,15 +142,19 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     flow = StopFlow(SlackOut(slack), modelarts, checker, store, messages, owed)
     finder = Finder(flow, slots=ListSlots(settings.LISTS_PER_USER, settings.LISTS_MAX_CONCURRENT),
                     share_seconds=settings.LIST_SHARE_SECONDS)
+    # The Home tab reads the running jobs through the finder's shared scan; the flow refreshes
+    # it after each outcome.
+    home = Home(finder, store.claims, audit, SlackOut(slack), redis, prefix)
+    flow.home = home
     secret = settings.SLACK_SIGNING_SECRET
     app = create_app(flow, slack, secret.get_secret_value() if secret else None,
                      response_urls=settings.response_url_prefixes,
                      socket_mode=settings.socket_mode, alert_ids=messages.target,
                      later=Later(stop_workers=settings.STOP_WORKERS,
                                  lookup_workers=settings.LOOKUP_WORKERS),
-                     finder=finder, history=History(checker, audit))
+                     finder=finder, history=History(checker, audit), home=home)
     # Alerts asking for a look-up (by id, by name) get it just before their post.
     dispatcher = Dispatcher(alerts, alert_out, pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS,
                             prepare=JobLookup(modelarts, finder), outage=outage)
     return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed, watches,
-               outage, watch)
+               outage, watch, home)

@@ -58,6 +58,11 @@ class Keys:
         zset job key -> until (Redis ms)."""
         return [f"{self.flow}claim", f"{self.flow}claim-index"]
 
+    def home_dm(self, user: str) -> str:
+        """The channel of a user's direct messages with the bot, from their last
+        app_home_opened (bot.flow.home): where a Stop pressed on the Home tab asks to confirm."""
+        return f"{self.flow}home-dm:{user}"
+
     def usergroup(self, group: str) -> str:
         """Cached members of a Slack usergroup."""
         return f"{self.flow}usergroup:{group}"

@@ -222,6 +222,24 @@ class Audit:
                 return
             start = "(" + _text(got[-1][0])
 
+    def newest_of(self, user: str, want: int, bound: int = HISTORY_SCAN,
+                  first: int = 200) -> list[Entry]:
+        """The ``want`` newest entries about ``user`` (as the user or the requester), newest
+        first, from at most ``bound`` of the newest entries: ``first`` in the first call (most
+        Home tabs need no more), then BATCH a call, stopping once ``want`` are found."""
+        out: list[Entry] = []
+        end, read = "+", 0
+        while read < bound and len(out) < want:
+            count = min(first if not read else BATCH, bound - read)
+            got = self.redis.xrevrange(self.key, end, "-", count=count)
+            read += len(got)
+            out += [e for e in (_entry(raw_id, raw) for raw_id, raw in got)
+                    if user in (e.get("user"), e.get("requester"))]
+            if len(got) < count:
+                break
+            end = "(" + _text(got[-1][0])
+        return out[:want]
+
     def newest(self, bound: int = HISTORY_SCAN) -> tuple[list[Entry], bool]:
         """Up to ``bound`` newest entries, oldest first; True when that is the whole stream."""
         out: list[Entry] = []

@@ -129,6 +129,20 @@ class Claims:
     def release(self, ref: JobRef, cid: str) -> None:
         self._release(keys=self.keys, args=[ref.key, cid])
 
+    def live(self, now: float) -> dict[str, tuple[Claim, float]]:
+        """Every live claim: job key -> (claim, until in epoch s). One HGETALL of the hash,
+        O(open requests of all users): it holds only requests still open (each goes with its
+        request, an expired one by the next claim's prune), so tens, not thousands. For the
+        Home tab (bot.flow.home), which filters by requester."""
+        out = {}
+        for job, raw in self.redis.hgetall(self.keys[0]).items():
+            data = json.loads(raw)
+            until = float(data["until"]) / 1000
+            if until > now:
+                key = job.decode() if isinstance(job, bytes) else job
+                out[key] = (Claim.from_json(raw), until)
+        return out
+
     def get(self, ref: JobRef, now: float) -> Claim | None:
         """The job's live claim (``now``: epoch s, this process's clock), or None."""
         raw = self.redis.hget(self.keys[0], ref.key)

@@ -13,7 +13,9 @@ class Click:
     ``ts``: the clicked message's; ``blocks``: its blocks (None when Slack sent none);
     ``notify``: an ephemeral message to the clicker; ``ephemeral``: the button sits on an
     ephemeral message (a list answer: nothing to thread under or edit); ``thread``: the thread
-    of a clicked reply, when it is not the message itself."""
+    of a clicked reply, when it is not the message itself; ``home``: the button sits on the
+    Home tab (no message at all: ``channel`` is the clicker's DM with the bot, "" when the view
+    did not say, and ``ts`` the view's id)."""
 
     user: str
     value: str
@@ -23,3 +25,4 @@ class Click:
     notify: Callable[[str], None]
     ephemeral: bool = False
     thread: str | None = None
+    home: bool = False

@@ -193,6 +193,23 @@ class RoleChecker:
         groups = list(roles.usergroups)
         return any(user_id in members for members in self._members(groups))
 
+    def held(self, user_id: str) -> list[tuple[str, str | None]]:
+        """Every role the user holds, with how: (role, None) held directly, (role, group id)
+        through a usergroup (one MGET of the cache for all groups, Slack for the misses). For
+        the Home tab (bot.flow.home); a role held both ways is listed once, directly."""
+        roles = self.roles
+        out: list[tuple[str, str | None]] = [(r, None) for r in roles.users.get(user_id, ())]
+        seen = {role for role, _ in out}
+        groups = list(roles.usergroups)
+        for group, members in zip(groups, self._members(groups), strict=True):
+            if user_id not in members:
+                continue
+            for role in roles.usergroups[group]:
+                if role not in seen:
+                    seen.add(role)
+                    out.append((role, group))
+        return out
+
     def may_stop_any(self, user_id: str) -> bool:
         """True when a role the user holds, directly or through a usergroup, names at least one
         job glob; otherwise the user is unmapped: they may stop nothing, whatever the job."""

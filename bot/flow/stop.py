@@ -11,7 +11,9 @@ report.
     stop refused ──▶ look up once more: stopping or ended ──▶ "already", followed like a stop
         │ still running ──▶ a failure, and the claim is released
 
-Every method runs after the Slack ack. ``notify`` sends an ephemeral message to the user.
+Every method runs after the Slack ack. ``notify`` sends an ephemeral message to the user (a
+message in their DM for a Stop pressed on the Home tab). Once an outcome is reported, the
+requester's Home tab is published again (``home``, bot.flow.home).
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ class AlertHooks(Protocol):
     def show(self, c: Confirmation, line: str) -> None:
         """Show ``line`` as the alert's outcome (its Stop button goes)."""
 
+class HomeHook(Protocol):
+    """The Home tab (bot.flow.home), as the flow sees it."""
+
+    def refresh(self, user: str) -> None:
+        """Publish ``user``'s Home tab again, later; never raises, never waits."""
+
+
 REDIS_DOWN = ("I can't reach my state store (Redis), so I can't keep a confirmation. "
               "Nothing was stopped. Try again in a moment.")
 INVITE = ("I'm not in this channel, so I can't post the confirmation here. "
@@ -102,6 +111,9 @@ class StopFlow:
         self.alerts = alerts
         self.owed = owed
         self.side = side or ThreadPoolExecutor(8, thread_name_prefix="flow-side")
+        # The Home tab, refreshed after each outcome; set by bot/app/wiring.py once it exists
+        # (it reads the running jobs through the Finder, which is built on this flow).
+        self.home: HomeHook | None = None
 
     # -- /modelarts status ------------------------------------------------------------------
     def status(self, user: str, ref: JobRef, notify: Notify) -> None:
@@ -361,6 +373,8 @@ class StopFlow:
                 self.alerts.show(c, b.already_line(already.state))
             else:
                 self.alerts.stop_reported(c, user, outcome)
+        if self.home:
+            self.home.refresh(c.requester)
 
     def cancel(self, click: Click) -> None:
         """The Cancel button: ``click.value`` is the confirmation's id."""

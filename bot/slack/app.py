@@ -12,10 +12,12 @@ from slack_sdk.signature import SignatureVerifier
 from bot.core.errors import ConfigError
 from bot.flow.finder import Finder
 from bot.flow.history import History
+from bot.flow.home import Home
 from bot.flow.stop import StopFlow
 from bot.slack.guard import admitted
 from bot.slack.later import Later, report_error
 from bot.slack.listeners import actions, alerts, commands
+from bot.slack.listeners import home as home_tab
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +50,15 @@ class GuardedApp(App):
 def create_app(flow: StopFlow, client: WebClient, signing_secret: str | None, *,
                response_urls: Sequence[str] | None, socket_mode: bool,
                alert_ids: alerts.Lookup, later: Later, finder: Finder,
-               history: History) -> App:
+               history: History, home: Home) -> App:
     """Over HTTP every request is verified with ``signing_secret``: without one the app is not
     built (fail closed). Only ``socket_mode`` goes unsigned: the socket is the authentication.
     ``response_urls``: where a command's response_url may point, on both transports
     (Settings.response_url_prefixes): required (a ConfigError without it, checked after the
     secret), and not empty. Every collaborator comes from bot/app/wiring.py: ``later``, the
     pools for work after the ack (bot/slack/later.py); ``finder``, lists and look-ups by name
-    (bot/flow/finder.py); ``history``, /modelarts history (bot/flow/history.py)."""
+    (bot/flow/finder.py); ``history``, /modelarts history (bot/flow/history.py); ``home``,
+    the Home tab (bot/flow/home.py)."""
     if not socket_mode and not signing_secret:
         raise ConfigError("SLACK_SIGNING_SECRET is missing: HTTP mode needs it to verify requests")
     if not response_urls or not all(isinstance(u, str) and u for u in response_urls):
@@ -74,6 +77,7 @@ def create_app(flow: StopFlow, client: WebClient, signing_secret: str | None, *,
     commands.register(app, flow, later, finder, history)
     actions.register(app, flow, later)
     alerts.register(app, flow, later, alert_ids)
+    home_tab.register(app, later, home)
 
     @app.error
     def on_error(error: Exception) -> None:

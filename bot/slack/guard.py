@@ -6,8 +6,11 @@ unhandled request, and our listeners index the command form. On a body Slack wou
 each of those raises, and Bolt answers 500 (or its error handler raises again). So:
 
 - deny by default: only the kinds this app serves go to Bolt (slash commands, block_actions,
-  and Bolt's own url_verification and ssl_check); any other kind is a 404, as Bolt answers a
-  request no listener takes;
+  the Events API's ``app_home_opened``, and Bolt's own url_verification and ssl_check); any
+  other kind is a 404, as Bolt answers a request no listener takes;
+- an Events API body (``event_callback``) of any other event type is answered 200 and goes no
+  further (``Refused.ignored``): Slack retries an event answered otherwise, and in the end turns
+  the app's events off;
 - a served kind must carry what its listener reads, with Slack's types;
 - Bolt's own readers must run on it without raising.
 
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from urllib.parse import parse_qsl, urlsplit
 
-from slack_bolt import App, BoltContext, BoltRequest
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
 from slack_bolt.adapter.socket_mode.internals import build_headers, send_response
 from slack_bolt.logger.messages import warning_unhandled_request
@@ -60,12 +63,20 @@ MAX_DEPTH = 40
 MAX_ID_LENGTH = 200   # the longest user or channel id taken; Slack's are about 11 characters
 
 
+HOME_EVENT = "app_home_opened"   # the one event this app subscribes to (manifest.yml)
+
+
 @dataclass(frozen=True)
 class Refused:
-    """A body not passed to Bolt: the HTTP status to answer and why."""
+    """A body not passed to Bolt: the HTTP status to answer and why (a 2xx: ``ignored``)."""
 
     status: int
     reason: str
+
+    @property
+    def ignored(self) -> bool:
+        """A request answered as taken (acked, over Socket Mode) that goes no further."""
+        return self.status < 300
 
 
 def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
@@ -99,6 +110,8 @@ def refusal(body: object, *, response_urls: Sequence[str]) -> Refused | None:
     if "command" in body and not body["response_url"].startswith(tuple(response_urls)):
         return Refused(400, "slash command whose response_url is not on a Slack host "
                             "(https://hooks.slack.com/, SLACK_API_URL's, or SLACK_RESPONSE_URLS)")
+    if body.get("type") == "event_callback" and body["event"]["type"] != HOME_EVENT:
+        return Refused(200, "an event this app does not subscribe to")
     return None
 
 
@@ -157,6 +170,24 @@ def _actions(body: dict) -> str | None:
     return None
 
 
+def _event(body: dict) -> str | None:
+    """An Events API body: an event object with a type; app_home_opened with the fields its
+    listener reads (bot/slack/listeners/home.py), of Slack's types."""
+    event = body.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        return "event_callback without an event object with a type"
+    if event["type"] != HOME_EVENT:
+        return None
+    user = event.get("user")
+    if not isinstance(user, str) or not 0 < len(user) <= MAX_ID_LENGTH:
+        return "app_home_opened without a user id string"
+    for name in ("channel", "tab"):
+        if name in event and not (isinstance(event[name], str)
+                                  and len(event[name]) <= MAX_ID_LENGTH):
+            return f"app_home_opened whose {name} is not a short string"
+    return None
+
+
 def _challenge(body: dict) -> str | None:
     if not isinstance(body.get("challenge"), str):
         return "url_verification without a challenge string"
@@ -167,6 +198,7 @@ Check = Callable[[dict], "str | None"]
 _SERVED: list[tuple[Callable[[dict], bool], Check]] = [
     (lambda body: "command" in body, _command),
     (lambda body: body.get("type") == "block_actions", _actions),
+    (lambda body: body.get("type") == "event_callback", _event),
     (lambda body: body.get("type") == "url_verification", _challenge),
     (lambda body: body.get("ssl_check") == "1", lambda body: None),
 ]
@@ -243,6 +275,10 @@ class GuardedSocketModeHandler(SocketModeHandler):
         start = time.time()
         refused = (refusal(req.payload, response_urls=self.response_urls)
                    or unbuildable(req.payload))
+        if refused and refused.ignored:   # acked, as over HTTP: Slack would send it again
+            log.info("ignored a Socket Mode envelope: %s", refused.reason)
+            send_response(client, req, BoltResponse(status=200, body=""), start)
+            return
         if refused:
             log.warning("refused a Socket Mode envelope: %s", refused.reason)
             return

@@ -9,18 +9,22 @@ is the only state, so that ``2`` typed at the prompt can name a button shown ear
     #1 (edited):                                         chat.update
     (only visible to you) You may not stop ...          chat.postEphemeral, response_url
        *team-a-resnet50* (...)   [3] Stop              a list entry's button (ephemeral)
+    Home tab of @U0YOU:                                 views.publish (a re-publish replaces
+       *You are @U0YOU to ModelArts Bot* ...            the tab's buttons, as Slack does)
     · usergroups.users.list usergroup=S0TEAMA            any other Web API call
 """
 
 from __future__ import annotations
 
 import html
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 INDENT = "   "
 EPHEMERAL = ("", "")   # where an ephemeral message's buttons sit: no channel message, no ts
+HOME = "(home)"        # a Home tab's buttons: this for the channel, the view's id for the ts
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 
 
@@ -38,6 +42,11 @@ class Button:
     def ephemeral(self) -> bool:
         """On an ephemeral message (a list): Slack sends its click without a ``message``."""
         return (self.channel, self.ts) == EPHEMERAL
+
+    @property
+    def home(self) -> bool:
+        """On a Home tab: Slack sends its click with the view, no channel and no message."""
+        return self.channel == HOME
 
 
 def mrkdwn(text: str) -> str:
@@ -83,6 +92,8 @@ class Transcript:
             return self._edited(params, answer)
         if method == "chat.postEphemeral":
             return self.ephemeral(params, str(params.get("user", "")), viewer)
+        if method == "views.publish":
+            return self.home_tab(params, answer)
         if method.startswith("response/"):
             user = method.removeprefix("response/").partition("-")[2]
             return self.ephemeral(params, user, viewer)
@@ -100,6 +111,21 @@ class Transcript:
         who = "you" if not user or user == viewer else f"@{user}"
         return [f"(only visible to {who}) {lines[0]}",
                 *((INDENT + x).rstrip() for x in lines[1:])]
+
+    def home_tab(self, params: dict, answer: dict) -> list[str]:
+        """A published Home view, as text; the buttons of the view it replaces are gone."""
+        view = params.get("view")
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                view = None
+        view_id = str((answer.get("view") or {}).get("id", ""))
+        for number in [k for k, b in self.buttons.items() if (b.channel, b.ts) == (HOME, view_id)]:
+            del self.buttons[number]
+        blocks = view.get("blocks") if isinstance(view, dict) else None
+        body = self._body({"blocks": blocks}, (HOME, view_id))
+        return [f"Home tab of @{params.get('user_id', '?')}:", *_indent(body, INDENT)]
 
     def button(self, number: int) -> Button | None:
         return self.buttons.get(number)

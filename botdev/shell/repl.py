@@ -19,6 +19,8 @@ Type what you would type in Slack, plus a few shell commands:
   /modelarts status 182626 278813    jobs by job id and version id; /modelarts help)
   1                                 click button [1] (also: click 1), a list's Stop too
   /as U0ALICE                       act as another Slack user from now on
+  /home                             open the app's Home tab (as the current user): who you
+                                    are to the bot, your jobs with Stop buttons, your requests
   /alert 182626 278813 loss is NaN  an alert, POSTed to the bot's /alerts intake
   /event JobHanged team-b-yolov8    a ModelArts job event, published by the emulator through
                                     (a stand-in) SMN to the bot's /smn (a v2 job's name or
@@ -73,6 +75,8 @@ def run_line(session: Session, line: str) -> bool:
         else:
             session.user = rest
             session.write([f"You are now {rest}."])
+    elif word == "/home":
+        session.home()
     elif word == "/alert":
         got = alert_args(rest)
         if got is None:

@@ -34,7 +34,7 @@ from bot.core.errors import ConfigError
 from bot.core.settings import Settings, load_settings
 from bot.flow.roles import Roles, load_roles, parse_roles
 from bot.modelarts.refs import JobRef, V2Job
-from botdev.shell.render import Transcript
+from botdev.shell.render import Button, Transcript
 from botdev.standin import local
 from botdev.standin.signing import slack_headers
 from botdev.standin.slack import BOT_TOKEN, Call, SlackStandIn
@@ -335,11 +335,33 @@ class Session:
         })
         self._slack(body)
 
+    def home(self) -> None:
+        """Open the Home tab: app_home_opened for the current user, signed JSON as the Events
+        API sends it; the view is printed as the bot publishes it (views.publish)."""
+        before = self._publishes()
+        self._slack(json.dumps({
+            "token": "unused", "team_id": TEAM, "api_app_id": "A0SHELL", "type": "event_callback",
+            "event_id": f"Ev{time.time_ns()}", "event_time": int(time.time()),
+            "event": {"type": "app_home_opened", "user": self.user, "channel": dm(self.user),
+                      "tab": "home", "event_ts": f"{time.time():.6f}"}}), "application/json")
+        try:
+            self.standin.wait_for(lambda: self._publishes() > before)
+        except TimeoutError:
+            self.write(["! the bot published no Home tab within 10 s"])
+        self.settle()
+
+    def _publishes(self) -> int:
+        return len([c for c in self.standin.calls_to("views.publish")
+                    if c.params.get("user_id") == self.user])
+
     def click(self, number: int) -> bool:
         """Click button ``number``; False when no such button is on screen any more."""
         button = self.transcript.button(number)
         if button is None:
             return False
+        if button.home:
+            self._slack(urlencode({"payload": json.dumps(self._home_click(button))}))
+            return True
         message = self.standin.messages.get((button.channel, button.ts))
         # A button on an ephemeral message (a list entry): Slack sends no message with it.
         channel = self.channel if button.ephemeral else button.channel
@@ -364,6 +386,24 @@ class Session:
                                   "blocks": (message.blocks if message else None) or []}
         self._slack(urlencode({"payload": json.dumps(payload)}))
         return True
+
+    def _home_click(self, button: Button) -> dict:
+        """A click on the Home tab, as Slack sends it: the view, no channel, no message."""
+        view = self.standin.views.get(self.user)
+        return {
+            "type": "block_actions", "api_app_id": "A0SHELL", "token": "unused",
+            "team": {"id": TEAM, "domain": "shell"},
+            "user": {"id": self.user, "username": self.user.lower(), "team_id": TEAM},
+            "container": {"type": "view", "view_id": button.ts},
+            "trigger_id": f"{time.time()}.shell",
+            "view": {"id": button.ts, "type": "home", "blocks": view.blocks if view else [],
+                     "private_metadata": view.private_metadata if view else "",
+                     "callback_id": view.callback_id if view else "", "state": {"values": {}}},
+            "actions": [{"type": "button", "action_id": button.action_id,
+                         "block_id": button.block_id, "value": button.value,
+                         "text": {"type": "plain_text", "text": button.label},
+                         "action_ts": str(time.time())}],
+        }
 
     def alert(self, ref: JobRef, summary: str) -> None:
         """POST an alert to the bot's own /alerts, as a monitoring system would."""
@@ -429,11 +469,14 @@ class Session:
             return "", "UNKNOWN"
         return found.name, found.state
 
-    def _slack(self, body: str) -> None:
+    def _slack(self, body: str, content_type: str | None = None) -> None:
         self.activity.touch()
+        headers = slack_headers(self.secret, body)
+        if content_type:
+            headers["Content-Type"] = content_type
         try:
             resp = self.http.post(self.url + "/slack/events", data=body.encode(), timeout=10,
-                                  headers=slack_headers(self.secret, body))
+                                  headers=headers)
         except requests.RequestException as exc:
             self.write([f"! the bot did not answer: {type(exc).__name__}"])
             return
@@ -453,6 +496,11 @@ class Session:
             body = {"text": resp.text}
         with self._out:
             return self.transcript.ephemeral(body, self.user, self.user)
+
+
+def dm(user: str) -> str:
+    """The shell's id of ``user``'s direct messages with the bot (Slack's start with D)."""
+    return "D" + user[1:]
 
 
 def _safe_url(url: str) -> str:

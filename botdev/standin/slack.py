@@ -1,7 +1,9 @@
 """A Slack Web API stand-in: a real HTTP server that records every call and answers like Slack.
 
 Used by the tests, the benchmark and the local shell. It keeps messages so that chat.update edits
-them, can answer 429 with Retry-After per channel, and can refuse channels (not_in_channel). Like
+them, can answer 429 with Retry-After per channel, and can refuse channels (not_in_channel). It
+keeps each user's Home view (views.publish), refused like Slack refuses one: ``invalid_blocks``
+past 100 blocks, ``invalid_arguments`` without a home view. Like
 Slack, it sends the token's scopes in ``x-oauth-scopes`` with every answer to a valid token
 (``scopes``: the bot's three by default; None sends no header).
 """
@@ -38,6 +40,21 @@ class Call:
     answer: dict[str, Any] = field(default_factory=dict)  # the JSON body it answered
 
 
+MAX_VIEW_BLOCKS = 100   # Slack's limit for a Home view (and a modal)
+
+
+@dataclass
+class View:
+    """A user's published Home view."""
+
+    id: str
+    user: str
+    blocks: list[dict]
+    private_metadata: str = ""
+    callback_id: str = ""
+    publishes: int = 1
+
+
 @dataclass
 class Message:
     channel: str
@@ -61,6 +78,7 @@ class SlackStandIn:
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], Message] = {}
         self.usergroups: dict[str, list[str]] = {}
+        self.views: dict[str, View] = {}             # user -> their Home view
         self.refused_channels: dict[str, str] = {}   # channel -> error (not_in_channel...)
         self.channel_interval: float | None = None   # seconds between posts per channel
         # Retry-After granularity. Slack sends whole seconds (the default); tests may set e.g.
@@ -234,6 +252,33 @@ class SlackStandIn:
         if channel in self.refused_channels:
             return 200, {"ok": False, "error": self.refused_channels[channel]}, {}
         return 200, {"ok": True, "message_ts": f"1700000001.{next(self._ts):06d}"}, {}
+
+    def _m_views_publish(self, params, now):
+        user, view = str(params.get("user_id", "")), params.get("view")
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                view = None
+        if not user:
+            return 200, {"ok": False, "error": "invalid_arguments"}, {}
+        if not isinstance(view, dict) or view.get("type") != "home" or not isinstance(
+                view.get("blocks"), list):
+            return 200, {"ok": False, "error": "invalid_arguments"}, {}
+        if len(view["blocks"]) > MAX_VIEW_BLOCKS:
+            return 200, {"ok": False, "error": "invalid_blocks",
+                         "response_metadata": {"messages": [
+                             f"[ERROR] must be no more than {MAX_VIEW_BLOCKS} items "
+                             "[json-pointer:/view/blocks]"]}}, {}
+        old = self.views.get(user)
+        published = View(old.id if old else f"V{next(self._ts):08d}", user, view["blocks"],
+                         str(view.get("private_metadata") or ""),
+                         str(view.get("callback_id") or ""), old.publishes + 1 if old else 1)
+        self.views[user] = published
+        return 200, {"ok": True, "view": {
+            "id": published.id, "type": "home", "blocks": published.blocks,
+            "private_metadata": published.private_metadata,
+            "callback_id": published.callback_id, "hash": f"{published.publishes}.h"}}, {}
 
     def _m_usergroups_users_list(self, params, now):
         group = str(params.get("usergroup", ""))

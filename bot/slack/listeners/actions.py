@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from bot.core.slack_out import SlackOut
 from bot.flow.blocks import APPROVE, CANCEL, CONFIRM
 from bot.flow.click import Click
+from bot.flow.home_view import dm_of
 from bot.flow.stop import StopFlow
 from bot.slack.later import Later
 
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 def click(body: dict, client: WebClient | None) -> Click | None:
     """The click of a block_actions body, read once (its ``notify`` posts with ``client``);
     None if malformed."""
+    if _dict(body.get("container")).get("type") == "view":
+        return home_click(body, client)
     try:
         user = body["user"]["id"]
         value = body["actions"][0]["value"]
@@ -34,6 +37,35 @@ def click(body: dict, client: WebClient | None) -> Click | None:
     blocks = message.get("blocks")
     return Click(user, value, channel, ts, blocks if isinstance(blocks, list) else None,
                  ephemeral(client, channel, user), on_ephemeral(body), reply_thread(body, ts))
+
+
+def home_click(body: dict, client: WebClient | None) -> Click | None:
+    """A click on the Home tab: Slack sends the view (its id, our ``private_metadata``) and no
+    channel or message. The channel is the clicker's DM with the bot, as the view carries it
+    (bot.flow.home_view.metadata): the confirmation is asked there, and so is anything the
+    clicker must be told (a message in the DM: an ephemeral one there would go unseen, the user
+    being on the Home tab). None if malformed or not from a Home view."""
+    view = _dict(body.get("view"))
+    try:
+        user = body["user"]["id"]
+        value = body["actions"][0]["value"]
+        view_id = view.get("id") or _dict(body.get("container"))["view_id"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    if view.get("type") != "home" or not all(
+            isinstance(f, str) and 0 < len(f) <= 200 for f in (user, value, view_id)):
+        return None
+    dm = dm_of(view.get("private_metadata"))
+    return Click(user, value, dm or "", view_id, None, direct(client, dm or user), home=True)
+
+
+def direct(client: WebClient | None, channel: str) -> Callable[[str], None]:
+    """A notifier that posts to ``channel`` (a DM, or a user id: Slack posts that to the DM)."""
+    out = SlackOut(client)
+
+    def notify(text: str) -> None:
+        out.post(channel, text)
+    return notify
 
 
 def reply_thread(body: dict, ts: str) -> str | None:
