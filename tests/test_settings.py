@@ -185,7 +185,8 @@ class TestSupportContact:
         ("U0PLATFORM1", "<@U0PLATFORM1>"), ("W0ENTERPRS1", "<@W0ENTERPRS1>"),
         ("S0PLATFORM1", "<!subteam^S0PLATFORM1>"), ("#ml-platform", "#ml-platform"),
         ("@ml-oncall", "@ml-oncall"), ("  C0PLATFORM1 ", "<#C0PLATFORM1>"),
-        ("https://wiki.example/ml?a=1&b=2", "<https://wiki.example/ml?a=1&amp;b=2|the platform team>"),
+        ("https://wiki.example/ml?a=1&b=2",
+         "<https://wiki.example/ml?a=1&amp;b=2|the platform team>"),
     ])
     def test_each_form_is_written_as_slack_shows_it(self, value, text):
         assert load_settings(SUPPORT_CONTACT=value).support_contact == text
