@@ -484,9 +484,9 @@ def test_the_listing_benchmark_runs(tmp_path, capsys):
 # -- the shell -----------------------------------------------------------------------------
 SHELL_SCRIPT = """\
 /modelarts list team-a-*
-2
+3
 /modelarts stop team-a-resnet50
-7
+8
 quit
 """
 
@@ -501,17 +501,18 @@ class TestShell:
         assert "running: team-a-resnet50; team-a-llama-sft;" in head
         assert "try `/modelarts list`" in head
         listed_ = after(done.stdout, "U0YOU> /modelarts list team-a-*")
-        assert ("(only visible to you) *4 running jobs you may stop* matching `team-a-*`:"
+        assert ("(only visible to you) *5 running jobs you may stop* matching `team-a-*`:"
                 in listed_)
         assert "(training_job_id 6b3e1f2a-9c4d-4e8f-a1b2-c3d4e5f60718)" in listed_
-        assert "[2] Stop" in listed_ and "[4] Stop" in listed_
-        clicked = after(done.stdout, "U0YOU> 2")
+        assert "ap3 · *team-a-bert-ap3*" in listed_      # the shell's second project
+        assert "[3] Stop" in listed_ and "[5] Stop" in listed_
+        clicked = after(done.stdout, "U0YOU> 3")
         assert "#1 in C0SHELL:" in clicked and "asks to stop *team-a-llama-sft*" in clicked
-        assert "[5] Confirm stop   [6] Cancel" in clicked
+        assert "[6] Confirm stop   [7] Cancel" in clicked
         by_name = after(done.stdout, "U0YOU> /modelarts stop team-a-resnet50")
         assert "asks to stop *team-a-resnet50*" in by_name
-        assert "[7] Confirm stop   [8] Cancel" in by_name
-        confirmed = after(done.stdout, "U0YOU> 7")
+        assert "[8] Confirm stop   [9] Cancel" in by_name
+        confirmed = after(done.stdout, "U0YOU> 8")
         assert "Stopping... confirmed by @U0YOU" in confirmed
         assert "Stop requested for *team-a-resnet50*" in confirmed
 
