@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from bot.core.keys import Keys
 from bot.flow.audit import CONTROLS, DAY_MS, FIELDS, Audit, Entry, JobFilter, select
 from bot.flow.blocks import CANCEL, CONFIRM
 from bot.flow.confirmations import Confirmation, ConfirmationStore
+from bot.flow.history import EVENTS, OUTCOMES, WORDS, plain
 from bot.modelarts.refs import V1Job, V2Job
 from botdev.emulator import defaults
 from botdev.standin.local import free_port
@@ -210,8 +212,9 @@ class TestHistory:
         text = wait_reply(slack_api, "U0BOB", "History of")
         lines = text.splitlines()
         assert "team-a-resnet" in lines[0] and len(lines) == 4
-        assert "*requested*" in lines[1] and "*confirmed*" in lines[2]
-        assert "*stopped*: stop_requested" in lines[3] and "<@U0ONCALL>" in lines[3]
+        assert "*asked to stop* (<@U0ONCALL>)" in lines[1] and "*confirmed*" in lines[2]
+        assert "*stop requested: ModelArts accepted it* (<@U0ONCALL>)" in lines[3]
+        assert "_" not in "".join(line.split("` ", 1)[1] for line in lines[1:])
         call = next(c for c in slack_api.calls if c.method == "response/cmd-U0BOB")
         assert call.params.get("response_type") == "ephemeral"
 
@@ -223,7 +226,8 @@ class TestHistory:
         make_bot().command(f"history {V2}", user="U0ALICE")
         lines = wait_reply(slack_api, "U0ALICE", "History of").splitlines()
         assert len(lines) == 11 and "the last 10" in lines[0]
-        assert [line.rsplit(": ", 1)[1] for line in lines[1:]] == [f"o{n}" for n in range(4, 14)]
+        assert [re.search(r"\*denied: (o\d+)\* \(<@U0BOB>\)$", line).group(1)
+                for line in lines[1:]] == [f"o{n}" for n in range(4, 14)]
 
     def test_history_is_refused_to_an_unmapped_user(self, make_bot, slack_api, emulator,
                                                     redis_client, key_prefix):
@@ -237,9 +241,105 @@ class TestHistory:
         make_bot().command(f"history {V2}", user="U0ALICE")
         wait_reply(slack_api, "U0ALICE", f"No history for training_job_id {V2}")
 
-    def test_a_name_is_not_a_job_id_here(self, make_bot):
-        resp = make_bot().command("history team-a-resnet", user="U0ALICE")
-        assert "training_job_id must be" in resp.json()["text"]
+
+
+GONE = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"      # a v2 id the emulator has never had
+OTHER = "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"
+
+
+class TestHistoryByName:
+    """``/modelarts history <name>`` (issue 22): looked up in the audit trail itself."""
+
+    def test_a_stopped_job_by_its_name(self, make_bot, slack_api, emulator, redis_client,
+                                       key_prefix):
+        bot = make_bot()
+        full_stop(bot, slack_api, redis_client, key_prefix)
+        bot.command("history team-a-resnet", user="U0BOB")
+        lines = wait_reply(slack_api, "U0BOB", "History of").splitlines()
+        assert lines[0].startswith(f"*History of job_id {JOB}, version {VERSION}* (team-a-resnet)")
+        assert len(lines) == 4 and "*stop requested: ModelArts accepted it*" in lines[3]
+
+    def test_a_job_modelarts_no_longer_knows_is_found_by_name(self, make_bot, slack_api,
+                                                              redis_client, key_prefix):
+        """No ModelArts call: the entries carry the name (here, of a job the emulator lacks)."""
+        audit = Audit(redis_client, key_prefix)
+        audit.write("stopped", ref=V2Job(GONE), user="U0ALICE", job_name="team-a-gone",
+                    outcome="stop_requested")
+        audit.write("verified", ref=V2Job(GONE), job_name="team-a-gone", outcome="stopped",
+                    state="Terminated")
+        make_bot().command("history team-a-gone", user="U0ALICE")
+        lines = wait_reply(slack_api, "U0ALICE", "History of").splitlines()
+        assert lines[0].startswith(f"*History of training_job_id {GONE}* (team-a-gone)")
+        assert lines[1].endswith("*stop requested: ModelArts accepted it* (<@U0ALICE>)")
+        assert lines[2].endswith("*followed up: the job stopped*, status Terminated (the bot)")
+
+    def test_a_name_of_several_jobs_names_each_with_its_command(self, make_bot, slack_api,
+                                                                redis_client, key_prefix):
+        audit = Audit(redis_client, key_prefix)
+        audit.write("requested", ref=V2Job(OTHER, "ap3"), user="U0BOB", job_name="team-b-x")
+        audit.write("denied", ref=V2Job(GONE), user="U0BOB", job_name="team-b-x",
+                    outcome="no_role")
+        audit.write("denied", ref=V2Job(OTHER), user="U0BOB", job_name="team-b-y",
+                    outcome="no_role")
+        bot = make_bot()
+        bot.command("history team-b-x", user="U0BOB")
+        lines = wait_reply(slack_api, "U0BOB", "jobs named").splitlines()
+        assert lines[0] == "*2 jobs named `team-b-x`* have a history, newest first: name one."
+        assert lines[1].startswith(f"• training_job_id {GONE}: last `")
+        assert lines[1].endswith(f"denied: no role of theirs allows this job: "
+                                 f"`/modelarts history {GONE}`")
+        assert lines[2].startswith(f"• ap3 · training_job_id {OTHER}: last `")
+        assert lines[2].endswith(f"asked to stop: `/modelarts history ap3/{OTHER}`")
+        bot.command("history ap3/team-b-x", user="U0ALICE")
+        lines = wait_reply(slack_api, "U0ALICE", "History of").splitlines()
+        assert lines[0].startswith(f"*History of ap3 · training_job_id {OTHER}* (team-b-x)")
+        assert len(lines) == 2 and "*asked to stop* (<@U0BOB>)" in lines[1]
+
+    def test_a_qualified_id_keeps_to_its_project(self, make_bot, slack_api, redis_client,
+                                                 key_prefix):
+        audit = Audit(redis_client, key_prefix)
+        audit.write("requested", ref=V2Job(OTHER, "ap3"), user="U0BOB", job_name="team-b-x")
+        audit.write("requested", ref=V2Job(OTHER), user="U0ALICE", job_name="team-b-x")
+        bot = make_bot()
+        bot.command(f"history ap3/{OTHER}", user="U0BOB")
+        lines = wait_reply(slack_api, "U0BOB", "History of").splitlines()
+        assert len(lines) == 2 and "<@U0BOB>" in lines[1]
+        bot.command(f"history {OTHER}", user="U0ALICE")       # bare: wherever it is
+        assert len(wait_reply(slack_api, "U0ALICE", "History of").splitlines()) == 3
+
+    def test_an_unknown_name_says_so(self, make_bot, slack_api):
+        make_bot().command("history team-a-never", user="U0ALICE")
+        wait_reply(slack_api, "U0ALICE", "No history for a job named `team-a-never` in the "
+                                         "audit trail.")
+
+    def test_refused_to_an_unmapped_user(self, make_bot, slack_api, redis_client, key_prefix):
+        Audit(redis_client, key_prefix).write("requested", ref=V2Job(GONE), user="U0BOB",
+                                              job_name="team-a-gone")
+        make_bot().command("history team-a-gone", user="U0STRANGER")
+        text = wait_reply(slack_api, "U0STRANGER", "no role")
+        assert "team-a-gone" not in text and GONE not in text
+
+
+class TestPlainWords:
+    """History (and the Home tab) show entries in plain words, never the codes."""
+
+    @pytest.mark.parametrize("event,outcome,words", [
+        ("stopped", "stop_requested", "stop requested: ModelArts accepted it"),
+        ("requested", "", "asked to stop"),
+        ("confirmed", "awaiting_approval", "confirmed: waiting for a second person to approve"),
+        ("refused", "wrong_channel", "refused: the button was pressed in another channel"),
+        ("failed", "redis_unavailable", "failed: the state store (Redis) was unreachable"),
+        ("denied", "redis_unavailable", "denied: the state store (Redis) was unreachable"),
+        ("expired", "expired", "expired: nobody confirmed in time"),
+        ("verified", "ended_on_its_own", "followed up: the job ended on its own"),
+        ("brand_new", "some_code", "brand new: some code"),      # a code with no words yet
+    ])
+    def test_codes_become_words(self, event, outcome, words):
+        assert plain(event, outcome) == words
+
+    def test_no_words_carry_an_underscore(self):
+        assert not [w for w in (*EVENTS.values(), *WORDS.values(), *OUTCOMES.values())
+                    if "_" in w]
 
 
 class TestNoSecrets:

@@ -25,6 +25,8 @@ SAMPLES = {
     # A channel id in the right form: optional, and a wrong one shows at the first alert
     # (channel_not_found in the dispatcher's log and metrics). UNCONFIRMED: not a placeholder.
     "ALERTS_CHANNEL": "C0123456789",
+    # Whom to ask: a channel name is shown as it is written (bot/core/contact.py).
+    "SUPPORT_CONTACT": "#ml-platform",
     "SMN_TOPICS": '{"urn:smn:cn-north-4:0123456789abcdef0123456789abcdef:modelarts-events": '
                   '"C0123456789"}',
 }

@@ -175,3 +175,32 @@ class TestFailClosedSettings:
         assert load_settings(**base).problems() == []
         problems = load_settings(**{**base, name: value}).problems()
         assert len(problems) == 1 and problems[0].startswith(name)
+
+
+class TestSupportContact:
+    """SUPPORT_CONTACT (bot/core/contact.py): a channel, a user, a user group or a URL."""
+
+    @pytest.mark.parametrize("value,text", [
+        ("C0PLATFORM1", "<#C0PLATFORM1>"), ("G0PRIVATE01", "<#G0PRIVATE01>"),
+        ("U0PLATFORM1", "<@U0PLATFORM1>"), ("W0ENTERPRS1", "<@W0ENTERPRS1>"),
+        ("S0PLATFORM1", "<!subteam^S0PLATFORM1>"), ("#ml-platform", "#ml-platform"),
+        ("@ml-oncall", "@ml-oncall"), ("  C0PLATFORM1 ", "<#C0PLATFORM1>"),
+        ("https://wiki.example/ml?a=1&b=2",
+         "<https://wiki.example/ml?a=1&amp;b=2|the platform team>"),
+    ])
+    def test_each_form_is_written_as_slack_shows_it(self, value, text):
+        assert load_settings(SUPPORT_CONTACT=value).support_contact == text
+
+    @pytest.mark.parametrize("value", [None, "", "   "])
+    def test_unset_or_empty_keeps_the_platform_team(self, value):
+        assert load_settings(SUPPORT_CONTACT=value).support_contact == "the platform team"
+
+    @pytest.mark.parametrize("value", [
+        "CHANGEME", "the ML team", "ftp://files.example/x", "https://x.example/a b",
+        "https://x.example/<!channel>", "https://x.example/a|b", "#Has-Capitals", "<@U0ABC123>",
+        "javascript:alert(1)", "https://", "@", "#",
+    ])
+    def test_anything_else_stops_start_up_naming_the_setting(self, value):
+        with pytest.raises(ConfigError) as got:
+            load_settings(SUPPORT_CONTACT=value)
+        assert "SUPPORT_CONTACT" in str(got.value) and "a channel id" in str(got.value)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import pty
 import re
+import select
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 from botdev.shell.render import Transcript, mrkdwn
 
+PROMPT = b"U0YOU> "
 SCRIPT = """\
 # a full stop, the way Slack would carry it
 /modelarts stop 182626 278813
@@ -131,7 +135,8 @@ def test_two_responders_and_a_protected_job(redis_url, tmp_path):
     held = after(out, "U0ONCALL> /modelarts stop team-a-resnet50")
     assert "Already being stopped: @U0YOU asked at" in held and "/archives/C0SHELL/p" in held
     assert "Reason: loss is NaN since step 4k" in after(out, "U0YOU> 6")
-    assert "[10] Approve stop" in after(out, "U0YOU> 8")
+    # The edit keeps Cancel's number ([9], as on the request) and numbers Approve anew.
+    assert "[10] Approve stop   [9] Cancel" in after(out, "U0YOU> 8")
     assert "can't approve it too" in after(out, "U0YOU> 10")
     assert "needs a role among `oncall-lead`" in after(out, "U0ONCALL> 10")
     assert "Confirmed by @U0YOU, approved by @U0LEAD." in after(out, "U0LEAD> 10")
@@ -158,6 +163,27 @@ def test_two_projects_and_a_name_in_both(redis_url, tmp_path):
     assert "*2 running jobs named `team-b-yolov8`*" in choice
     asked = after(out, "U0YOU> /modelarts stop ap3/team-b-yolov8")
     assert "asks to stop ap3 · *team-b-yolov8* (training_job_id 5e6f7a8b" in asked
+
+
+def test_a_duplicate_alert_says_so_and_its_stop_keeps_its_number(redis_url, tmp_path):
+    """The second /alert is deduplicated by the bot: said at once (not "not posted within
+    10 s"); the first alert's edit ("Seen 2 times") shows its Stop as [1] still, and 1 presses
+    it."""
+    script = ("/alert 182700 279001 loss is NaN\n/alert 182700 279001 loss is NaN\n1\n")
+    done = shell(script, redis_url, tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    first, dup = out.split("U0YOU> /alert 182700 279001 loss is NaN\n")[1:]
+    assert "#1 in C0SHELL:" in first and "   [1] Stop" in first
+    dup = dup.split("U0YOU> ")[0]
+    assert "not posted" not in dup and "\n!" not in dup
+    assert dup.startswith("(a duplicate: the bot has had this alert 2 times within "
+                          "ALERT_DEDUPE_SECONDS and posts no new message")
+    assert re.search(r"^#1 \(edited\):\n(?:   .*\n)*   \[1\] Stop\n   Seen 2 times", dup,
+                     re.MULTILINE)
+    asked = after(out, "U0YOU> 1")
+    assert "└ #2 in the thread of #1:" in asked and "asks to stop *team-a-bert-finetune*" in asked
+    assert "[2] Confirm stop   [3] Cancel" in asked
 
 
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
@@ -212,10 +238,73 @@ def test_home_shows_the_tab_and_its_stop_leads_to_a_stop_in_the_dm(redis_url, tm
     assert "waiting for your confirmation in the bot's Messages tab" in asked
     stopped = after(out, "U0YOU> 10")
     assert "Stop requested for" in stopped and "Home tab of @U0YOU:" in stopped
-    assert "*stop requested* · team-b-yolov8" in stopped and "stop_requested" not in stopped
+    assert "*stop requested: ModelArts accepted it* · team-b-yolov8" in stopped
+    assert "stop_requested" not in stopped
     nobody = after(out, "U0NOBODY> /home")
     assert "You are in no role: ask the platform team." in nobody
     assert "team-" not in nobody and "Stop" not in nobody
+
+
+class Terminal:
+    """``modelarts-bot shell`` on a real pseudo-terminal (stdin, stdout and stderr), as typed."""
+
+    def __init__(self, redis_url: str, home) -> None:
+        self.master, slave = pty.openpty()
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "TERM": "xterm",
+               "LANG": "C.UTF-8", "REDIS_URL": redis_url}
+        self.proc = subprocess.Popen([sys.executable, "-m", "bot", "shell"], stdin=slave,
+                                     stdout=slave, stderr=slave, env=env, cwd=home)
+        os.close(slave)
+        self.out = b""
+
+    def wait_for(self, needle: bytes, after: int = 0, timeout: float = 60.0) -> int:
+        """Read until ``needle`` shows after offset ``after``; where it ends."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.out[after:]:
+            assert time.monotonic() < deadline, f"no {needle!r} in {self.out[after:]!r}"
+            if select.select([self.master], [], [], 0.2)[0]:
+                self.out += os.read(self.master, 65536)
+        return self.out.index(needle, after) + len(needle)
+
+    def send(self, keys: bytes) -> int:
+        """Type ``keys``; the offset from which their effect shows."""
+        start = len(self.out)
+        os.write(self.master, keys)
+        return start
+
+    def close(self) -> int:
+        try:
+            return self.proc.wait(30)
+        finally:
+            os.close(self.master)
+
+
+class TestTerminal:
+    """On a terminal, readline edits the line, keeps a history file and clears on Ctrl-L; a
+    script (piped stdin) sets none of it up."""
+
+    def test_history_kept_across_sessions_and_ctrl_l_clears(self, redis_url, tmp_path):
+        history = tmp_path / ".modelarts-bot-shell-history"
+        term = Terminal(redis_url, tmp_path)
+        prompt = term.wait_for(PROMPT)
+        usage = term.wait_for(b"Usage:", term.send(b"/modelarts help\r"))
+        term.wait_for(PROMPT, usage)                       # readline reads the next key itself
+        term.wait_for(b"\x1b[2J", term.send(b"\x0c"))     # clear-screen (xterm's "clear")
+        term.send(b"quit\r")
+        assert term.close() == 0 and prompt
+        assert history.read_text().splitlines() == ["/modelarts help", "quit"]
+        assert history.stat().st_mode & 0o777 == 0o600
+        again = Terminal(redis_url, tmp_path)
+        start = again.wait_for(PROMPT)
+        again.send(b"\x1b[A\x1b[A\r")                      # up twice: the line typed before
+        again.wait_for(b"Usage:", start)
+        again.send(b"quit\r")
+        assert again.close() == 0
+
+    def test_a_script_leaves_no_history(self, redis_url, tmp_path):
+        done = shell("/modelarts help\n", redis_url, tmp_path, HOME=str(tmp_path))
+        assert done.returncode == 0 and "(only visible to you) Usage:" in done.stdout
+        assert not (tmp_path / ".modelarts-bot-shell-history").exists()
 
 
 class TestRender:
@@ -231,7 +320,9 @@ class TestRender:
         assert t.button(1).home and t.button(1).ts == "V1" and t.button(1).value == "v2:abc"
         again = t.render("views.publish", {"user_id": "U1", "view": view},
                          {"ok": True, "view": {"id": "V1"}}, "U1")
-        assert again[-1].endswith("[2] Stop") and t.button(1) is None
+        # Published again (a refresh): the same button keeps its number, as an edit's do.
+        assert again[-1].endswith("[1] Stop") and t.button(1).value == "v2:abc"
+        assert t.button(2) is None
 
     def test_mrkdwn_mentions_links_and_escapes(self):
         assert mrkdwn("<@U1> see <https://x.test/a|the graph> &lt;b&gt; &amp;") == \
@@ -256,6 +347,44 @@ class TestRender:
                           {"ok": True, "channel": "C1", "ts": "1.1"}, "U1")
         assert edited == ["#1 (edited):", "   done"]
         assert t.button(1) is None and t.button(3) is not None
+
+    def test_a_button_an_edit_shows_again_keeps_its_number(self):
+        """Keyed by (message, action_id, value): a number typed after an edit presses what the
+        user saw; a button the edit adds gets a new number, one it leaves out presses nothing."""
+        t = Transcript()
+
+        def buttons(*pairs: tuple[str, str]) -> list[dict]:
+            return [{"type": "actions", "block_id": "b", "elements": [
+                {"type": "button", "action_id": a, "value": v,
+                 "text": {"type": "plain_text", "text": a.title()}} for a, v in pairs]}]
+
+        def edit(ts: str, *pairs: tuple[str, str]) -> list[str]:
+            return t.render("chat.update", {"channel": "C1", "ts": ts, "blocks": buttons(*pairs)},
+                            {"ok": True, "channel": "C1", "ts": ts}, "U1")
+
+        t.render("chat.postMessage", {"channel": "C1", "blocks": buttons(("stop", "j1"))},
+                 {"ok": True, "channel": "C1", "ts": "1.1"}, "U1")
+        t.render("chat.postMessage", {"channel": "C1", "blocks": buttons(("stop", "j1"))},
+                 {"ok": True, "channel": "C1", "ts": "1.2"}, "U1")       # [2], its own message
+        assert edit("1.1", ("stop", "j1")) == ["#1 (edited):", "   [1] Stop"]
+        assert edit("1.1", ("approve", "c1"), ("stop", "j1")) == [
+            "#1 (edited):", "   [3] Approve   [1] Stop"]
+        assert t.button(1).ts == "1.1" and t.button(1).action_id == "stop"
+        assert edit("1.1", ("approve", "c1")) == ["#1 (edited):", "   [3] Approve"]
+        assert t.button(1) is None and t.button(2).ts == "1.2"
+        assert edit("1.1", ("stop", "j2"), ("stop", "j1")) == [      # another value: another button
+            "#1 (edited):", "   [4] Stop   [1] Stop"]
+
+    def test_ephemeral_buttons_get_numbers_of_their_own(self):
+        t = Transcript()
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "job"},
+                   "accessory": {"type": "button", "action_id": "stop", "value": "j1",
+                                 "text": {"type": "plain_text", "text": "Stop"}}}]
+        assert t.render("response/cmd-U1", {"blocks": blocks}, {"ok": True}, "U1") == [
+            "(only visible to you) job   [1] Stop"]
+        assert t.render("response/cmd-U1", {"blocks": blocks}, {"ok": True}, "U1") == [
+            "(only visible to you) job   [2] Stop"]
+        assert t.button(1) is not None and t.button(2) is not None
 
     def test_thread_reply_is_indented_under_its_parent(self):
         t = Transcript()

@@ -145,7 +145,7 @@ class TestRefusals:
 
 class TestMalformed:
     @pytest.mark.parametrize("text,needle", [
-        ("stop", "needs a training_job_id"),
+        ("stop", "`stop` needs a job: its name (`/modelarts stop team-a-resnet50`"),
         ("stop 182626", "looks like an old-version job id"),
         ("stop abc 278813", "job_id must be a positive integer"),
         ("stop 182626 -1", "version_id must be a positive integer"),
@@ -154,7 +154,11 @@ class TestMalformed:
         ("stop " + "9" * 5000, "characters long"),
         ("stop 182626\x00 278813", "control characters"),
         ("stop １８２６２６ 278813", "job_id must be a positive integer"),
-        ("restart 182626 278813", "don't know the command"),
+        ("restart 182626 278813", "I don't know the command `restart`."),
+        ("stpo 182626 278813", "I don't know the command `stpo`: did you mean `stop`?"),
+        ("STAUTS 182626 278813", "did you mean `status`?"),
+        ("histroy team-a-resnet", "did you mean `history`?"),
+        ("<!channel> 182626", "the command `&lt;!channel&gt;`."),
     ])
     def test_usage_says_what_was_wrong(self, make_bot, slack_api, emulator, text, needle):
         resp = make_bot().command(text)
@@ -163,6 +167,48 @@ class TestMalformed:
         settle(0.2)
         assert not slack_api.calls_to("chat.postMessage")
         assert emulator.stop_count(V1Job(JOB, VERSION)) == 0
+
+
+class TestNoJobNamed:
+    @pytest.mark.parametrize("action", ["stop", "status", "history"])
+    def test_each_of_the_three_forms_is_named(self, make_bot, action):
+        text = make_bot().command(action).json()["text"]
+        first = text.split("\n")[0]
+        assert f"`/modelarts {action} team-a-resnet50`" in first                   # a name
+        assert "&lt;project&gt;/&lt;name&gt;" in first
+        assert f"`/modelarts {action} 3faf5c03-aaa1-4cbe-879d-24b05d997347`" in first  # v2 id
+        assert f"`/modelarts {action} 182626 278813`" in first                     # v1 ids
+
+
+class TestSupportContact:
+    """SUPPORT_CONTACT in every message that tells a user to ask someone (issue 22)."""
+
+    @pytest.mark.parametrize("value,shown", [
+        ("C0PLATFORM1", "Ask <#C0PLATFORM1> to map you"),
+        ("U0PLATFORM1", "Ask <@U0PLATFORM1> to map you"),
+        ("S0PLATFORM1", "Ask <!subteam^S0PLATFORM1> to map you"),
+        ("#ml-platform", "Ask #ml-platform to map you"),
+        ("https://wiki.example/ml?a=1&b=2",
+         "Ask <https://wiki.example/ml?a=1&amp;b=2|the platform team> to map you"),
+    ])
+    def test_an_unmapped_user_is_told_whom_to_ask(self, make_bot, slack_api, value, shown):
+        make_bot(SUPPORT_CONTACT=value).command(f"stop {JOB} {VERSION}", user="U0STRANGER")
+        assert shown in wait_reply(slack_api, "U0STRANGER", "no role")[0]
+
+    def test_a_denied_user_and_status_name_it_too(self, make_bot, slack_api, emulator):
+        bot = make_bot(SUPPORT_CONTACT="C0PLATFORM1")
+        bot.command(f"stop {JOB} {VERSION}", user="U0BOB")
+        assert "Ask <#C0PLATFORM1> to map you to one." in wait_reply(slack_api, "U0BOB",
+                                                                     "may not stop")[0]
+        bot.command("list", user="U0BOB")
+        listed = slack_api.wait_for(lambda: [t for t in responses(slack_api, "U0BOB")
+                                             if "not listed" in t])[0]
+        assert "Ask <#C0PLATFORM1> if you need to." in listed
+
+    def test_unset_keeps_the_old_words(self, make_bot, slack_api):
+        make_bot().command(f"stop {JOB} {VERSION}", user="U0STRANGER")
+        assert "Ask the platform team to map you." in wait_reply(slack_api, "U0STRANGER",
+                                                                 "no role")[0]
 
 
 class TestSigning:

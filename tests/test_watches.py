@@ -105,10 +105,11 @@ class TestDeadline:
     def test_stuck_in_killing_tells_the_requester_then_stops_checking(
             self, running, slack_api, emulator, redis_client, key_prefix):
         emulator.set_fault(REF, "stuck")
-        bot = running(STOP_VERIFY_SECONDS=3)
+        bot = running(STOP_VERIFY_SECONDS=3, SUPPORT_CONTACT="C0PLATFORM1")
         msg = stop(bot, slack_api, f"{JOB} {VERSION}", user="U0ALICE")
         said = slack_api.wait_for(lambda: with_text(slack_api, msg, "still KILLING"), timeout=15)
         assert said[0].startswith(":warning: <@U0ALICE> ") and "after 3 s" in said[0]
+        assert "ask <#C0PLATFORM1> if it stays like this" in said[0]      # SUPPORT_CONTACT
         assert "stopped watching" in said[0] and "Nothing was stopped again" in said[0]
         assert f"/modelarts status {JOB} {VERSION}" in said[0]
         slack_api.wait_for(lambda: "still KILLING" in msg.text and "no longer watched" in msg.text)

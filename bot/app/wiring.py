@@ -114,7 +114,7 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     modelarts = modelarts or build_fleet(settings, redis, prefix, session=session)
     watched = None if roles is not None else loaded or load(settings.ROLES_FILE)
     checker = RoleChecker(watched.roles if watched else roles, slack, redis, prefix,
-                          settings.USERGROUP_CACHE_SECONDS)
+                          settings.USERGROUP_CACHE_SECONDS, settings.support_contact)
     watch = RolesWatch(settings.ROLES_FILE, watched, checker.use) if watched else None
     audit = Audit(redis, prefix, settings.AUDIT_RETENTION_DAYS)
     # A confirmed stop holds its job's claim until its watch ends, at the latest after this.
@@ -132,7 +132,8 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
                       span=settings.STOP_VERIFY_SECONDS,
                       unknown_span=settings.STOP_UNKNOWN_VERIFY_SECONDS,
                       lease_seconds=2 * settings.MODELARTS_TIMEOUT_SECONDS + 5,
-                      alert_final=messages.final_state, audit=audit, outage=outage)
+                      alert_final=messages.final_state, audit=audit, outage=outage,
+                      contact=settings.support_contact)
     # A living replica goes from the confirm to its reply posted within this (the chat.update
     # before the stop and the stop may take 10 s each); after it, any replica posts
     # "Outcome unknown" in its place.

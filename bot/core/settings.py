@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.core import contact
 from bot.core.errors import ConfigError
 from bot.core.projects import DEFAULT, Project, parse_projects
 
@@ -118,6 +119,9 @@ class Settings(BaseSettings):
     STOP_VERIFY_INTERVAL_SECONDS: float = Field(default=5.0, gt=0, le=300)
     STOP_VERIFY_SECONDS: float = Field(default=600.0, gt=0, le=86400)
     STOP_UNKNOWN_VERIFY_SECONDS: float = Field(default=120.0, gt=0, le=86400)
+    # Who a user is told to ask for a role or for help (bot/core/contact.py): a channel, a user,
+    # a user group or a URL; unset, "the platform team".
+    SUPPORT_CONTACT: str | None = None
     # The audit stream (bot/flow/audit.py) keeps this many days of entries, trimmed at each write.
     AUDIT_RETENTION_DAYS: int = Field(default=90, ge=1, le=3650)
 
@@ -182,6 +186,18 @@ class Settings(BaseSettings):
     @classmethod
     def _https(cls, value: str | None, info) -> str | None:
         return _https_unless_loopback(info.field_name, value)
+
+    @field_validator("SUPPORT_CONTACT")
+    @classmethod
+    def _contact(cls, value: str | None) -> str | None:
+        if value:
+            contact.parse(value)
+        return value
+
+    @property
+    def support_contact(self) -> str:
+        """SUPPORT_CONTACT as Slack text ("the platform team" when unset)."""
+        return contact.contact_text(self.SUPPORT_CONTACT)
 
     @field_validator("MODELARTS_PROJECTS")
     @classmethod

@@ -41,8 +41,10 @@ from bot.flow.roles import RoleChecker
 T = TypeVar("T")
 Notify = Callable[[str], None]
 
-UNMAPPED = ("You have no role in this bot's roles file, so you can't look up or stop jobs. "
-            "Ask the platform team to map you.")
+def unmapped(contact: str) -> str:
+    """The refusal of a user who holds no role; ``contact``: who maps users (bot.core.contact)."""
+    return ("You have no role in this bot's roles file, so you can't look up or stop jobs. "
+            f"Ask {contact} to map you.")
 REDIS_DOWN = "I can't reach my state store (Redis) to check your role. Try again shortly."
 BUSY = ("I'm running as many job lists as I can right now: busy, try again in a moment. "
         "Nothing was stopped.")
@@ -58,7 +60,7 @@ def admitted(roles: RoleChecker, user: str, notify: Notify) -> bool:
         return False
     if not mapped:
         decision("denied", user=user, outcome="unmapped")
-        notify(UNMAPPED)
+        notify(unmapped(roles.contact))
     return mapped
 
 

@@ -46,7 +46,16 @@ import redis
 from bot.core import metrics
 from bot.core.errors import InvalidIdError
 from bot.core.keys import Keys
-from bot.modelarts.refs import V2_SHAPE, JobRef, V1Job, V2Job, parse_ref, ref_fields, validate_id
+from bot.modelarts.refs import (
+    DEFAULT,
+    V2_SHAPE,
+    JobRef,
+    V1Job,
+    V2Job,
+    parse_ref,
+    ref_fields,
+    validate_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +163,24 @@ class Entry:
     def get(self, name: str) -> str:
         return self.fields.get(name, "")
 
+    @property
+    def project(self) -> str:
+        """The entry's project (an entry of the default one names none)."""
+        return self.get("project") or DEFAULT
+
+    @property
+    def job(self) -> JobRef | None:
+        """The job the entry is about, or None (an entry that names no job, or a bad one)."""
+        try:
+            if self.get("api") == "v2":
+                return V2Job(self.get("training_job_id"), self.project)
+            if self.get("api") == "v1":
+                return V1Job(validate_id(self.get("job_id"), "job_id"),
+                             validate_id(self.get("version_id"), "version_id"), self.project)
+        except InvalidIdError:
+            return None
+        return None
+
     def as_json(self) -> dict[str, str]:
         stamp = self.time.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.time.microsecond // 1000:03d}Z"
         return {"id": self.id, "time": stamp, **dict(sorted(self.fields.items()))}
@@ -256,18 +283,20 @@ class Audit:
 
 @dataclass(frozen=True)
 class JobFilter:
-    """Which job's entries: a v1 version, all versions of a v1 job, or a v2 training job."""
+    """Which job's entries: a v1 version, all versions of a v1 job, or a v2 training job; of one
+    project, or (``project`` None) of any."""
 
     api: str
     job_id: str = ""
     version_id: str = ""
     training_job_id: str = ""
+    project: str | None = None
 
     @classmethod
-    def of(cls, ref: JobRef) -> JobFilter:
+    def of(cls, ref: JobRef, project: str | None = None) -> JobFilter:
         if isinstance(ref, V1Job):
-            return cls("v1", str(ref.job_id), str(ref.version_id))
-        return cls("v2", training_job_id=ref.training_job_id)
+            return cls("v1", str(ref.job_id), str(ref.version_id), project=project)
+        return cls("v2", training_job_id=ref.training_job_id, project=project)
 
     @classmethod
     def parse(cls, text: str) -> JobFilter:
@@ -281,7 +310,7 @@ class JobFilter:
         return cls.of(parse_ref(text))
 
     def matches(self, e: Entry) -> bool:
-        if e.get("api") != self.api:
+        if e.get("api") != self.api or self.project not in (None, e.project):
             return False
         if self.api == "v2":
             return e.get("training_job_id") == self.training_job_id

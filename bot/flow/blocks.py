@@ -6,6 +6,7 @@ import re
 import time
 import unicodedata
 
+from bot.core.contact import DEFAULT as CONTACT
 from bot.flow.confirmations import Confirmation
 from bot.modelarts.models import Job, StopOutcome, TrainingJob
 from bot.modelarts.refs import DEFAULT, JobRef
@@ -143,10 +144,12 @@ def not_running_text(job: Job) -> str:
     return f"{job_ref(job.name, job.ref)} is {escape(job.state)}, not running: nothing to stop."
 
 
-def denied_text(job_name: str, ref: JobRef, would_allow: list[str]) -> str:
+def denied_text(job_name: str, ref: JobRef, would_allow: list[str],
+                contact: str = CONTACT) -> str:
+    """``contact``: who maps users to roles, as Slack text (bot.core.contact)."""
     roles = ", ".join(f"`{r}`" for r in would_allow) if would_allow else "none is defined"
     return (f"You may not stop {job_ref(job_name, ref)}. "
-            f"Roles that allow it: {roles}. Ask the platform team to map you to one.")
+            f"Roles that allow it: {roles}. Ask {contact} to map you to one.")
 
 
 def roles_list(roles: tuple[str, ...] | list[str]) -> str:
@@ -339,14 +342,14 @@ def watch_took_effect(c: Confirmation, state: str, span: float) -> str:
 
 
 def watch_deadline(c: Confirmation, user: str, state: str | None, span: float,
-                   error: str | None = None) -> str:
+                   error: str | None = None, contact: str = CONTACT) -> str:
     """The deadline passed and the job is still stopping (or its status could not be read)."""
     name = job_ref(c.job_name, c.ref)
     now = (f"is still {escape(state)} after {took(span)}" if state else
            f"could not be looked up for {took(span)} (last error `{code(error or '?')}`)")
     return (f":warning: {mention(user)} {name} {now}, so I stopped watching it. Nothing was "
             f"stopped again. Check `/modelarts status {c.ref.args}` and the job's events and "
-            f"logs in the ModelArts console; ask the platform team if it stays like this.")
+            f"logs in the ModelArts console; ask {contact} if it stays like this.")
 
 
 def watch_not_taken(c: Confirmation, user: str, state: str,

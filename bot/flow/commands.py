@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from dataclasses import dataclass, replace
@@ -24,11 +25,17 @@ USAGE = (
     "• `/modelarts status &lt;training_job_id or name&gt;`: show a training job's phase\n"
     "• Old-version jobs: `/modelarts stop &lt;job_id&gt; &lt;version_id&gt;` and "
     "`/modelarts status &lt;job_id&gt; &lt;version_id&gt;`\n"
-    "• `/modelarts history &lt;training_job_id&gt;` (or `&lt;job_id&gt; &lt;version_id&gt;`): "
-    "the last 10 decisions about a job\n"
+    "• `/modelarts history &lt;name or training_job_id&gt;` (or `&lt;job_id&gt; "
+    "&lt;version_id&gt;`): the last 10 decisions about a job, also one that has ended\n"
     "• `/modelarts help`: this message"
 )
-EXAMPLE = "e.g. `/modelarts {action} 3faf5c03-aaa1-4cbe-879d-24b05d997347`"
+KNOWN = ("help", "list", "stop", "status", "history")
+CLOSE = 0.7     # difflib ratio for "did you mean": one letter off or two swapped in a short word
+# The three ways to name a job, for a command that got none.
+FORMS = ("`{action}` needs a job: its name (`/modelarts {action} team-a-resnet50`, or "
+         "`&lt;project&gt;/&lt;name&gt;` with several projects), its training_job_id "
+         "(`/modelarts {action} 3faf5c03-aaa1-4cbe-879d-24b05d997347`), or, for an old-version "
+         "job, its job_id and version_id (`/modelarts {action} 182626 278813`).")
 MAX_NAME = 64
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")            # a job name, as ModelArts allows them
 PATTERN = re.compile(r"^[A-Za-z0-9_*?-]{1,64}$")       # a list filter: a name part or a glob
@@ -39,11 +46,11 @@ ID_LIKE = re.compile(r"^(?=(?:[-_]*[0-9a-fA-F]){8})[0-9a-fA-F_-]+$")
 @dataclass(frozen=True)
 class Command:
     action: str                  # "help" | "list" | "stop" | "status" | "history"
-    ref: JobRef | None = None    # stop/status by id
-    name: str | None = None      # stop/status by exact name (ref is None)
+    ref: JobRef | None = None    # stop/status/history by id
+    name: str | None = None      # stop/status/history by exact name (ref is None)
     pattern: str | None = None   # list: a part of the name, or a glob with * and ?
     reason: str = ""             # stop: the text after ` -- `
-    project: str | None = None   # stop/status by name: `<project>/<name>` (None: every project)
+    project: str | None = None   # by name: `<project>/<name>` (None: every project)
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,10 @@ def parse(text: str | None) -> Command | Invalid:
     action, args = words[0].lower(), words[1:]
     if action == "list":
         return _list(args)
-    if action not in ("stop", "status", "history"):
-        return Invalid(f"I don't know the command `{words[0][:30]}`.")
+    if action not in KNOWN:
+        return Invalid(unknown_text(words[0]))
     if not args:
-        return Invalid(f"`{action}` needs a training_job_id, {EXAMPLE.format(action=action)} "
-                       "(old-version jobs: a job id and a version id).")
+        return Invalid(FORMS.format(action=action))
     if len(args) > 2:
         return Invalid(f"`{action}` takes a training_job_id, or a job id and a version id; "
                        f"I got {len(args)} words after it.")
@@ -89,7 +95,7 @@ def parse(text: str | None) -> Command | Invalid:
         project, first = split_project(args[0])
     except InvalidIdError as exc:
         return Invalid(f"{exc}.")
-    if len(args) == 1 and not V2_SHAPE.match(first) and action != "history":
+    if len(args) == 1 and not V2_SHAPE.match(first):
         named = _by_name(action, first)
         return replace(named, project=project) if (
             isinstance(named, Command) and "/" in args[0]) else named
@@ -97,6 +103,23 @@ def parse(text: str | None) -> Command | Invalid:
         return Command(action, ref_from_words(args))
     except InvalidIdError as exc:
         return Invalid(f"{exc}.")
+
+
+def unknown_text(word: str) -> str:
+    """An unknown subcommand: the known one it begins (``hist``), else the closest one by
+    difflib's ratio (at least CLOSE: ``stpo`` is stop, ``restart`` is nothing)."""
+    shown, typed = _shown(word[:30]), word.lower()[:30]
+    starts = [k for k in KNOWN if k.startswith(typed)]
+    close = starts if len(starts) == 1 else difflib.get_close_matches(typed, KNOWN, n=1,
+                                                                      cutoff=CLOSE)
+    return (f"I don't know the command `{shown}`: did you mean `{close[0]}`?" if close else
+            f"I don't know the command `{shown}`.")
+
+
+def _shown(word: str) -> str:
+    """A typed word inside backticks: Slack's three escapes, and no backtick to end the span."""
+    return (word.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("`", "\u02cb"))
 
 
 def _reason_problem(text: str, reason: str) -> str | None:

@@ -136,7 +136,7 @@ class Finder:
             split = self._split(user, found.jobs, notify)
         if split is not None:
             show(*lists.list_message(*split, pattern, found.problems, found.partial,
-                                     self._locked(split[0])))
+                                     self._locked(split[0]), self.roles.contact))
 
     # -- /modelarts stop <name>, /modelarts status <name> -----------------------------------
     def stop(self, user: str, channel: str, name: str, notify: Notify, show: Show,
@@ -195,12 +195,12 @@ class Finder:
             split = self._split(user, exact, notify)
             if split is not None:
                 show(*lists.several_message(name, *split, found.problems,
-                                            self._locked(split[0])))
+                                            self._locked(split[0]), self.roles.contact))
             return
         split = self._split(user, found.jobs, notify)
         if split is not None:
             show(*lists.not_found_message(name, *split, found.problems,
-                                          self._locked(split[0])))
+                                          self._locked(split[0]), self.roles.contact))
 
     def _locked(self, jobs: list[Job]) -> frozenset[str]:
         """The keys of the jobs among ``jobs`` that the roles file protects (marked in lists)."""

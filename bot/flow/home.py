@@ -121,7 +121,7 @@ class Home:
     def view(self, user: str, dm: str | None) -> dict:
         try:
             if not self.roles.may_stop_any(user):
-                return hv.unmapped(dm)
+                return hv.unmapped(dm, self.roles.contact)
             seen = hv.Seen(user, self.roles.held(user), dict(self.roles.roles.jobs))
         except redis.RedisError:
             return hv.unavailable(dm)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.flow import blocks as b
-from bot.flow import lists
+from bot.flow import history, lists
 from bot.flow.audit import Entry, job_text
 from bot.flow.claims import Claim
 from bot.modelarts.models import Job
@@ -37,40 +37,12 @@ MAX_JOB_BLOCKS = 40     # the running-jobs part: heading, 20 entries and the not
 MAX_REQUESTS = 10
 LAST_DECISIONS = 10
 CALLBACK_ID = "modelarts_home"
-CONTACT = "the platform team"
-NO_ROLE = f"You are in no role: ask {CONTACT}."
 NO_ROLE_WHY = ("The bot's roles file maps no role to you, directly or through a user group, so "
                "you can't see or stop training jobs here.")
 REDIS_DOWN = ("I can't reach my state store (Redis), so I can't show who you are to the bot. "
               "Open this tab again in a moment.")
 _DM = re.compile(r"^D[A-Z0-9]{2,30}$")
 
-# Audit codes as words (bot.flow.audit). An event's outcome, when it has one, says more than
-# the event: "stopped" with outcome stop_requested is "stop requested".
-EVENTS = {
-    "requested": "asked to stop", "confirmed": "confirmed", "approved": "approved",
-    "cancelled": "cancelled", "expired": "expired", "refused": "refused", "denied": "denied",
-    "failed": "failed", "stopped": "stopped", "already": "already ending",
-    "verified": "followed to its end",
-}
-OUTCOMES = {
-    "stop_requested": "stop requested", "stop_failed": "ModelArts refused the stop",
-    "unknown": "outcome unknown", "already_ended": "it had already ended",
-    "already_stopping": "it was already stopping",
-    "awaiting_approval": "waiting for a second person",
-    "lookup_failed": "could not look the job up", "not_running": "the job was not running",
-    "no_role": "no role of yours allows it", "post_failed": "could not post the confirmation",
-    "already_requested": "another request was open", "role_lost": "the role was gone",
-    "redis_unavailable": "the state store was unreachable",
-    "not_approver": "not an approver of this job", "wrong_channel": "a button from elsewhere",
-    "not_requester": "not the requester", "self_approval": "approving your own request",
-    "interrupted": "interrupted", "stopped": "stopped", "ended_on_its_own": "ended on its own",
-    "took_effect": "the stop took effect", "not_taken_effect": "the stop had not taken effect",
-    "deadline": "not ended by the deadline", "expired": "nobody confirmed in time",
-    "unmapped": "no role",
-}
-# Events whose outcome says it all ("stopped: stop requested" would say it twice).
-_OUTCOME_ONLY = frozenset({"stopped", "verified", "already", "confirmed"})
 STATES = {
     "pending": "waiting for your confirmation",
     "approval": "confirmed; waiting for a second person to approve",
@@ -78,20 +50,10 @@ STATES = {
 }
 
 
-def words(code: str) -> str:
-    """An unknown code as words: ``not_taken_effect`` -> ``not taken effect``."""
-    return code.replace("_", " ")
-
-
 def plain(e: Entry) -> str:
-    """An entry's event and outcome in plain words: "stop requested", "denied: no role of
-    yours allows it"."""
-    event, outcome = e.get("event"), e.get("outcome")
-    said = EVENTS.get(event, words(event))
-    if not outcome or outcome == event:
-        return said
-    how = OUTCOMES.get(outcome, words(outcome))
-    return how if event in _OUTCOME_ONLY else f"{said}: {how}"
+    """An entry's event and outcome in plain words (bot.flow.history.plain, as history says
+    them): "stop requested: ModelArts accepted it"."""
+    return history.plain(e.get("event"), e.get("outcome"))
 
 
 # -- where a Home Stop asks to confirm ------------------------------------------------------------
@@ -151,9 +113,11 @@ def view(blocks: list[dict], dm: str | None) -> dict:
             "blocks": blocks[:MAX_BLOCKS]}
 
 
-def unmapped(dm: str | None = None) -> dict:
-    """For a user who may stop nothing: why, and who to ask; nothing about any job."""
-    return view([b.section(f"*{NO_ROLE}*"), b.context(NO_ROLE_WHY)], dm)
+def unmapped(dm: str | None = None, contact: str = "the platform team") -> dict:
+    """For a user who may stop nothing: why, and who to ask (SUPPORT_CONTACT, as Slack text);
+    nothing about any job."""
+    return view([b.section(f"*You are in no role: ask {contact}.*"), b.context(NO_ROLE_WHY)],
+                dm)
 
 
 def unavailable(dm: str | None = None) -> dict:
@@ -204,7 +168,7 @@ def requests_text(requests: list[Request]) -> str:
     lines = ["*Your open requests:*"]
     for r in sorted(requests, key=lambda r: r.claim.at, reverse=True)[:MAX_REQUESTS]:
         name = f"*{b.escape(lists.short_name(r.name))}* " if r.name else ""
-        state = STATES.get(r.claim.state, words(r.claim.state))
+        state = STATES.get(r.claim.state, r.claim.state.replace("_", " "))
         asked = f"asked at {b.hhmm(r.claim.at)}"
         if r.claim.state != "stopping":   # a stop's claim lasts until its watch ends
             state += f" {place(r.claim.channel)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.core.contact import DEFAULT as CONTACT
 from bot.flow import blocks as b
 from bot.flow.blocks import STOP_REQUEST
 from bot.modelarts.models import Failure, Job
@@ -69,10 +70,10 @@ def source_problem(api: str, failure: Failure) -> str:
             f"{b.escape(fit(failure.error_msg, 200))}")
 
 
-def hidden_line(hidden: int) -> str:
+def hidden_line(hidden: int, contact: str = CONTACT) -> str:
     verb = "is" if hidden == 1 else "are"
     return (f"{plural(hidden, 'running job')} {verb} not listed: your roles don't allow you to "
-            "stop them. Ask the platform team if you need to.")
+            f"stop them. Ask {contact} if you need to.")
 
 
 def entries(jobs: list[Job], limit: int, locked: frozenset[str] = frozenset()) -> list[dict]:
@@ -91,15 +92,16 @@ def entries(jobs: list[Job], limit: int, locked: frozenset[str] = frozenset()) -
 def job_list(jobs: list[Job], hidden: int, *, heading: str, problems: Sequence[str] = (),
              limit: int = MAX_ENTRIES, more: str = "narrow it with a filter",
              partial: bool = False, locked: frozenset[str] = frozenset(),
-             ) -> tuple[str, list[dict]]:
+             contact: str = CONTACT) -> tuple[str, list[dict]]:
     """``heading``, then the jobs (newest first) with Stop buttons, then what is not shown;
-    ``locked``: the keys of protected jobs."""
+    ``locked``: the keys of protected jobs; ``contact``: who to ask for a role
+    (bot.core.contact)."""
     shown = entries(jobs, limit, locked)
     notes = []
     if len(jobs) > len(shown):
         notes.append(f"and {len(jobs) - len(shown)} more: {more}.")
     if hidden:
-        notes.append(hidden_line(hidden))
+        notes.append(hidden_line(hidden, contact))
     if partial:
         notes.append("I stopped reading after the newest running jobs; there are more.")
     if any(job.ref.key in locked for job in jobs[: len(shown)]):
@@ -116,34 +118,37 @@ def job_list(jobs: list[Job], hidden: int, *, heading: str, problems: Sequence[s
 
 def list_message(jobs: list[Job], hidden: int, pattern: str | None, problems: list[str],
                  partial: bool = False, locked: frozenset[str] = frozenset(),
-                 ) -> tuple[str, list[dict]]:
+                 contact: str = CONTACT) -> tuple[str, list[dict]]:
     """The answer to ``/modelarts list [pattern]``."""
     if jobs:
         heading = f"*{plural(len(jobs), 'running job')} you may stop*{matching(pattern)}:"
     else:
         heading = f"No running job you may stop{matching(pattern)}."
     return job_list(jobs, hidden, heading=heading, problems=problems, partial=partial,
-                    locked=locked)
+                    locked=locked, contact=contact)
 
 
 def several_message(name: str, jobs: list[Job], hidden: int, problems: list[str],
-                    locked: frozenset[str] = frozenset()) -> tuple[str, list[dict]]:
+                    locked: frozenset[str] = frozenset(),
+                    contact: str = CONTACT) -> tuple[str, list[dict]]:
     """Several running jobs have this name: pick one by its button."""
     shown = b.code(short_name(name))
     heading = (f"*{plural(len(jobs), 'running job')} named `{shown}`* that you may stop: "
                "pick one." if jobs else f"No running job named `{shown}` that you may stop.")
-    return job_list(jobs, hidden, heading=heading, problems=problems, locked=locked)
+    return job_list(jobs, hidden, heading=heading, problems=problems, locked=locked,
+                    contact=contact)
 
 
 def not_found_message(name: str, similar: list[Job], hidden: int, problems: list[str],
-                      locked: frozenset[str] = frozenset()) -> tuple[str, list[dict]]:
+                      locked: frozenset[str] = frozenset(),
+                      contact: str = CONTACT) -> tuple[str, list[dict]]:
     """No running job has this name; up to 5 running jobs whose names contain it."""
     heading = f"No running job is named `{b.code(short_name(name))}`."
     if similar:
         heading += " Running jobs whose names contain it, that you may stop:"
     return job_list(similar, hidden, heading=heading, problems=problems,
                     limit=MAX_SUGGESTIONS, more="use `/modelarts list` with a filter",
-                    locked=locked)
+                    locked=locked, contact=contact)
 
 
 def not_running_text(name: str, jobs: list[Job], problems: list[str]) -> str:

@@ -13,6 +13,7 @@ import yaml
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.core import contact
 from bot.core.errors import ConfigError
 from bot.core.keys import Keys
 from bot.core.projects import DEFAULT
@@ -143,12 +144,14 @@ class RoleChecker:
 
     Usergroup membership comes from usergroups.users.list, cached in Redis for ``cache_seconds``.
     ``roles`` may be replaced while the bot runs (``use``, bot.flow.roles_watch): each method
-    reads it once, so one check sees one file whole, the old or the new.
+    reads it once, so one check sees one file whole, the old or the new. ``contact``: who maps
+    users to roles (SUPPORT_CONTACT as Slack text), named wherever a user is told to ask.
     """
 
     def __init__(self, roles: Roles, slack: WebClient, redis_client: redis.Redis, prefix: str,
-                 cache_seconds: int = 60) -> None:
+                 cache_seconds: int = 60, contact: str = contact.DEFAULT) -> None:
         self.roles = roles
+        self.contact = contact
         self.slack = slack
         self.redis = redis_client
         self.keys = Keys(prefix)

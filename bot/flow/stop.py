@@ -124,7 +124,7 @@ class StopFlow:
             return
         if not mapped:
             notify("You have no role in this bot's roles file, so you can't look up jobs. "
-                   "Ask the platform team to map you.")
+                   f"Ask {self.roles.contact} to map you.")
             return
         found = self.modelarts.lookup(ref)
         if isinstance(found, Failure):
@@ -160,7 +160,7 @@ class StopFlow:
             return None
         if not verdict.allowed:
             decision("denied", **where, job_name=found.name, outcome="no_role")
-            notify(b.denied_text(found.name, ref, verdict.would_allow))
+            notify(b.denied_text(found.name, ref, verdict.would_allow, self.roles.contact))
             self.store.audit.write("denied", ref=ref, user=user, channel=channel,
                                    job_name=found.name, outcome="no_role")
             return None

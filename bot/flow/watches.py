@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 
 import redis
 
+from bot.core.contact import DEFAULT as CONTACT
 from bot.core.keys import Keys
 from bot.core.outage import Outage
 from bot.core.slack_out import SlackOut
@@ -160,12 +161,14 @@ class Watches:
     def __init__(self, client: redis.Redis, prefix: str, modelarts, slack: SlackOut, *,
                  interval: float, span: float, unknown_span: float, lease_seconds: float,
                  post_lease_seconds: float = 30.0, alert_final: AlertFinal | None = None,
-                 audit: Audit, outage: Outage | None = None) -> None:
+                 audit: Audit, outage: Outage | None = None, contact: str = CONTACT) -> None:
         """``slack`` must hand 429s back (no retries): a post must fit in its lease.
         ``lease_seconds``: a look-up may take this long before another replica takes over.
         ``audit``: where each verified state ("verified" entries) is appended, by the same
-        script that records its message. ``outage``: the bot's shared one (bot.core.outage)."""
+        script that records its message. ``outage``: the bot's shared one (bot.core.outage).
+        ``contact``: who to ask when a job will not stop (bot.core.contact)."""
         self.redis = client
+        self.contact = contact
         self.audit = audit
         self.keys = [*Keys(prefix).watches(), self.audit.key]
         self.claim_keys = Keys(prefix).claims()
@@ -256,7 +259,8 @@ class Watches:
             e = replace(e, error=found.error_code)
             if not late:
                 return e
-            return replace(e, say=b.watch_deadline(c, user, None, e.span, found.error_code),
+            return replace(e, say=b.watch_deadline(c, user, None, e.span, found.error_code,
+                                                 self.contact),
                            end=b.deadline_line(user, e.state, now), verdict="deadline")
         state = found.state
         e = replace(e, state=state)
@@ -275,7 +279,7 @@ class Watches:
             return replace(e, say=say, blocks=blocks, end=b.not_taken_line(state, now),
                            verdict="not_taken_effect")
         if late:
-            return replace(e, say=b.watch_deadline(c, user, state, e.span),
+            return replace(e, say=b.watch_deadline(c, user, state, e.span, contact=self.contact),
                            end=b.deadline_line(user, state, now), verdict="deadline")
         return e
 

@@ -1,6 +1,13 @@
 """Slack Web API calls as terminal text. Pure: no I/O; the numbering of messages and buttons
 is the only state, so that ``2`` typed at the prompt can name a button shown earlier.
 
+A button's number is kept by (channel, message ts, action_id, value): when an edit
+(chat.update) shows a button again, say an alert's Stop under a new "Seen 2 times" line, it
+keeps the number it had, so a number typed after the edit still presses the button the user
+saw. A button the edit leaves out is gone (its number presses nothing); one it adds gets a new
+number. Ephemeral messages are never edited here: each of their buttons gets a number of its
+own.
+
     #1 in C0SHELL:                                      a message (chat.postMessage)
        @U0YOU asks to stop *team-a-resnet* ...
        [1] Confirm stop   [2] Cancel                     buttons, numbered across the session
@@ -75,7 +82,10 @@ class Transcript:
 
     def __init__(self) -> None:
         self.messages: dict[tuple[str, str], int] = {}   # (channel, ts) -> #n
-        self.buttons: dict[int, Button] = {}
+        self.buttons: dict[int, Button] = {}             # the buttons on screen
+        # (channel, ts, action_id, value, nth such button in the message) -> its number
+        self.numbers: dict[tuple[str, str, str, str, int], int] = {}
+        self._seen: dict[tuple[str, str, str, str], int] = {}   # in the message being drawn
         self._next_message = 1
         self._next_button = 1
 
@@ -149,13 +159,14 @@ class Transcript:
         channel = str(answer.get("channel") or params.get("channel", ""))
         ts = str(answer.get("ts") or params.get("ts", ""))
         for number in [k for k, b in self.buttons.items() if (b.channel, b.ts) == (channel, ts)]:
-            del self.buttons[number]     # the old buttons are gone from Slack too
+            del self.buttons[number]     # gone from Slack too; shown again, they keep their number
         n = self.messages.get((channel, ts))
         body = self._body(params, (channel, ts))
         return [f"#{n} (edited):" if n else f"message {ts} in {channel} (edited):",
                 *_indent(body, INDENT)]
 
     def _body(self, params: dict, where: tuple[str, str] | None) -> str:
+        self._seen = {}
         blocks = params.get("blocks")
         if isinstance(blocks, list) and blocks:
             return "\n".join(self._block(b, where) for b in blocks if isinstance(b, dict))
@@ -182,9 +193,19 @@ class Transcript:
         label = _text(element.get("text")) or str(element.get("action_id", "?"))
         if element.get("type") != "button" or where is None:
             return f"[{label}]"
-        n = self._next_button
-        self._next_button += 1
-        self.buttons[n] = Button(n, where[0], where[1], str(element.get("action_id", "")),
-                                 str(element.get("value", "")), str(block.get("block_id", "")),
-                                 label)
+        action, value = str(element.get("action_id", "")), str(element.get("value", ""))
+        n = self._number(where, action, value)
+        self.buttons[n] = Button(n, where[0], where[1], action, value,
+                                 str(block.get("block_id", "")), label)
         return f"[{n}] {label}"
+
+    def _number(self, where: tuple[str, str], action: str, value: str) -> int:
+        """The number this button had on its message before (an edit), else a new one."""
+        same = (*where, action, value)
+        nth = self._seen.get(same, 0)
+        self._seen[same] = nth + 1
+        key = (*same, nth)
+        if where == EPHEMERAL or key not in self.numbers:   # an ephemeral one is never edited
+            self.numbers[key] = self._next_button
+            self._next_button += 1
+        return self.numbers[key]

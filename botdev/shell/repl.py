@@ -10,6 +10,7 @@ from typing import TextIO
 
 from bot.core.errors import InvalidIdError
 from bot.modelarts.refs import JobRef, ref_from_words
+from botdev.shell import lineedit
 from botdev.shell.session import Session
 
 HELP = """\
@@ -132,14 +133,14 @@ def event_args(rest: str) -> tuple[str, str, str] | None:
 def run(session: Session, stream: TextIO | None = None) -> int:
     stream = stream or sys.stdin
     interactive = stream.isatty()
-    if interactive:
-        try:
-            import readline  # noqa: F401 - line editing and history for input()
-        except ImportError:
-            pass
-    for line in lines(stream, session, interactive):
-        if not run_line(session, line):
-            break
+    save = lineedit.setup() if interactive else None   # readline: on a terminal only
+    try:
+        for line in lines(stream, session, interactive):
+            if not run_line(session, line):
+                break
+    finally:
+        if save is not None:
+            save()
     return 0
 
 

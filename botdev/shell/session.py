@@ -413,6 +413,7 @@ class Session:
         body = {"channel": self.channel, **ids, "job_name": name, "status": status,
                 "summary": summary, "severity": "critical"}
         posts = len(self.standin.calls_to("chat.postMessage"))
+        edits = len(self.standin.calls_to("chat.update"))
         self.activity.touch()
         resp = self.http.post(self.url + "/alerts", json=body, timeout=10,
                               headers={"Authorization": f"Bearer {self.alerts_token}"})
@@ -420,10 +421,28 @@ class Session:
             self.write([f"! the alert intake answered HTTP {resp.status_code}: "
                         f"{resp.text.strip()}"])
             return
+        duplicate = _duplicate(resp)
+        if duplicate is not None:
+            self._duplicate_alert(duplicate, edits)
+            return
         try:   # the dispatcher thread posts it; wait for that, then for the bot to go quiet
             self.standin.wait_for(lambda: len(self.standin.calls_to("chat.postMessage")) > posts)
         except TimeoutError:
             self.write(["! the alert was queued but not posted within 10 s"])
+        self.settle()
+
+    def _duplicate_alert(self, count: int, edits: int) -> None:
+        """The intake deduplicated it: no new post. Say so now; the first alert's message
+        may be edited ("Seen N times", pushed only while none is waiting to be): wait for that
+        a moment, quietly."""
+        self.write([f"(a duplicate: the bot has had this alert {count} times within "
+                    "ALERT_DEDUPE_SECONDS and posts no new message; the first one's message "
+                    "counts them)"])
+        try:
+            self.standin.wait_for(lambda: len(self.standin.calls_to("chat.update")) > edits,
+                                  timeout=EVENT_WAIT)
+        except TimeoutError:
+            pass
         self.settle()
 
     def event(self, event: str, job: str, fmt: str = "json") -> None:
@@ -501,6 +520,18 @@ class Session:
 def dm(user: str) -> str:
     """The shell's id of ``user``'s direct messages with the bot (Slack's start with D)."""
     return "D" + user[1:]
+
+
+def _duplicate(resp: requests.Response) -> int | None:
+    """How often the alert was seen, when the intake's 202 says it is a duplicate; else None."""
+    try:
+        first = resp.json()["accepted"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(first, dict) or first.get("status") != "duplicate":
+        return None
+    count = first.get("count")
+    return count if isinstance(count, int) else 2
 
 
 def _safe_url(url: str) -> str:

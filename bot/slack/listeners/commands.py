@@ -35,7 +35,9 @@ def register(app: App, flow: StopFlow, later: Later, finder: Finder, history: Hi
             respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
 
         user, channel = command["user_id"], command["channel_id"]
-        if parsed.action == "history":
+        if parsed.action == "history" and parsed.name is not None:
+            work, args = history.show_named, (user, parsed.name, notify, parsed.project)
+        elif parsed.action == "history":
             work, args = history.show, (user, parsed.ref, notify)
         elif parsed.action == "list":
             work, args = finder.listing, (user, parsed.pattern, show, notify)
