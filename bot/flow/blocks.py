@@ -184,11 +184,12 @@ MAX_EVENT_TEXT = 200
 
 
 def why_events(events: Sequence[JobEvent]) -> list[JobEvent]:
-    """Up to three of the newest events, those that explain an end first: Error ones, then the
-    job's own (source Job), then the rest; newest first within each."""
+    """Up to three of the newest events (``events`` newest first), those that explain an end
+    first: the job's own errors, other errors, the job's own (source Job), then the rest;
+    newest first within each."""
     def rank(e: JobEvent) -> tuple[int, int]:
-        first = 0 if e.level.lower() == "error" else 1 if e.source.lower() == "job" else 2
-        return first, -(e.time_ms or 0)
+        error, own = e.level.lower() == "error", e.source.lower() == "job"
+        return (0 if error and own else 1 if error else 2 if own else 3), -(e.time_ms or 0)
     return sorted(events, key=rank)[:MAX_EVENTS]
 
 

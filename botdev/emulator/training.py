@@ -157,8 +157,10 @@ def event_page(events: list[dict[str, Any]], query: dict[str, str]) -> dict[str,
         raise BadSearch(f"offset must be 0 or more and limit 1-{MAX_EVENTS_LIMIT}")
     if order not in ("asc", "desc") or (level is not None and level not in LEVELS):
         raise BadSearch("order must be asc or desc, level Info, Warning or Error")
-    chosen = [e for e in events if level is None or e["level"] == level]
-    chosen.sort(key=lambda e: e["time"], reverse=order == "desc")
+    chosen = sorted((e for e in events if level is None or e["level"] == level),
+                    key=lambda e: e["time"])
+    if order == "desc":       # newest first; of two at the same time, the one logged last
+        chosen.reverse()
     return {"total": len(chosen), "limit": limit, "offset": offset, "order": order,
             "events": chosen[offset : offset + limit]}
 
