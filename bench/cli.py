@@ -36,6 +36,7 @@ COMMANDS = {
     # bench/probes: small one-off measurements
     "guard": Command("bench.probes.guard", "the cost of the request guard, per request"),
     "metrics": Command("bench.probes.metrics", "the cost of the Prometheus metrics"),
+    "expiry": Command("bench.probes.expiry", "how soon an expired request loses its buttons"),
     # the figures in README.md and docs/, from bench/results/*.json
     "figures": Command("bench.figures", "rewrite the docs' marked tables from bench/results"),
 }

@@ -53,8 +53,10 @@ def projects(emulator, second, first_name: str = "bj4") -> str:
 @pytest.fixture
 def multi(make_bot, emulator, second):
     def make(first_name: str = "bj4", **overrides):
+        # Console links off: these tests read the project labels (links: tests/test_links.py).
         return make_bot(MODELARTS_ENDPOINT=None, MODELARTS_PROJECT_ID=None,
-                        MODELARTS_PROJECTS=projects(emulator, second, first_name), **overrides)
+                        MODELARTS_PROJECTS=projects(emulator, second, first_name),
+                        **{"MODELARTS_CONSOLE_URL": "off", **overrides})
     return make
 
 

@@ -140,7 +140,9 @@ def test_two_responders_and_a_protected_job(redis_url, tmp_path):
     assert "can't approve it too" in after(out, "U0YOU> 10")
     assert "needs a role among `oncall-lead`" in after(out, "U0ONCALL> 10")
     assert "Confirmed by @U0YOU, approved by @U0LEAD." in after(out, "U0LEAD> 10")
-    assert "ap3 · *team-a-bert-ap3*" in out      # the second project's job, labelled
+    # The second project's job, labelled, and linked to its region's console (issue 22).
+    assert ("ap3 · *team-a-bert-ap3 (https://console.huaweicloud.com/modelarts/?region="
+            "ap-southeast-3#/training/detail/") in out
     assert out.count(":white_check_mark: Stop requested for *team-a-llama-sft*") == 1
 
 
@@ -162,7 +164,9 @@ def test_two_projects_and_a_name_in_both(redis_url, tmp_path):
     choice = after(out, "U0YOU> /modelarts stop team-b-yolov8")
     assert "*2 running jobs named `team-b-yolov8`*" in choice
     asked = after(out, "U0YOU> /modelarts stop ap3/team-b-yolov8")
-    assert "asks to stop ap3 · *team-b-yolov8* (training_job_id 5e6f7a8b" in asked
+    assert ("asks to stop ap3 · *team-b-yolov8 (https://console.huaweicloud.com/modelarts/"
+            "?region=ap-southeast-3#/training/detail/5e6f7a8b") in asked
+    assert "* (training_job_id 5e6f7a8b" in asked
 
 
 def test_a_duplicate_alert_says_so_and_its_stop_keeps_its_number(redis_url, tmp_path):

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from bot.alerts.parse import Alert
-from bot.flow.blocks import STOP_REQUEST, context, escape, mention, section
+from bot.flow.blocks import STOP_REQUEST, context, escape, job_name, mention, section
 
 SEVERITY_EMOJI = {"critical": ":red_circle:", "error": ":red_circle:", "warning": ":warning:",
                   "info": ":information_source:"}
@@ -42,7 +42,8 @@ def button_value(alert: Alert) -> str:
 
 
 def title(alert: Alert) -> str:
-    name = f"*{escape(alert.job_name)}*" if alert.job_name else "*a training job*"
+    """The job's name, linked to its console page when the look-up gave one."""
+    name = job_name(alert.job_name or "a training job", alert.link)
     return f"{name} ({alert.ref})" if alert.ref else name
 
 

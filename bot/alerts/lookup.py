@@ -42,17 +42,17 @@ class JobLookup:
         job = self.modelarts.lookup(alert.ref)
         if isinstance(job, Failure):
             log.info("alert look-up: %s", job.error_code, extra={"job": alert.ref.key})
-            return replace(alert, lookup=None)
+            return replace(alert, lookup=None, link=self.modelarts.link(alert.ref))
         # What the sender said stays; ModelArts fills what it left out.
         return replace(alert, lookup=None, job_name=alert.job_name or job.name, ref=job.ref,
                        status=job.state if alert.status == "unknown" else alert.status,
-                       stop=job.stoppable)
+                       stop=job.stoppable, link=job.link)
 
     def _by_name(self, alert: Alert) -> Alert:
         found = self.finder.running(NameFilter(alert.job_name, exact=True))
         if len(found.jobs) == 1:
             job = found.jobs[0]
-            return replace(alert, lookup=None, ref=job.ref, status=job.state)
+            return replace(alert, lookup=None, ref=job.ref, status=job.state, link=job.link)
         why = (f"{len(found.jobs)} running jobs are named this: stop one with "
                f"/modelarts stop {alert.job_name}" if found.jobs else
                "could not list the running jobs: " + "; ".join(found.problems)

@@ -42,7 +42,8 @@ class Alert:
     ref's name and phase; Stop only while it can be stopped) or "name" (the one running job
     named ``job_name``). ``key`` replaces the job + summary identity (SMN: one per job or
     alarm). ``ended``: the line a resolve shows ("Ended: JobFailed at 03:12 UTC").
-    ``notice``: a plain message (SMN subscription, an unrecognised message)."""
+    ``notice``: a plain message (SMN subscription, an unrecognised message). ``link``: the
+    job's console page ("" for none)."""
 
     channel: str
     ref: JobRef | None
@@ -58,6 +59,7 @@ class Alert:
     ended: str | None = None
     notice: bool = False
     stop: bool = True
+    link: str = ""      # the job's console page, set by the look-up (bot.alerts.lookup)
 
     @property
     def identity(self) -> str:

@@ -27,6 +27,7 @@ from bot.flow.admission import ListSlots
 from bot.flow.audit import Audit
 from bot.flow.claims import HOLD_MARGIN
 from bot.flow.confirmations import ConfirmationStore
+from bot.flow.expiry import Expiry
 from bot.flow.finder import Finder
 from bot.flow.history import History
 from bot.flow.home import Home
@@ -57,10 +58,12 @@ class Bot:
     outage: Outage | None = None
     roles_watch: RolesWatch | None = None
     home: Home | None = None
+    expiry: Expiry | None = None
 
     def start_background(self) -> None:
-        """Start the alert dispatcher threads, the owed-replies recovery, the watches and the
-        roles file's (once per process; gunicorn: per worker)."""
+        """Start the alert dispatcher threads, the owed-replies recovery, the watches, the
+        expired requests' sweeper and the roles file's (once per process; gunicorn: per
+        worker)."""
         if self.roles_watch:
             self.roles_watch.start()
         if self.dispatcher:
@@ -69,6 +72,8 @@ class Bot:
             self.owed.start()
         if self.watches:
             self.watches.start()
+        if self.expiry:
+            self.expiry.start()
 
     def close(self) -> None:
         if self.dispatcher:
@@ -77,6 +82,8 @@ class Bot:
             self.owed.stop()
         if self.watches:
             self.watches.stop()
+        if self.expiry:
+            self.expiry.stop()
         if self.roles_watch:
             self.roles_watch.stop()
         if self.home:
@@ -141,6 +148,9 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
                        2 * settings.MODELARTS_TIMEOUT_SECONDS + 30, watches=watches, audit=audit,
                        outage=outage)
     flow = StopFlow(SlackOut(slack), modelarts, checker, store, messages, owed)
+    # Requests nobody clicked lose their buttons (bot.flow.expiry): one sweeper per replica.
+    expiry = Expiry(redis, prefix, SlackOut(slack_client(settings, retry_429=False)),
+                    settings.CONFIRM_TTL_SECONDS, audit=audit, alerts=messages, outage=outage)
     finder = Finder(flow, slots=ListSlots(settings.LISTS_PER_USER, settings.LISTS_MAX_CONCURRENT),
                     share_seconds=settings.LIST_SHARE_SECONDS)
     # The Home tab reads the running jobs through the finder's shared scan; the flow refreshes
@@ -158,4 +168,4 @@ def create_bot(settings: Settings, *, slack: WebClient | None = None,
     dispatcher = Dispatcher(alerts, alert_out, pace_seconds=settings.ALERT_POST_INTERVAL_SECONDS,
                             prepare=JobLookup(modelarts, finder), outage=outage)
     return Bot(settings, app, slack, redis, modelarts, flow, alerts, dispatcher, owed, watches,
-               outage, watch, home)
+               outage, watch, home, expiry)

@@ -48,6 +48,11 @@ class Keys:
         """Pending confirmations by expiry: a zset cid -> expiry (Redis ms), for a cheap count."""
         return f"{self.flow}confirm-index"
 
+    def expiring(self) -> list[str]:
+        """Confirmations waiting for a click, to be edited "Expired" once their time is out
+        (bot.flow.expiry): the zset cid -> due (Redis ms), and the hash of leased entries."""
+        return [f"{self.flow}expiring", f"{self.flow}expiring:rec"]
+
     def audit(self) -> str:
         """The audit stream (bot.flow.audit): one entry per decision, trimmed by id to the
         retention."""

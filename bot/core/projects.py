@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 DEFAULT = "default"
 NAME = re.compile(r"\A[a-z0-9-]{1,32}\Z")
@@ -39,6 +40,20 @@ class Project:
 
 def standard_endpoint(region: str) -> str:
     return ENDPOINT_EXCEPTIONS.get(region, f"https://modelarts.{region}.myhuaweicloud.com")
+
+
+_STANDARD_HOST = re.compile(r"\Amodelarts\.([a-z]{2}-[a-z]+-\d{1,2})\.myhuaweicloud\."
+                            r"(?:com|cn)\Z")
+
+
+def region_of(project: Project) -> str:
+    """The project's region: its own, or the one its standard endpoint names
+    (``https://modelarts.{region}.myhuaweicloud.com``); "" when neither says (the emulator, a
+    private endpoint)."""
+    if project.region:
+        return project.region
+    found = _STANDARD_HOST.match(urlsplit(project.endpoint).hostname or "")
+    return found.group(1) if found else ""
 
 
 def parse_projects(text: str, check_url: Callable[[str, str], str]) -> tuple[Project, ...]:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-from bot.core import contact
+from bot.core import console, contact
 from bot.core.errors import ConfigError
 from bot.core.projects import DEFAULT, Project, parse_projects
 
@@ -101,6 +107,10 @@ class Settings(BaseSettings):
     # The IAM token is scoped by MODELARTS_PROJECT_ID; a project name here scopes it by name.
     MODELARTS_PROJECT_NAME: str | None = None
     MODELARTS_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
+    # A job's page in the console, linked from every message naming the job (bot/core/console.py):
+    # templates for v2 and v1 jobs; empty or "off" turns the links off.
+    MODELARTS_CONSOLE_URL: str = console.V2_DEFAULT
+    MODELARTS_CONSOLE_URL_V1: str = console.V1_DEFAULT
 
     REDIS_URL: str = "redis://localhost:6379/0"
     REDIS_KEY_PREFIX: str = "modelarts-bot:"
@@ -168,14 +178,35 @@ class Settings(BaseSettings):
     WEB_THREADS: int = Field(default=8, ge=1, le=256)
     LOG_LEVEL: str = "INFO"
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        """As pydantic-settings has them, with one more after the arguments: the link settings
+        set to "" (``_EmptyTurnsOff``)."""
+        return (init_settings, _EmptyTurnsOff(settings_cls, dotenv_settings), env_settings,
+                dotenv_settings, file_secret_settings)
+
     @model_validator(mode="before")
     @classmethod
     def _empty_is_unset(cls, values: object) -> object:
+        """Every empty value is unset, but a link setting's, which turns links off."""
         if not isinstance(values, dict):
             return values
-        return {k: v for k, v in values.items()
-                if not (isinstance(v, str) and v.strip() == "")
-                and not (isinstance(v, SecretStr) and v.get_secret_value().strip() == "")}
+        return {k: console.OFF if k in EMPTY_TURNS_OFF and _blank(v) else v
+                for k, v in values.items() if k in EMPTY_TURNS_OFF or not _blank(v)}
+
+    @field_validator("MODELARTS_CONSOLE_URL", "MODELARTS_CONSOLE_URL_V1")
+    @classmethod
+    def _console_url(cls, value: str, info) -> str:
+        return console.check_template(value, "v1" if info.field_name.endswith("_V1") else "v2")
+
+    @property
+    def console_templates(self) -> dict[str, str]:
+        """The link template of each API ("" = no links), MODELARTS_CONSOLE_URL off: none."""
+        if self.MODELARTS_CONSOLE_URL == console.OFF:
+            return {"v2": "", "v1": ""}
+        v1 = self.MODELARTS_CONSOLE_URL_V1
+        return {"v2": self.MODELARTS_CONSOLE_URL, "v1": "" if v1 == console.OFF else v1}
 
     @field_validator("SLACK_API_URL", "MODELARTS_ENDPOINT", "MODELARTS_IAM_ENDPOINT")
     @classmethod
@@ -378,6 +409,47 @@ class Settings(BaseSettings):
             out.append("MODELARTS_USERNAME/MODELARTS_PASSWORD are set together with MODELARTS_AK: "
                        "choose one way to authenticate")
         return out
+
+
+# Settings where an empty value means "off" rather than unset: links (no check depends on them).
+EMPTY_TURNS_OFF = ("MODELARTS_CONSOLE_URL", "MODELARTS_CONSOLE_URL_V1")
+
+
+def _blank(value: object) -> bool:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return isinstance(value, str) and value.strip() == ""
+
+
+class _EmptyTurnsOff(PydanticBaseSettingsSource):
+    """The link settings set to "" in the environment, or else in the .env file, as "off".
+    pydantic-settings drops every empty value (``env_ignore_empty``: empty is unset, so that it
+    never switches a check off); these two are read again here, where an empty one is kept."""
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self.dotenv = dotenv
+
+    def get_field_value(self, field, field_name):  # the base requires it; __call__ does all
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, str]:
+        out, files = {}, None
+        for name in EMPTY_TURNS_OFF:
+            value = os.environ.get(name)
+            if value is None:
+                files = files if files is not None else self._files()
+                value = files.get(name)
+            if value is not None and value.strip() == "":
+                out[name] = console.OFF
+        return out
+
+    def _files(self) -> dict[str, str | None]:
+        env_file = getattr(self.dotenv, "env_file", None)
+        if not env_file:
+            return {}
+        return dict(DotEnvSettingsSource(self.settings_cls, env_file=env_file,
+                                         env_ignore_empty=False).env_vars)
 
 
 SMN_JOB_EVENTS = ("JobStarted", "JobCompleted", "JobFailed", "JobTerminated", "JobRestarted",

@@ -1,14 +1,21 @@
-"""Message builders: pure functions from values to Slack text and Block Kit, no I/O."""
+"""Message builders: pure functions from values to Slack text and Block Kit, no I/O.
+
+Every message naming a job links its name to the job's console page (``job_ref``, ``job_name``):
+a job carries its link (``Job.link``, stamped by the client), a confirmation the one its job had
+(``Confirmation.link``); anything else asks ``Fleet.link(ref)`` and passes it in.
+"""
 
 from __future__ import annotations
 
 import re
 import time
 import unicodedata
+from collections.abc import Sequence
+from urllib.parse import quote
 
 from bot.core.contact import DEFAULT as CONTACT
 from bot.flow.confirmations import Confirmation
-from bot.modelarts.models import Job, StopOutcome, TrainingJob
+from bot.modelarts.models import Job, JobEvent, StopOutcome, TrainingJob
 from bot.modelarts.refs import DEFAULT, JobRef
 
 CONFIRM = "modelarts_stop_confirm"
@@ -33,11 +40,31 @@ def duration(ms: int | None) -> str:
     return f"{minutes}m {seconds}s"
 
 
-def job_ref(name: str, ref: JobRef) -> str:
+def job_ref(name: str, ref: JobRef, url: str = "") -> str:
     """``*team-a-resnet* (job_id 182626, version 278813)`` or ``(training_job_id ...)``; with
-    several projects, ``bj4 · *team-a-resnet50* (...)`` (the default project is not named)."""
+    several projects, ``bj4 · *team-a-resnet50* (...)`` (the default project is not named).
+    ``url``: the job's console page, linked from its name ("" for none)."""
     project = "" if ref.project == DEFAULT else f"{escape(ref.project)} · "
-    return f"{project}*{escape(name or 'unnamed job')}* ({ref})"
+    return f"{project}{job_name(name or 'unnamed job', url)} ({ref})"
+
+
+def job_name(name: str, url: str = "") -> str:
+    """``*name*``, its text a link to ``url`` when there is one: ``*<url|name>*``."""
+    shown = escape(name)
+    return f"*{link(url, shown)}*" if url else f"*{shown}*"
+
+
+# What a URL may keep as it is inside ``<url|text>``; anything else is percent-encoded (``|``
+# would end the URL, ``<`` ``>`` the link, a space or a control character break it).
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+def link(url: str, text: str) -> str:
+    """A mrkdwn link ``<url|text>``, ``text`` already escaped; the URL percent-encoded where it
+    must be and its ``&`` written ``&amp;``, as Slack asks. "" URL: the text alone."""
+    if not url:
+        return text
+    return f"<{quote(clean(url), safe=_URL_SAFE).replace('&', '&amp;')}|{text}>"
 
 
 def state_word(ref: JobRef) -> str:
@@ -130,26 +157,62 @@ def context(text: str) -> dict:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
-def status_text(job: Job) -> str:
+def status_text(job: Job, events: Sequence[JobEvent] = ()) -> str:
+    """``events``: an ended job's last events, which say why it ended (``events_text``)."""
     if isinstance(job, TrainingJob):
         second = job.secondary_phase
         code = f" ({escape(second)})" if second and second != job.phase else ""
     else:
         code = f" ({escape(job.status)})"
-    return ", ".join([f"{job_ref(job.name, job.ref)}: *{escape(job.state)}*{code}",
-                      ran(job, "running time"), *extras(job)])
+    return ", ".join([f"{job_ref(job.name, job.ref, job.link)}: *{escape(job.state)}*{code}",
+                      ran(job, "running time"), *extras(job)]) + events_text(events)
 
 
 def not_running_text(job: Job) -> str:
-    return f"{job_ref(job.name, job.ref)} is {escape(job.state)}, not running: nothing to stop."
+    return (f"{job_ref(job.name, job.ref, job.link)} is {escape(job.state)}, not running: "
+            "nothing to stop.")
 
 
 def denied_text(job_name: str, ref: JobRef, would_allow: list[str],
-                contact: str = CONTACT) -> str:
-    """``contact``: who maps users to roles, as Slack text (bot.core.contact)."""
+                contact: str = CONTACT, url: str = "") -> str:
+    """``contact``: who maps users to roles, as Slack text (bot.core.contact); ``url``: the
+    job's console link."""
     roles = ", ".join(f"`{r}`" for r in would_allow) if would_allow else "none is defined"
-    return (f"You may not stop {job_ref(job_name, ref)}. "
+    return (f"You may not stop {job_ref(job_name, ref, url)}. "
             f"Roles that allow it: {roles}. Ask {contact} to map you to one.")
+
+
+# -- why a job ended: its last events (``GET .../training-jobs/{id}/events``) ------------------
+MAX_EVENTS = 3
+MAX_EVENT_TEXT = 200
+
+
+def why_events(events: Sequence[JobEvent]) -> list[JobEvent]:
+    """Up to three of the newest events (``events`` newest first), those that explain an end
+    first: the job's own errors, other errors, the job's own (source Job), then the rest;
+    newest first within each."""
+    def rank(e: JobEvent) -> tuple[int, int]:
+        error, own = e.level.lower() == "error", e.source.lower() == "job"
+        return (0 if error and own else 1 if error else 2 if own else 3), -(e.time_ms or 0)
+    return sorted(events, key=rank)[:MAX_EVENTS]
+
+
+def event_line(e: JobEvent) -> str:
+    """``• 03:12 UTC Error: Training job failed.``: the message's first line, cut."""
+    text = next((line.strip() for line in e.message.splitlines() if line.strip()), "")
+    if len(text) > MAX_EVENT_TEXT:
+        text = text[: MAX_EVENT_TEXT - 1] + "…"
+    when = f"{hhmm(e.time_ms / 1000)} " if e.time_ms else ""
+    level = f"{escape(e.level)}: " if e.level and e.level.lower() != "info" else ""
+    return f"• {when}{level}{escape(text)}"
+
+
+def events_text(events: Sequence[JobEvent]) -> str:
+    """``\nLast job events:\n• ...`` (one line each), or "" for none."""
+    chosen = why_events(events)
+    if not chosen:
+        return ""
+    return "\nLast job events:\n" + "\n".join(event_line(e) for e in chosen)
 
 
 def roles_list(roles: tuple[str, ...] | list[str]) -> str:
@@ -166,11 +229,19 @@ def protected_note(approvers: tuple[str, ...]) -> str:
     return f":lock: Protected: needs a second person ({who})."
 
 
+def within(seconds: int) -> str:
+    """A confirmation's time to live: ``30 s``, ``2 min``, ``1 min 30 s``."""
+    minutes, rest = divmod(max(0, int(seconds)), 60)
+    if not minutes:
+        return f"{rest} s"
+    return f"{minutes} min" + (f" {rest} s" if rest else "")
+
+
 def request_message(job: Job, requester: str, cid: str, ttl: int, reason: str = "",
                     protected: bool = False, approvers: tuple[str, ...] = ()
                     ) -> tuple[str, list[dict]]:
-    text = (f"{mention(requester)} asks to stop {job_ref(job.name, job.ref)}, {details(job)}."
-            f"{reason_line(reason)}")
+    text = (f"{mention(requester)} asks to stop {job_ref(job.name, job.ref, job.link)}, "
+            f"{details(job)}.{reason_line(reason)}")
     buttons = {
         "type": "actions",
         "block_id": "modelarts_stop",
@@ -181,8 +252,7 @@ def request_message(job: Job, requester: str, cid: str, ttl: int, reason: str = 
              "text": {"type": "plain_text", "text": "Cancel"}},
         ],
     }
-    note = (f"Only {mention(requester)} can confirm, within {ttl // 60 or 1} min"
-            f"{'' if ttl >= 60 else f' ({ttl}s)'}.")
+    note = f"Only {mention(requester)} can confirm, within {within(ttl)}."
     if not protected:
         return text, [section(text), buttons, context(note)]
     note = f"{protected_note(approvers)} {note}"
@@ -193,7 +263,7 @@ def awaiting(c: Confirmation, by: str) -> tuple[str, list[dict]]:
     """A protected job's request once its requester confirmed: Approve (anyone else with an
     approver role) or Cancel."""
     who = f"roles: {roles_list(c.approvers)}" if c.approvers else "any role that allows the job"
-    asked = (f"{mention(c.requester)} asks to stop {job_ref(c.job_name, c.ref)}."
+    asked = (f"{mention(c.requester)} asks to stop {job_ref(c.job_name, c.ref, c.link)}."
              f"{reason_line(c.reason)}")
     line = f"Confirmed by {mention(by)}. Waiting for a second person ({who})."
     buttons = {"type": "actions", "block_id": "modelarts_stop", "elements": [
@@ -207,9 +277,16 @@ def awaiting(c: Confirmation, by: str) -> tuple[str, list[dict]]:
 
 def settled(c: Confirmation, line: str) -> tuple[str, list[dict]]:
     """The request message once decided: what was asked, and what became of it. No buttons."""
-    asked = (f"{mention(c.requester)} asked to stop {job_ref(c.job_name, c.ref)}."
+    asked = (f"{mention(c.requester)} asked to stop {job_ref(c.job_name, c.ref, c.link)}."
              f"{reason_line(c.reason)}")
     return f"{asked} {line}", [section(asked), context(line)]
+
+
+def expired(c: Confirmation, ttl: int) -> tuple[str, list[dict]]:
+    """The request message once its time ran out with no click (bot.flow.expiry): no buttons.
+    A protected job its requester confirmed waited for a second person instead."""
+    who = "approved" if c.confirmed_by else "confirmed"
+    return settled(c, f"Expired: nobody {who} within {within(ttl)}. Nothing was stopped.")
 
 
 def already_requested(state: str, requester: str, at: float, by: str, link: str | None) -> str:
@@ -226,7 +303,7 @@ def already_requested(state: str, requester: str, at: float, by: str, link: str 
 
 def already_reply(c: Confirmation, state: str, ended: bool) -> str:
     """ModelArts refused the stop because the job is stopping or has ended: not a failure."""
-    name = f"*{escape(c.job_name or 'the job')}*"
+    name = job_name(c.job_name or "the job", c.link)
     why = ("someone or something else stopped it first" if not ended or state in
            ("Terminated", "KILLED") else "it had ended before this stop")
     return (f":information_source: {name} was already {escape(state)}: {why}. Nothing more to "
@@ -259,7 +336,7 @@ def outcome_reply(c: Confirmation, outcome: StopOutcome, hint: str | None,
                   watched: bool = False, approver: str | None = None) -> str:
     """``watched``: the bot follows the stop (bot.flow.watches) and says so. ``approver``: a
     protected job's second person."""
-    ref = job_ref(c.job_name, c.ref)
+    ref = job_ref(c.job_name, c.ref, c.link)
     tail = people(c, approver) + (f"\n{reason_line(c.reason).strip()}" if c.reason else "")
     if outcome.is_success:
         follow = ("I'll post here when it has stopped." if watched else
@@ -292,7 +369,7 @@ def people(c: Confirmation, approver: str | None) -> str:
 
 def interrupted_reply(c: Confirmation, watched: bool = False) -> str:
     """The owed reply for a confirmed stop whose answer the bot never saw (the replica died)."""
-    return (f":warning: Outcome unknown for {job_ref(c.job_name, c.ref)}: the bot was "
+    return (f":warning: Outcome unknown for {job_ref(c.job_name, c.ref, c.link)}: the bot was "
             f"interrupted around sending the stop, so it can't tell whether ModelArts got it. " +
             (checking(c) if watched else
              f"Check with `/modelarts status {c.ref.args}` before trying again."))
@@ -323,28 +400,30 @@ def ended_line(user: str, state: str, at: float, stopped: bool) -> str:
 
 
 def watch_final(c: Confirmation, state: str, stopped: bool, since: float | None,
-                now: float, unknown: bool) -> str:
-    """The job reached a final state: by the stop (``stopped``) or on its own."""
-    name = f"*{escape(c.job_name or 'the job')}*"
+                now: float, unknown: bool, events: Sequence[JobEvent] = ()) -> str:
+    """The job reached a final state: by the stop (``stopped``) or on its own. ``events``: its
+    last events, read once after the final state (none when that call failed)."""
+    name = job_name(c.job_name or "the job", c.link)
     after = f" ({'stopped' if stopped else 'ended'} {took(now - since)} after the request)" \
         if since else ""
     if stopped:
         lead = "The stop did take effect: " if unknown else ""
-        return f":white_check_mark: {lead}{name} is {escape(state)}{after}.{reason_line(c.reason)}"
+        return (f":white_check_mark: {lead}{name} is {escape(state)}{after}."
+                f"{reason_line(c.reason)}{events_text(events)}")
     return (f":information_source: {name} is {escape(state)}: it ended on its own before the "
-            f"stop took effect{after}.{reason_line(c.reason)}")
+            f"stop took effect{after}.{reason_line(c.reason)}{events_text(events)}")
 
 
 def watch_took_effect(c: Confirmation, state: str, span: float) -> str:
-    return (f":white_check_mark: The stop did take effect: *{escape(c.job_name or 'the job')}* is "
-            f"{escape(state)}. I'll follow it for up to {took(span)} and post here when it has "
-            f"stopped.")
+    return (f":white_check_mark: The stop did take effect: "
+            f"{job_name(c.job_name or 'the job', c.link)} is {escape(state)}. I'll follow it "
+            f"for up to {took(span)} and post here when it has stopped.")
 
 
 def watch_deadline(c: Confirmation, user: str, state: str | None, span: float,
                    error: str | None = None, contact: str = CONTACT) -> str:
     """The deadline passed and the job is still stopping (or its status could not be read)."""
-    name = job_ref(c.job_name, c.ref)
+    name = job_ref(c.job_name, c.ref, c.link)
     now = (f"is still {escape(state)} after {took(span)}" if state else
            f"could not be looked up for {took(span)} (last error `{code(error or '?')}`)")
     return (f":warning: {mention(user)} {name} {now}, so I stopped watching it. Nothing was "
@@ -355,9 +434,10 @@ def watch_deadline(c: Confirmation, user: str, state: str | None, span: float,
 def watch_not_taken(c: Confirmation, user: str, state: str,
                     span: float) -> tuple[str, list[dict]]:
     """The stop's outcome was unknown and the job still runs: say so, offer a fresh Stop."""
-    text = (f":x: {mention(user)} The stop did not take effect: {job_ref(c.job_name, c.ref)} is "
-            f"still {escape(state)} after {took(span)}. Nothing was stopped again. To stop it, "
-            f"press Stop: it asks for a new confirmation.")
+    text = (f":x: {mention(user)} The stop did not take effect: "
+            f"{job_ref(c.job_name, c.ref, c.link)} is still {escape(state)} after "
+            f"{took(span)}. Nothing was stopped again. To stop it, press Stop: it asks for a new "
+            f"confirmation.")
     button = {"type": "actions", "block_id": "modelarts_watch", "elements": [
         {"type": "button", "action_id": STOP_REQUEST, "style": "danger", "value": c.ref.key,
          "text": {"type": "plain_text", "text": "Stop"}}]}

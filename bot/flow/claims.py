@@ -3,7 +3,8 @@
     CREATE of a confirmation (bot.flow.confirmations): no live claim for the job ──▶ claim
         "pending" until the confirmation expires; a live claim ──▶ nothing stored, the caller is
         told who asked, when and where (``Claim``)
-    the request message posted ──▶ NOTE: the claim learns its message (for the link)
+    the request message posted ──▶ NOTE: the claim learns its message (for the link), and so
+        does the confirmation's expiring entry (bot.flow.expiry: the message to edit)
     CONSUME: cancelled ──▶ dropped │ confirmed (protected job) ──▶ "approval", same expiry
         │ confirmed or approved ──▶ "stopping" for HOLD (the stop, its reply and its watch)
     DISCARD (the request could not be posted), a refused stop (RELEASE), the watch's DONE (the
@@ -66,10 +67,18 @@ local function claim_prune(hash, index, now)
 end
 """
 
-# The request message is posted: remember where, if this confirmation still holds the claim.
-# KEYS[1] hash, KEYS[2] index; ARGV[1] job key, ARGV[2] confirmation id, ARGV[3] message ts,
-# ARGV[4] thread ts. Returns 1 if noted, 0 if the claim is gone or another's.
+# The request message is posted: remember where, on the confirmation's expiring entry (if it is
+# still there) and on the job's claim (if this confirmation still holds it).
+# KEYS[1] hash, KEYS[2] index, KEYS[3] expiring hash (Keys.expiring()); ARGV[1] job key,
+# ARGV[2] confirmation id, ARGV[3] message ts, ARGV[4] thread ts. Returns 1 if the claim noted
+# it, 0 if the claim is gone or another's.
 NOTE = CLAIM_LUA + """
+local pe = redis.call('HGET', KEYS[3], ARGV[2])
+if pe then
+  local e = cjson.decode(pe)
+  e['ts'], e['thread_ts'] = ARGV[3], ARGV[4]
+  redis.call('HSET', KEYS[3], ARGV[2], cjson.encode(e))
+end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local c = cjson.decode(raw)
@@ -120,11 +129,13 @@ class Claims:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.redis = client
         self.keys = Keys(prefix).claims()
+        self.expiring = Keys(prefix).expiring()[1]
         self._note = client.register_script(NOTE)
         self._release = client.register_script(RELEASE)
 
     def note(self, ref: JobRef, cid: str, ts: str, thread_ts: str) -> bool:
-        return bool(self._note(keys=self.keys, args=[ref.key, cid, ts, thread_ts]))
+        return bool(self._note(keys=[*self.keys, self.expiring],
+                               args=[ref.key, cid, ts, thread_ts]))
 
     def release(self, ref: JobRef, cid: str) -> None:
         self._release(keys=self.keys, args=[ref.key, cid])

@@ -1,4 +1,14 @@
-"""Pending stop confirmations in Redis: created once, consumed at most once, across replicas."""
+"""Pending stop confirmations in Redis: created once, consumed at most once, across replicas.
+
+    CREATE ──▶ the record (SET NX EX ttl), the job's claim (bot.flow.claims), and an expiring
+        entry (a leased entry, bot.flow.leases: Keys.expiring(), due at the expiry plus
+        EXPIRY_MARGIN_MS) ──▶ the request posted: NOTE puts its ts on the entry
+    CONSUME (confirm, approve, cancel; a click after the expiry) or DISCARD ──▶ the entry goes
+        in the same script, so a decided request is never edited as expired
+    │ a protected job's first confirm (AWAITING) keeps it, with confirmed_by
+    nobody clicked: the entry falls due ──▶ the sweeper (bot.flow.expiry) on one replica edits
+        the message "Expired: ..." and forgets it
+"""
 
 from __future__ import annotations
 
@@ -19,8 +29,9 @@ from bot.modelarts.refs import JobRef, parse_ref
 # step; keep the job's claim (bot.flow.claims) and audit the click (bot.flow.audit) in it too.
 # KEYS[1] pending record, KEYS[2] done marker, KEYS[3] owed-replies zset, KEYS[4] owed-replies
 # hash (bot.flow.outcomes: the entry it writes is an OwedEntry), only with ARGV[4], KEYS[5]
-# confirmation index, KEYS[6] audit stream, KEYS[7] claims hash, KEYS[8] claims index,
-# KEYS[9..] keys to read with it (the usergroup cache the role re-check reads next); all under
+# confirmation index, KEYS[6] audit stream, KEYS[7] claims hash, KEYS[8] claims index, KEYS[9]
+# expiring zset, KEYS[10] expiring hash (bot.flow.expiry: the entry goes with the record),
+# KEYS[11..] keys to read with it (the usergroup cache the role re-check reads next); all under
 # the {flow} tag (bot.core.keys)
 # ARGV[1] clicking user, ARGV[2] new state ("confirmed"|"approved"|"cancelled"), ARGV[3] marker
 # TTL seconds, ARGV[4] owner of the owed reply ("" = owe none), ARGV[5] the click's message ts,
@@ -50,6 +61,8 @@ if not v then
   local d = redis.call('GET', KEYS[2])
   if d then return {'handled', d} end
   redis.call('ZREM', KEYS[5], ARGV[7])
+  redis.call('ZREM', KEYS[9], ARGV[7])
+  redis.call('HDEL', KEYS[10], ARGV[7])
   return {'expired', '', audited({event='expired', outcome='expired', user=ARGV[1],
                                   channel=ARGV[9], confirmation=ARGV[7]})}
 end
@@ -75,6 +88,12 @@ if ARGV[2] == 'confirmed' and c['protected'] == true then
   c['confirmed_by'] = ARGV[1]
   local nv = cjson.encode(c)
   redis.call('SET', KEYS[1], nv, 'KEEPTTL')
+  local pe = redis.call('HGET', KEYS[10], ARGV[7])
+  if pe then
+    local e = cjson.decode(pe)
+    e['c'] = nv
+    redis.call('HSET', KEYS[10], ARGV[7], cjson.encode(e))
+  end
   local held = claim_live(KEYS[7], KEYS[8], job, now)
   if held and held['id'] == c['id'] then
     held['state'], held['by'] = 'approval', ARGV[1]
@@ -85,6 +104,8 @@ if ARGV[2] == 'confirmed' and c['protected'] == true then
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[5], ARGV[7])
+redis.call('ZREM', KEYS[9], ARGV[7])
+redis.call('HDEL', KEYS[10], ARGV[7])
 redis.call('SET', KEYS[2], cjson.encode({state=ARGV[2], by=ARGV[1]}), 'EX', tonumber(ARGV[3]))
 if ARGV[2] == 'cancelled' then
   claim_drop(KEYS[7], KEYS[8], job, c['id'])
@@ -101,19 +122,21 @@ if ARGV[4] and ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[7])
 end
 local also = {}
-if #KEYS > 8 then also = redis.call('MGET', unpack(KEYS, 9)) end
+if #KEYS > 10 then also = redis.call('MGET', unpack(KEYS, 11)) end
 local f = {event=ARGV[2], user=ARGV[1]}
 if ARGV[2] == 'approved' then f['approver'] = ARGV[1] end
 return {'ok', v, audited(audit_confirmation(c, f)), also}
 """
 
 # Store a new confirmation (SET NX EX) and claim its job (bot.flow.claims), unless a live claim
-# holds the job; index it by expiry (dropping expired ids) and audit "requested" (bot.flow.audit)
-# or, the job held, "refused already_requested", in one step.
+# holds the job; index it by expiry (dropping expired ids), open its expiring entry (a leased
+# entry {c, owner, tries}, due ARGV[7] ms after the expiry: bot.flow.expiry) and audit
+# "requested" (bot.flow.audit) or, the job held, "refused already_requested", in one step.
 # KEYS[1] pending record, KEYS[2] confirmation index, KEYS[3] audit stream, KEYS[4] claims hash,
-# KEYS[5] claims index (bot.core.keys, {flow})
+# KEYS[5] claims index, KEYS[6] expiring zset, KEYS[7] expiring hash (bot.core.keys, {flow})
 # ARGV[1] record JSON, ARGV[2] TTL seconds, ARGV[3] confirmation id, ARGV[4] audit retention ms
-# ("" = no audit), ARGV[5] the job's key, ARGV[6] the new claim's JSON (its "until" set here)
+# ("" = no audit), ARGV[5] the job's key, ARGV[6] the new claim's JSON (its "until" set here),
+# ARGV[7] ms after the expiry that the expiring entry falls due
 # returns {1, lost} when stored, {0, ""} when that id exists, {2, lost, claim JSON} when another
 # request holds the job (nothing stored); lost "1": the entry was not written
 CREATE = AUDIT_LUA + CLAIM_LUA + """
@@ -138,6 +161,8 @@ claim['until'] = now + tonumber(ARGV[2]) * 1000
 claim_put(KEYS[4], KEYS[5], ARGV[5], claim)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]) * 1000, ARGV[3])
+redis.call('HSET', KEYS[7], ARGV[3], cjson.encode({c=ARGV[1], owner='', tries=0}))
+redis.call('ZADD', KEYS[6], now + tonumber(ARGV[2]) * 1000 + tonumber(ARGV[7]), ARGV[3])
 if ARGV[4] == '' then return {1, ''} end
 if audit(KEYS[3], audit_confirmation(c, {event='requested', user=c['requester']}), ARGV[4]) then
   return {1, ''}
@@ -145,16 +170,18 @@ end
 return {1, '1'}
 """
 
-# Drop a confirmation whose request message could not be posted, with its job's claim, and
-# audit that.
+# Drop a confirmation whose request message could not be posted, with its job's claim and its
+# expiring entry, and audit that.
 # KEYS[1] pending record, KEYS[2] confirmation index, KEYS[3] audit stream, KEYS[4] claims
-# hash, KEYS[5] claims index
+# hash, KEYS[5] claims index, KEYS[6] expiring zset, KEYS[7] expiring hash
 # ARGV[1] confirmation id, ARGV[2] audit retention ms ("" = no audit), ARGV[3] Slack's error
 # returns "1" when the audit entry could not be written, else ""
 DISCARD = AUDIT_LUA + CLAIM_LUA + """
 local v = redis.call('GET', KEYS[1])
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('HDEL', KEYS[7], ARGV[1])
 if not v then return '' end
 local c = cjson.decode(v)
 claim_drop(KEYS[4], KEYS[5], c['ref'], ARGV[1])
@@ -176,6 +203,7 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 DONE_TTL = 7 * 24 * 3600  # how long "already handled" is remembered
+EXPIRY_MARGIN_MS = 1000   # the expiring entry falls due this long after the record expired
 
 
 class Result(StrEnum):
@@ -211,6 +239,7 @@ class Confirmation:
     protected: bool = False            # needs a second person (the roles file's protected:)
     approvers: tuple[str, ...] = ()    # roles whose holders may approve; () = any that allows
     confirmed_by: str = ""             # a protected job's requester, once confirmed
+    link: str = ""                     # the job's console page (bot.modelarts.console), or ""
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "ref": self.ref.key})
@@ -281,10 +310,10 @@ class ConfirmationStore:
         """Store it for ``ttl`` seconds and claim its job (audited "requested"), unless another
         request holds the job (``held``: audited "refused") or that id exists already."""
         keys = [self.keys.pending(c.id), self.keys.confirm_index(), self.audit.key,
-                *self.claims.keys]
+                *self.claims.keys, *self.keys.expiring()]
         claim = Claim.new_json(c.id, c.requester, c.channel, c.created_at, 0)
         got = self._create(keys=keys, args=[c.to_json(), self.ttl, c.id, self.audit.keep_ms,
-                                            c.ref.key, claim])
+                                            c.ref.key, claim, EXPIRY_MARGIN_MS])
         code, lost = int(got[0]), got[1]
         if lost:
             self.audit.lost("requested" if code == 1 else "refused")
@@ -296,7 +325,7 @@ class ConfirmationStore:
         """Drop a confirmation whose request could not be posted, and its claim (audited
         "failed")."""
         keys = [self.keys.pending(cid), self.keys.confirm_index(), self.audit.key,
-                *self.claims.keys]
+                *self.claims.keys, *self.keys.expiring()]
         if self._discard(keys=keys, args=[cid, self.audit.keep_ms, error]):
             self.audit.lost("failed")
 
@@ -324,7 +353,8 @@ class ConfirmationStore:
         if not cid or len(cid) > 64:
             return Consumed(Result.EXPIRED)
         keys = [*self._keys(cid), *(owe.keys if owe else self.keys.owed()),
-                self.keys.confirm_index(), self.audit.key, *self.claims.keys]
+                self.keys.confirm_index(), self.audit.key, *self.claims.keys,
+                *self.keys.expiring()]
         args = [user, state, max(DONE_TTL, self.ttl), *(
             (owe.owner, owe.message_ts, owe.lease_ms) if owe else ("", "", 0)), cid,
             self.audit.keep_ms, channel or "", "" if channel is None else "1", self.hold_ms]

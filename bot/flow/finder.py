@@ -166,8 +166,9 @@ class Finder:
         if not exact:
             ended = self.named(name, project)
             if ended.jobs:
-                notify(lists.not_running_text(name, ended.jobs[:SHOWN_BY_STATUS],
-                                              ended.problems))
+                shown = ended.jobs[:SHOWN_BY_STATUS]
+                why = self.flow.why_ended(shown[0]) if len(shown) == 1 else []
+                notify(lists.not_running_text(name, shown, ended.problems, why))
                 return
         self._choices(user, name, exact, found, notify, show)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from bot.core.contact import DEFAULT as CONTACT
 from bot.flow import blocks as b
 from bot.flow.blocks import STOP_REQUEST
-from bot.modelarts.models import Failure, Job
+from bot.modelarts.models import Failure, Job, JobEvent
 
 MAX_ENTRIES = 20
 MAX_SUGGESTIONS = 5
@@ -49,7 +49,7 @@ def stop_button(job: Job, n: int) -> dict:
 def entry(job: Job, n: int, locked: bool = False) -> dict:
     """``locked``: a protected job (bot.flow.roles), marked :lock: (its stop needs two people)."""
     mark = ":lock: " if locked else ""
-    text = f"{mark}{b.job_ref(short_name(job.name), job.ref)}\n{b.details(job)}"
+    text = f"{mark}{b.job_ref(short_name(job.name), job.ref, job.link)}\n{b.details(job)}"
     return {"type": "section", "block_id": f"job_{n}",
             "text": {"type": "mrkdwn", "text": fit(text, MAX_SECTION)},
             "accessory": stop_button(job, n)}
@@ -151,8 +151,10 @@ def not_found_message(name: str, similar: list[Job], hidden: int, problems: list
                     locked=locked, contact=contact)
 
 
-def not_running_text(name: str, jobs: list[Job], problems: list[str]) -> str:
-    """For status by name: no running job has it, these (newest first) do."""
+def not_running_text(name: str, jobs: list[Job], problems: list[str],
+                     events: Sequence[JobEvent] = ()) -> str:
+    """For status by name: no running job has it, these (newest first) do; ``events``: the one
+    job's last events, when there is one."""
     lines = [f"No running job is named `{b.code(short_name(name))}`; the newest with "
-             "that name:", *(b.status_text(job) for job in jobs), *problems]
+             "that name:", *(b.status_text(job, events) for job in jobs), *problems]
     return fit("\n".join(lines), 3000)

@@ -37,7 +37,7 @@ from bot.flow.confirmations import Confirmation, ConfirmationStore, Consumed, Ow
 from bot.flow.outcomes import OwedReplies
 from bot.flow.roles import RoleChecker
 from bot.modelarts.hints import hint_for
-from bot.modelarts.models import Failure, Job, StopOutcome
+from bot.modelarts.models import Failure, Job, JobEvent, StopOutcome
 from bot.modelarts.refs import JobRef, ref_fields
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,15 @@ class StopFlow:
         if isinstance(found, Failure):
             notify(lookup_failed(ref, found))
         else:
-            notify(b.status_text(found))
+            notify(b.status_text(found, self.why_ended(found)))
+
+    def why_ended(self, job: Job) -> list[JobEvent]:
+        """An ended v2 job's events, which say why (one call); none for a job that runs, a v1
+        version, or when the call fails (the message is then as it was without them)."""
+        if job.ref.api != "v2" or not job.final:
+            return []
+        events = self.modelarts.events(job.ref)
+        return [] if isinstance(events, Failure) else events
 
     # -- /modelarts stop, and the alert's Stop button ---------------------------------------
     def request(self, user: str, channel: str, ref: JobRef, notify: Notify,
@@ -160,7 +168,8 @@ class StopFlow:
             return None
         if not verdict.allowed:
             decision("denied", **where, job_name=found.name, outcome="no_role")
-            notify(b.denied_text(found.name, ref, verdict.would_allow, self.roles.contact))
+            notify(b.denied_text(found.name, ref, verdict.would_allow, self.roles.contact,
+                                 found.link))
             self.store.audit.write("denied", ref=ref, user=user, channel=channel,
                                    job_name=found.name, outcome="no_role")
             return None
@@ -175,7 +184,7 @@ class StopFlow:
         guard = self.roles.roles.protection(job.name, job.ref.project)
         c = Confirmation(new_id(), user, channel, "", thread_ts or "", job.ref, job.name,
                          time.time(), alert_ts, reason[:MAX_REASON], guard is not None,
-                         guard.approvers if guard else ())
+                         guard.approvers if guard else (), link=job.link)
         try:
             created = self.store.create(c)
         except redis.RedisError:
@@ -264,7 +273,7 @@ class StopFlow:
             decision("denied", user=user, channel=click.channel, **job_fields(c.ref),
                      confirmation=c.id, outcome="not_approver")
             self.store.audit.write("denied", c, user=user, outcome="not_approver")
-            notify(f"You can't approve this stop: approving {b.job_ref(c.job_name, c.ref)} "
+            notify(f"You can't approve this stop: approving {b.job_ref(c.job_name, c.ref, c.link)} "
                    f"needs {who}. Nothing was stopped.")
             return None
         requester = c.requester if c else user

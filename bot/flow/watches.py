@@ -267,7 +267,8 @@ class Watches:
         unknown = e.kind == "unknown"
         if found.final:
             stopped = state in STOPPED
-            return replace(e, say=b.watch_final(c, state, stopped, e.since, now, unknown),
+            why = self._why(found)
+            return replace(e, say=b.watch_final(c, state, stopped, e.since, now, unknown, why),
                            end=b.ended_line(user, state, now, stopped),
                            verdict="stopped" if stopped else "ended_on_its_own")
         if found.stopping and unknown:
@@ -282,6 +283,16 @@ class Watches:
             return replace(e, say=b.watch_deadline(c, user, state, e.span, contact=self.contact),
                            end=b.deadline_line(user, state, now), verdict="deadline")
         return e
+
+    def _why(self, job) -> list:
+        """The ended job's last events (one call, v2 only): none when it fails."""
+        if job.ref.api != "v2":
+            return []
+        events = self.modelarts.events(job.ref)
+        if isinstance(events, Failure):
+            log.info("job events not read: %s", events.error_code, extra={"job": job.ref.key})
+            return []
+        return events
 
     def _say(self, wid: str, token: str, e: WatchEntry) -> None:
         """Post ``say``; on the last message, settle the request message and the alert first

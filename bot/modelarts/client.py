@@ -2,9 +2,11 @@
 
 ``lookup(ref)`` and ``stop(ref)`` are the one interface the bot uses; they dispatch on the JobRef to
 the v1 calls (``get_version``, ``stop_version``, ``list_jobs``) or the v2 ones (``get_job``,
-``terminate_job``, ``search_jobs``). A stop is sent once. It is sent again only when the
-connection was refused (nothing reached the server), or once after a 401 token rejection with IAM
-auth (the gate refused it, nothing ran).
+``terminate_job``, ``search_jobs``). ``events(ref)``: a v2 job's newest events (v1 has none).
+Every job it reads carries its project's name and its console link (bot.modelarts.console).
+
+A stop is sent once. It is sent again only when the connection was refused (nothing reached the
+server), or once after a 401 token rejection with IAM auth (the gate refused it, nothing ran).
 
 No call follows a redirect: a 3xx is a BOT.REDIRECT failure naming the target host. A stop is
 accepted only on a 2xx whose body says so: v1 ``is_success: true``; v2 the job object, or no body.
@@ -12,6 +14,7 @@ accepted only on a 2xx whose body says so: v1 ``is_success: true``; v2 the job o
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -29,9 +32,10 @@ from bot.core.projects import Project
 from bot.core.settings import Settings
 from bot.modelarts import models, signer
 from bot.modelarts.auth import TOKEN_HEADER, AkSkAuth, AuthError, IamTokenAuth
+from bot.modelarts.console import OFF, Console, console_for
 from bot.modelarts.fleet import Fleet
 from bot.modelarts.hints import GATEWAY_AUTH_CODES, TOKEN_CODES, hint_for
-from bot.modelarts.models import Failure, Job, JobVersion, StopOutcome, TrainingJob
+from bot.modelarts.models import Failure, Job, JobEvent, JobVersion, StopOutcome, TrainingJob
 from bot.modelarts.redirects import redirect_failure
 from bot.modelarts.refs import DEFAULT, JobRef, V1Job, V2Job, validate_training_job_id
 
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 J = TypeVar("J", JobVersion, TrainingJob)
 REFUSED_RETRY_DELAYS = (0.2, 0.5)  # at most two more tries, only when the connect was refused
 SEARCH_LIMIT = 50                  # the largest page training-job-searches gives
+EVENTS_LIMIT = 50                  # events read per call (the API allows 1-100)
 # The operations that change a job; every other call is a look-up (a search is a POST too).
 CHANGES = frozenset({"stop_version", "terminate_job"})
 
@@ -75,11 +80,13 @@ class ModelArtsClient:
 
     def __init__(
         self, endpoint: str, project_id: str, auth: Auth, session: requests.Session, timeout: float,
-        name: str = DEFAULT,
+        name: str = DEFAULT, console: Console = OFF,
     ) -> None:
+        """``console``: the links its jobs carry (default: none)."""
         self.endpoint = endpoint.rstrip("/")
         self.project_id = project_id
         self.name = name
+        self.console = console
         self._auth = auth
         self._session = session
         self._timeout = timeout
@@ -98,6 +105,18 @@ class ModelArtsClient:
                 return self.stop_version(job_id, version_id)
             case V2Job(training_job_id):
                 return self.terminate_job(training_job_id)
+
+    def events(self, ref: JobRef) -> list[JobEvent] | Failure:
+        """The job's newest events, newest first (a v1 version has no event log: none)."""
+        match ref:
+            case V1Job():
+                return []
+            case V2Job(training_job_id):
+                return self.job_events(training_job_id)
+
+    def link(self, ref: JobRef) -> str:
+        """The job's console page, "" for none."""
+        return self.console.url(ref)
 
     # -- v1: training job versions -----------------------------------------------------------
     def get_version(self, job_id: object, version_id: object) -> JobVersion | Failure:
@@ -176,11 +195,31 @@ class ModelArtsClient:
         count = _optional_int(answer.body.get("count"))
         return JobPage(items, len(raw) if count is None else count)
 
+    def job_events(self, training_job_id: object, limit: int = EVENTS_LIMIT
+                   ) -> list[JobEvent] | Failure:
+        """``GET .../training-jobs/{id}/events``, newest first. ``order=desc`` asks for the
+        newest page (the value is UNCONFIRMED: the docs name the parameter only); the answer is
+        sorted here all the same. Entries that cannot be read are left out."""
+        params = [("offset", 0), ("limit", limit), ("order", "desc")]
+        answer = self._call("job_events", "GET", self._job_path(training_job_id) + "/events",
+                            params)
+        if isinstance(answer, Failure):
+            return answer
+        raw = answer.body.get("events")
+        if not isinstance(raw, list):
+            return Failure(models.BAD_RESPONSE, "the job events have no events list",
+                           answer.http_status, answer.request_id)
+        found = [e for e in map(_job_event, raw) if e is not None]
+        return sorted(found, key=lambda e: e.time_ms or 0, reverse=True)
+
     def _own(self, job: J | None) -> J | None:
-        """The job as this project's (its refs name it)."""
-        if job is None or self.name == DEFAULT:
+        """The job as this project's (its refs name it), with its console link."""
+        if job is None:
             return job
-        return replace(job, project=self.name)
+        if self.name != DEFAULT:
+            job = replace(job, project=self.name)
+        link = self.console.url(job.ref)
+        return replace(job, link=link) if link else job
 
     def _job_path(self, training_job_id: object) -> str:
         return f"/v2/{self.project_id}/training-jobs/{validate_training_job_id(training_job_id)}"
@@ -344,6 +383,29 @@ def _training_job(body: object) -> TrainingJob | None:
     )
 
 
+def _job_event(body: object) -> JobEvent | None:
+    """One event entry, or None without a message."""
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        return None
+    return JobEvent(_event_time(body.get("time")), _str(body.get("level")),
+                    body["message"][:2000], _str(body.get("source")))
+
+
+def _event_time(value: object) -> int | None:
+    """An event's time as epoch ms: a number (ms, or s when small) or an ISO 8601 text (its
+    form is UNCONFIRMED); None when it is neither."""
+    if isinstance(value, str) and not value.strip().isdigit():
+        try:
+            when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return int((when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp() * 1000)
+    number = _optional_int(value) if not isinstance(value, bool) else None
+    if number is None or number < 0:
+        return None
+    return number * 1000 if number < 100_000_000_000 else number
+
+
 def _obj(body: dict, key: str) -> dict:
     value = body.get(key)
     return value if isinstance(value, dict) else {}
@@ -426,7 +488,7 @@ def build_client(
             project_name=settings.MODELARTS_PROJECT_NAME,
         )
     return ModelArtsClient(project.endpoint, project.project_id, auth, session, timeout,
-                           project.name)
+                           project.name, console_for(settings.console_templates, project))
 
 
 def build_fleet(

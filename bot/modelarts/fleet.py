@@ -5,7 +5,8 @@
     MODELARTS_PROJECTS set ──▶ one ``ModelArtsClient`` per entry (its endpoint, its project id, its
         token with IAM), each v2 search once per listed workspace (default: ``"0"``)
 
-``Fleet.lookup`` and ``Fleet.stop`` are what the flow calls, as it called one client before. A ref
+``Fleet.lookup``, ``Fleet.stop`` and ``Fleet.events`` are what the flow calls, as it called one
+client before; ``Fleet.link`` is a ref's console page (bot.modelarts.console). A ref
 of a named project goes to that project's client. A ``DEFAULT`` ref (a bare id, an alert naming no
 project, a button made before the upgrade) goes to the one project when there is one; with
 several, every project is asked at once, and the job is the one exactly one project knows
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from bot.core.errors import InvalidIdError
 from bot.core.projects import Project
-from bot.modelarts.models import Failure, Job, StopOutcome
+from bot.modelarts.models import Failure, Job, JobEvent, StopOutcome
 from bot.modelarts.refs import DEFAULT, JobRef
 
 UNKNOWN_PROJECT = "BOT.UNKNOWN_PROJECT"
@@ -93,6 +94,24 @@ class Fleet:
                 return StopOutcome.from_failure(found)
             ref, client = found.ref, self.clients[found.ref.project]
         return client.stop(ref)
+
+    def events(self, ref: JobRef) -> list[JobEvent] | Failure:
+        """The job's newest events (newest first) from the project that holds it."""
+        client = self._direct(ref)
+        if client is None and ref.project != DEFAULT:
+            return unknown_project(ref.project, self.names)
+        if client is None:
+            found = self._locate(ref)
+            if isinstance(found, Failure):
+                return found
+            ref, client = found.ref, self.clients[found.ref.project]
+        return client.events(ref)
+
+    def link(self, ref: JobRef) -> str:
+        """The job's console page, "" for none (links off; or, with several projects, a ref
+        that names none: which region is unknown without a look-up)."""
+        client = self._direct(ref)
+        return client.link(ref) if client is not None else ""
 
     def _direct(self, ref: JobRef):
         """The one client that answers for ``ref``, or None (unknown, or to be located)."""

@@ -4,7 +4,7 @@ outcome of a call. Both job types answer the same questions (``ref``, ``name``, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.modelarts.refs import DEFAULT, V1Job, V2Job, validate_id  # noqa: F401 - re-exported
 
@@ -49,6 +49,7 @@ class JobVersion:
     create_time_ms: int | None = None
     start_time_ms: int | None = None
     project: str = DEFAULT
+    link: str = field(default="", compare=False)   # its console page (bot.modelarts.console)
 
     @property
     def ref(self) -> V1Job:
@@ -99,6 +100,7 @@ class TrainingJob:
     pool_name: str = ""
     project: str = DEFAULT
     workspace: str = "0"
+    link: str = field(default="", compare=False)   # its console page (bot.modelarts.console)
 
     @property
     def ref(self) -> V2Job:
@@ -122,6 +124,16 @@ class TrainingJob:
 
 
 Job = JobVersion | TrainingJob
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One entry of a v2 job's event log (``GET .../training-jobs/{id}/events``)."""
+
+    time_ms: int | None        # when (epoch ms); None when the answer's time could not be read
+    level: str                 # Info | Warning | Error
+    message: str
+    source: str = ""           # Job | Task | K8S
 
 
 @dataclass(frozen=True)

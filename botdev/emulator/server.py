@@ -1,7 +1,7 @@
 """A real HTTP server that answers like ModelArts training jobs (v1 and v2), IAM and the gateway.
 
-v2 routes and their errors: see botdev.emulator.v2. Error codes it chooses for v1 (the real ones are
-unconfirmed, see the API reference):
+v2 routes and their errors: see botdev.emulator.v2 (a job's event log: botdev.emulator.training).
+Error codes it chooses for v1 (the real ones are unconfirmed, see the API reference):
 - a stop of a version that is not running: HTTP 400, ModelArts.2796 (NotAllowedToTerminate, the
   closest documented code; the docs list it with 409 for the v2 service).
 - an unknown job or version: HTTP 404, ModelArts.2775 (TrainingJobNotFound; listed with 400).
@@ -365,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
                                   "scoped to another project", "request_id": uuid.uuid4().hex})
             return
         if parts.path.startswith("/v2/"):
-            self._route_v2(method, parts.path, body)
+            self._route_v2(method, parts.path, body, dict(query))
         else:
             self._route(method, parts.path, dict(query))
 
@@ -410,10 +410,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._with_fault([ref], "get", lambda: _version(emulator, ref))
 
-    def _route_v2(self, method: str, path: str, body: bytes) -> None:
+    def _route_v2(self, method: str, path: str, body: bytes, query: dict[str, str]) -> None:
         emulator = self.emulator
-        match = v2.JOB.match(path) or v2.ACTIONS.match(path) or v2.SEARCHES.match(path)
-        if match is None or method != ("GET" if match.re is v2.JOB else "POST"):
+        match = (v2.JOB.match(path) or v2.ACTIONS.match(path) or v2.EVENTS.match(path)
+                 or v2.SEARCHES.match(path))
+        if match is None or method != ("GET" if match.re in (v2.JOB, v2.EVENTS) else "POST"):
             self._no_api()
             return
         if match["project"] != emulator.project_id:
@@ -430,6 +431,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(*v2.bad_id(match["id"]))
         elif match.re is v2.JOB:
             self._with_fault([ref], "get", lambda: v2.detail(emulator.store, ref))
+        elif match.re is v2.EVENTS:
+            self._with_fault([ref], "events", lambda: v2.events(emulator.store, ref, query))
         else:
             self._with_fault([ref], "stop", lambda: v2.action(emulator.store, ref, body))
 

@@ -55,7 +55,8 @@ class Fault:
     only).
     Two stops that time out: ``slow`` with when="after" and a ``delay`` past the client's timeout
     is a stop that took effect; ``drop`` with when="before" is one that did not.
-    on: which requests: "stop", "get" (detail and v1 version list) or "any".
+    on: which requests: "stop", "get" (detail and v1 version list), "events" (a v2 job's event
+    log) or "any".
     times: how many requests it applies to; None for all.
     """
 
@@ -72,11 +73,12 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {', '.join(FAULT_KINDS)}")
-        if self.on not in ("stop", "get", "any") or self.when not in ("before", "after"):
-            raise ValueError("fault 'on' must be stop/get/any and 'when' before/after")
+        if self.on not in ("stop", "get", "events", "any") or self.when not in ("before",
+                                                                                "after"):
+            raise ValueError("fault 'on' must be stop/get/events/any and 'when' before/after")
         if self.field not in ("error_msg", "error_message"):
             raise ValueError("fault 'field' must be error_msg or error_message")
-        if self.kind == "stuck" and self.on == "get":
+        if self.kind == "stuck" and self.on in ("get", "events"):
             raise ValueError("a stuck fault applies to stops: 'on' must be stop or any")
 
 
@@ -126,6 +128,12 @@ class Store:
         """The current fields of a v1 version or a v2 job (the API's shape), or None."""
         with self._lock:
             return self._dict(ref)
+
+    def events(self, ref: V2Job) -> list[dict[str, Any]] | None:
+        """A v2 job's events, oldest first (``TrainingJob.events``), or None if unknown."""
+        with self._lock:
+            job = self._training.get(ref.training_job_id)
+            return job.settle(self._clock()).events() if job else None
 
     def stop(self, ref: JobRef) -> dict[str, Any]:
         """Count the call and start the stop; the fields after it (as ``get``).

@@ -2,11 +2,16 @@
 
 Phases: Creating, Pending and Running may be terminated; a terminate makes the job Terminating,
 and Terminated once the stop delay has passed. Pure data and functions; the Store locks.
+
+Each job keeps an event log, as ``GET .../training-jobs/{id}/events`` shows it: "created" and
+"started" from its times, then one entry per change the emulator makes (a terminate, its end, a
+phase set by a test: Completed, Failed, Abnormal). The texts are the emulator's, in the style of
+the console's (huawei-smn.md §5); the real ones are UNCONFIRMED.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 PHASES = ("Creating", "Pending", "Running", "Terminating", "Terminated", "Completed", "Failed",
@@ -15,6 +20,16 @@ STOPPABLE = ("Creating", "Pending", "Running")
 # secondary_phase shown with each phase (the docs call it internal: text only).
 _SECONDARY = {"Pending": "Queuing", "Abnormal": "CreateFailed"}
 MAX_LIMIT = 50
+MAX_EVENTS_LIMIT = 100
+LEVELS = ("Info", "Warning", "Error")
+# What a phase set by a test logs: (level, source, message), each in that order.
+_PHASE_EVENTS = {
+    "Completed": [("Info", "Job", "Training job completed.")],
+    "Failed": [("Error", "Task", "[worker-0] Training finished. Exit code 1."),
+               ("Error", "Job", "Training job failed.")],
+    "Abnormal": [("Error", "Job", "Training job is abnormal.")],
+    "Terminated": [("Info", "Job", "Training job terminated by user.")],
+}
 _FILTER_OPS = {"phase": ("in", "not"), "name": ("like", "in"), "id": ("in",), "kind": ("in",),
                "user_name": ("in",)}
 
@@ -44,6 +59,7 @@ class TrainingJob:
     engine_name: str = "PyTorch"
     engine_version: str = "pytorch_2.1.0-cuda_12.1-py_3.10"
     terminated_at: float | None = None  # clock time when Terminating becomes Terminated
+    log: list[dict[str, Any]] = field(default_factory=list)  # events after creation and start
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -52,6 +68,7 @@ class TrainingJob:
     def settle(self, now: float) -> TrainingJob:
         """A Terminating job whose stop delay has passed is Terminated."""
         if self.terminated_at is not None and now >= self.terminated_at:
+            self._record(self.terminated_at, _PHASE_EVENTS["Terminated"])
             self.phase, self.terminated_at = "Terminated", None
         return self
 
@@ -62,12 +79,29 @@ class TrainingJob:
         self.phase, self.terminated_at = phase, None
         if phase == "Running" and not self.start_time:
             self.start_time = int(now * 1000)
+        self._record(now, _PHASE_EVENTS.get(phase, []))
 
     def terminate(self, now: float, delay: float | None) -> None:
         """Running (or about to) becomes Terminating; Terminated after ``delay`` (None: never)."""
         self.duration = self.running_ms(now)
         self.phase = "Terminating"
         self.terminated_at = None if delay is None else now + delay
+        self._record(now, [("Info", "Job", "Training job is being terminated by user.")])
+
+    def _record(self, at: float, events: list[tuple[str, str, str]]) -> None:
+        """Log ``events`` at clock time ``at`` (s)."""
+        for level, source, message in events:
+            self.log.append({"time": int(at * 1000), "level": level, "message": message,
+                             "source": source})
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event, oldest first."""
+        out = [{"time": self.create_time, "level": "Info", "source": "Job",
+                "message": "Training job created."}]
+        if self.start_time:
+            out.append({"time": self.start_time, "level": "Info", "source": "Job",
+                        "message": "Training job started."})
+        return sorted(out + self.log, key=lambda e: e["time"])
 
     def running_ms(self, now: float) -> int:
         if self.phase == "Running" and self.start_time:
@@ -100,10 +134,35 @@ def from_seed(raw: dict[str, Any], now_ms: int) -> TrainingJob:
     """One ``training_jobs:`` entry of the seed file; missing times are about an hour ago."""
     fields = {k: v for k, v in raw.items() if k in TrainingJob.__dataclass_fields__}
     fields.pop("terminated_at", None)
+    fields.pop("log", None)
     fields.setdefault("create_time", now_ms - 3_600_000)
     if fields.get("phase") == "Running" and "start_time" not in fields:
         fields["start_time"] = now_ms - 3_000_000
-    return TrainingJob(**fields)
+    job = TrainingJob(**fields)
+    ended = (job.start_time or job.create_time) + job.duration   # a seeded end: its events too
+    job._record(ended / 1000, _PHASE_EVENTS.get(job.phase, []))
+    return job
+
+
+def event_page(events: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
+    """A page of GET .../training-jobs/{id}/events: ``offset`` (entries skipped), ``limit``
+    1-100 (default 50), ``order`` asc (default) or desc by time, ``level`` Info|Warning|Error.
+    Raises BadSearch for anything else."""
+    try:
+        offset, limit = int(query.get("offset", 0)), int(query.get("limit", 50))
+    except ValueError:
+        raise BadSearch("offset and limit must be integers") from None
+    order, level = query.get("order", "asc"), query.get("level")
+    if not (0 <= offset <= 100_000 and 1 <= limit <= MAX_EVENTS_LIMIT):
+        raise BadSearch(f"offset must be 0 or more and limit 1-{MAX_EVENTS_LIMIT}")
+    if order not in ("asc", "desc") or (level is not None and level not in LEVELS):
+        raise BadSearch("order must be asc or desc, level Info, Warning or Error")
+    chosen = sorted((e for e in events if level is None or e["level"] == level),
+                    key=lambda e: e["time"])
+    if order == "desc":       # newest first; of two at the same time, the one logged last
+        chosen.reverse()
+    return {"total": len(chosen), "limit": limit, "offset": offset, "order": order,
+            "events": chosen[offset : offset + limit]}
 
 
 def search(jobs: list[dict[str, Any]], body: object) -> dict[str, Any]:

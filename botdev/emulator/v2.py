@@ -15,11 +15,12 @@ from typing import Any
 
 from bot.modelarts.refs import V2_ID, V2Job
 from botdev.emulator.state import StopRefused, Store
-from botdev.emulator.training import BadSearch, search
+from botdev.emulator.training import BadSearch, event_page, search
 
 _V2 = r"^/v2/(?P<project>[^/]+)"
 JOB = re.compile(_V2 + r"/training-jobs/(?P<id>[^/]+)$")
 ACTIONS = re.compile(_V2 + r"/training-jobs/(?P<id>[^/]+)/actions$")
+EVENTS = re.compile(_V2 + r"/training-jobs/(?P<id>[^/]+)/events$")
 SEARCHES = re.compile(_V2 + r"/training-job-searches$")
 
 Reply = tuple[int, dict[str, Any]]
@@ -47,6 +48,17 @@ def not_found(ref: V2Job) -> Reply:
 def detail(store: Store, ref: V2Job) -> Reply:
     job = store.get(ref)
     return (200, job) if job else not_found(ref)
+
+
+def events(store: Store, ref: V2Job, query: dict[str, str]) -> Reply:
+    """GET .../training-jobs/{id}/events (botdev.emulator.training.event_page)."""
+    found = store.events(ref)
+    if found is None:
+        return not_found(ref)
+    try:
+        return 200, event_page(found, query)
+    except BadSearch as exc:
+        return error(400, "ModelArts.2788", f"Invalid parameter: {exc}")
 
 
 def action(store: Store, ref: V2Job, body: bytes) -> Reply:
