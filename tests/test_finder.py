@@ -504,7 +504,7 @@ class TestShell:
         assert ("(only visible to you) *5 running jobs you may stop* matching `team-a-*`:"
                 in listed_)
         assert "(training_job_id 6b3e1f2a-9c4d-4e8f-a1b2-c3d4e5f60718)" in listed_
-        assert "ap3 · *team-a-bert-ap3*" in listed_      # the shell's second project
+        assert "ap3 · *team-a-bert-ap3" in listed_       # the shell's second project (linked)
         assert "[3] Stop" in listed_ and "[5] Stop" in listed_
         clicked = after(done.stdout, "U0YOU> 3")
         assert "#1 in C0SHELL:" in clicked and "asks to stop *team-a-llama-sft*" in clicked

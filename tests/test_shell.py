@@ -237,7 +237,7 @@ def test_home_shows_the_tab_and_its_stop_leads_to_a_stop_in_the_dm(redis_url, tm
     assert "*9 running jobs you may stop:*" in home and "[1] Stop" in home
     assert ":lock: *team-a-llama-sft*" in home and "*Your open requests:* none." in home
     asked = after(out, "U0YOU> 1")
-    assert "#1 in D0YOU:" in asked and "asks to stop ap3 · *team-b-yolov8*" in asked
+    assert "#1 in D0YOU:" in asked and "asks to stop ap3 · *team-b-yolov8 (https://" in asked
     assert "[10] Confirm stop   [11] Cancel" in asked
     assert "waiting for your confirmation in the bot's Messages tab" in asked
     stopped = after(out, "U0YOU> 10")
