@@ -64,3 +64,24 @@ class TestKeys:
 
         with pytest.raises(ConfigError, match="REDIS_KEY_PREFIX may not contain"):
             load_settings(REDIS_KEY_PREFIX="{bot}:")
+
+
+class TestRecordsAcrossVersions:
+    """A rolling upgrade: a record written by a newer replica (a field this one does not know)
+    is read, the unknown field left."""
+
+    def test_a_confirmation_with_a_field_from_a_newer_version(self):
+        import json
+
+        from bot.flow.confirmations import Confirmation
+
+        ref = V2Job("3faf5c03-aaa1-4cbe-879d-24b05d997347")
+        c = Confirmation("c1", "U1", "C1", "1.1", "1.1", ref, "team-a-x", 1700000000.0)
+        newer = json.dumps({**json.loads(c.to_json()), "field_of_v9": {"x": 1}})
+        assert Confirmation.from_json(newer) == c
+
+    def test_an_alert_with_a_field_from_a_newer_version(self):
+        from bot.alerts.parse import Alert
+
+        alert = Alert("C1", V1Job(182626, 278813), "team-a-resnet", "RUNNING", "loss is NaN")
+        assert Alert.from_dict({**alert.to_dict(), "field_of_v9": 1}) == alert

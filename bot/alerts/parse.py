@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.core.errors import InvalidIdError
+from bot.core.records import known
 from bot.modelarts.refs import (
     DEFAULT,
     JobRef,
@@ -80,7 +81,7 @@ class Alert:
     @classmethod
     def from_dict(cls, data: dict) -> Alert:
         ref = data.get("ref")
-        return cls(**{**data, "ref": parse_ref(ref) if ref else None})
+        return cls(**{**known(cls, data), "ref": parse_ref(ref) if ref else None})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Alert:

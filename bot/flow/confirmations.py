@@ -21,6 +21,7 @@ from enum import StrEnum
 import redis
 
 from bot.core.keys import Keys
+from bot.core.records import known
 from bot.flow.audit import AUDIT_LUA, Audit
 from bot.flow.claims import CLAIM_LUA, Claim, Claims
 from bot.modelarts.refs import JobRef, parse_ref
@@ -246,8 +247,9 @@ class Confirmation:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Confirmation:
-        """Records made before a field existed take its default."""
-        data = json.loads(raw)
+        """Records made before a field existed take its default; fields of a newer version are
+        left (bot.core.records)."""
+        data = known(cls, json.loads(raw))
         return cls(**{**data, "ref": parse_ref(data["ref"]),
                       "approvers": tuple(data.get("approvers") or ())})
 
