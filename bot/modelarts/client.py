@@ -76,7 +76,8 @@ class _Answer:
 
 
 class ModelArtsClient:
-    """One project's ModelArts (bot.modelarts.projects): jobs it reads carry its ``name``."""
+    """One project's ModelArts (bot.core.projects; bot.modelarts.fleet holds them all): the
+    jobs it reads carry its ``name``."""
 
     def __init__(
         self, endpoint: str, project_id: str, auth: Auth, session: requests.Session, timeout: float,

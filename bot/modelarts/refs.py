@@ -5,7 +5,7 @@ code that must differ (the ModelArts client, the emulator, the status words) dis
 ``match``. Each variant prints itself, goes into a button value or a Redis key part (``key``) and
 parses back (``parse_ref``), always validated: a button value is user input.
 
-A ref names its project (bot.modelarts.projects). ``DEFAULT`` is the one project of a
+A ref names its project (bot.core.projects). ``DEFAULT`` is the one project of a
 single-project configuration, and, with several projects, "wherever it is": a bare id typed by a
 user, an alert naming no project, or a button made before the upgrade, looked up in every
 project. Its key is the old one (``v2:ID``, ``v1:JOB:VERSION``), so keys and buttons made before
