@@ -93,7 +93,7 @@ def secret_bot(request, bot_settings, slack_api, emulator):
     settings = bot_settings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING,
                             ALERTS_TOKEN=ALERTS, ALERTS_CHANNEL="C0ALERTS",
                             ALERT_POST_INTERVAL_SECONDS=0, MODELARTS_TIMEOUT_SECONDS=0.5,
-                            **auth)
+                            STOP_VERIFY_INTERVAL_SECONDS=0.2, **auth)
     bot = create_bot(settings, session=requests.Session())
     server = AlertBot(create_wsgi(bot, routes(bot)), slack_api, secret=SIGNING)
     server.bot = bot
