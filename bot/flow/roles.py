@@ -124,12 +124,25 @@ def _protected(raw: object, jobs: dict, source: str) -> tuple[Protection, ...]:
     return tuple(out)
 
 
-def load_roles(path: str) -> Roles:
+def read_roles_file(path: str) -> bytes:
+    """The file's bytes; ConfigError when it cannot be read."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"ROLES_FILE: cannot read {path} ({exc.strerror})") from None
+
+
+def parse_roles_bytes(data: bytes, path: str) -> Roles:
+    """``data`` (a roles file's bytes) parsed; ConfigError says where it is wrong."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     return parse_roles(text, source=path)
+
+
+def load_roles(path: str) -> Roles:
+    return parse_roles_bytes(read_roles_file(path), path)
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from bot.core import metrics
 from bot.core.errors import ConfigError
-from bot.flow.roles import Roles, parse_roles
+from bot.flow.roles import Roles, parse_roles_bytes, read_roles_file
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
@@ -57,20 +56,13 @@ class Loaded:
 
 def read(path: str) -> tuple[bytes, str]:
     """The file's bytes and their sha256; ConfigError when it cannot be read."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"ROLES_FILE: cannot read {path} ({exc.strerror})") from None
+    data = read_roles_file(path)
     return data, hashlib.sha256(data).hexdigest()
 
 
 def parse(path: str, data: bytes, sha256: str) -> Loaded:
     """``data`` parsed as a roles file; ConfigError says where it is wrong."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    return Loaded(parse_roles(text, source=path), sha256, time.time())
+    return Loaded(parse_roles_bytes(data, path), sha256, time.time())
 
 
 def load(path: str) -> Loaded:
