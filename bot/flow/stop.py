@@ -145,7 +145,7 @@ class StopFlow:
                 thread_ts: str | None = None, alert_ts: str | None = None,
                 reason: str = "") -> Confirmation | None:
         """Post a confirmation request, or tell the user why not. Returns what was stored."""
-        where = {"user": user, "channel": channel, **job_fields(ref)}
+        where = {"user": user, "channel": channel, **ref_fields(ref)}
         found = self.modelarts.lookup(ref)
         if isinstance(found, Failure):
             decision("failed", **where, outcome="lookup_failed", error_code=found.error_code)
@@ -270,7 +270,7 @@ class StopFlow:
         if verdict is not None and not verdict.allowed:
             who = (f"a role among {b.roles_list(c.approvers)} that allows it" if c.approvers
                    else "a role that allows it")
-            decision("denied", user=user, channel=click.channel, **job_fields(c.ref),
+            decision("denied", user=user, channel=click.channel, **ref_fields(c.ref),
                      confirmation=c.id, outcome="not_approver")
             self.store.audit.write("denied", c, user=user, outcome="not_approver")
             notify(f"You can't approve this stop: approving {b.job_ref(c.job_name, c.ref, c.link)} "
@@ -286,7 +286,7 @@ class StopFlow:
     def _awaiting(self, c: Confirmation, user: str) -> None:
         """A protected job's requester confirmed: now it waits for a second person."""
         self._update(c.channel, c.ts, *b.awaiting(c, user))
-        decision("confirmed", user=user, channel=c.channel, **job_fields(c.ref),
+        decision("confirmed", user=user, channel=c.channel, **ref_fields(c.ref),
                  confirmation=c.id, outcome="awaiting_approval")
         if c.alert_ts and self.alerts:
             self.alerts.requested(c, f"Stop confirmed by {b.mention(user)}, waiting for a "
@@ -295,7 +295,7 @@ class StopFlow:
     def _stop(self, c: Confirmation, user: str, fetched: dict, owe: Owe | None,
               approver: str | None = None) -> StopOutcome | None:
         """Consumed: re-check the requester's role, stop, report."""
-        where = {"user": user, "channel": c.channel, **job_fields(c.ref), "confirmation": c.id}
+        where = {"user": user, "channel": c.channel, **ref_fields(c.ref), "confirmation": c.id}
         try:
             verdict = self.roles.check(c.requester, c.job_name, fetched, project=c.ref.project)
         except redis.RedisError:
@@ -350,7 +350,7 @@ class StopFlow:
                        "stop_requested" if outcome.is_success else "stop_failed")
         result = {"outcome": verdict, "error_code": outcome.error_code,
                   "http_status": outcome.http_status, "approver": approver}
-        decision(event, user=user, channel=c.channel, **job_fields(c.ref), confirmation=c.id,
+        decision(event, user=user, channel=c.channel, **ref_fields(c.ref), confirmation=c.id,
                  **result)
         # The audit entry rides the owed reply's DONE (bot.flow.outcomes).
         entry = self.store.audit.entry(event, c, user=user, request_id=outcome.request_id,
@@ -396,7 +396,7 @@ class StopFlow:
             c, f"Cancelled by {b.mention(user)}. Nothing was stopped."))
         if c.alert_ts and self.alerts:
             self.alerts.requested(c, "")
-        decision("cancelled", user=user, channel=c.channel, **job_fields(c.ref),
+        decision("cancelled", user=user, channel=c.channel, **ref_fields(c.ref),
                  confirmation=cid)
 
     def _consume(self, click: Click, state: str, also_get: Sequence[str] = (),
@@ -454,8 +454,4 @@ class StopFlow:
     def _post(self, channel: str, text: str, thread_ts: str | None = None) -> None:
         self.slack.post(channel, text, thread_ts=thread_ts)
 
-
-def job_fields(ref: JobRef) -> dict[str, object]:
-    """The job's fields for a decision line: api, its ids, its project."""
-    return ref_fields(ref)
 
